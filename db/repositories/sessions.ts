@@ -1,0 +1,234 @@
+/**
+ * Sessions and their refresh tokens. Every write that must be all-or-nothing (a login's
+ * session + first token, a rotation) is one synchronous better-sqlite3 transaction: no await
+ * inside, so nothing else can interleave and a crash leaves either the old or the new state.
+ * Hashing, HMAC and JWT signing happen in the caller, outside the transaction.
+ *
+ * The methods are async so that a PostgreSQL implementation can stand behind the same shape.
+ */
+import { and, desc, eq, gt, isNull, lte, ne, or, sql } from 'drizzle-orm'
+import type { Db } from '../client.js'
+import { refreshTokens, sessions, users } from '../schema.js'
+
+export interface SessionRow {
+  id: string
+  userId: string
+  createdAt: Date
+  lastUsedAt: Date
+  expiresAt: Date
+  refreshExpiresAt: Date
+  userAgent: string | null
+  ip: string | null
+  revokedAt: Date | null
+  revokedReason: string | null
+}
+
+export interface TokenRow {
+  id: number
+  sessionId: string
+  createdAt: Date
+  expiresAt: Date
+  spentAt: Date | null
+}
+
+export interface SessionUser {
+  id: string
+  username: string
+  roles: string[]
+  disabled: boolean
+}
+
+export interface TokenLookup {
+  token: TokenRow
+  session: SessionRow
+  user: SessionUser
+}
+
+export interface NewSession {
+  id: string
+  userId: string
+  userAgent: string | null
+  ip: string | null
+  now: Date
+  expiresAt: Date
+  tokenHash: Buffer
+  tokenExpiresAt: Date
+}
+
+export interface Rotation {
+  parentId: number
+  sessionId: string
+  tokenHash: Buffer
+  expiresAt: Date
+  now: Date
+}
+
+export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
+
+export function createSessionsRepository (db: Db) {
+  const lookupByHash = db.select({
+    token: {
+      id: refreshTokens.id,
+      sessionId: refreshTokens.sessionId,
+      createdAt: refreshTokens.createdAt,
+      expiresAt: refreshTokens.expiresAt,
+      spentAt: refreshTokens.spentAt
+    },
+    session: sessions,
+    user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled }
+  })
+    .from(refreshTokens)
+    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(eq(refreshTokens.tokenHash, sql.placeholder('hash')))
+    .prepare()
+
+  const liveSession = db.select({
+    session: sessions,
+    user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled }
+  })
+    .from(sessions)
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(and(
+      eq(sessions.id, sql.placeholder('sid')),
+      isNull(sessions.revokedAt),
+      sql`${sessions.expiresAt} > ${sql.placeholder('now')}`,
+      sql`${sessions.refreshExpiresAt} > ${sql.placeholder('now')}`
+    ))
+    .prepare()
+
+  const spend = db.update(refreshTokens)
+    .set({ spentAt: sql`${sql.placeholder('now')}` })
+    .where(and(eq(refreshTokens.id, sql.placeholder('id')), isNull(refreshTokens.spentAt)))
+    .prepare()
+  const insertToken = db.insert(refreshTokens).values({
+    tokenHash: sql.placeholder('hash'),
+    sessionId: sql.placeholder('sessionId'),
+    parentId: sql.placeholder('parentId'),
+    createdAt: sql.placeholder('now'),
+    expiresAt: sql.placeholder('expiresAt')
+  }).returning({ id: refreshTokens.id }).prepare()
+  const linkSuccessor = db.update(refreshTokens)
+    .set({ successorId: sql`${sql.placeholder('successorId')}` })
+    .where(eq(refreshTokens.id, sql.placeholder('id')))
+    .prepare()
+  const touchSession = db.update(sessions)
+    .set({ lastUsedAt: sql`${sql.placeholder('now')}`, refreshExpiresAt: sql`${sql.placeholder('expiresAt')}` })
+    .where(eq(sessions.id, sql.placeholder('sessionId')))
+    .prepare()
+
+  // Placeholders compared with or inserted into timestamp columns take Dates (Drizzle maps
+  // them); those inside raw sql`` take epoch milliseconds.
+  const rotateTx = (r: Rotation): 'rotated' | 'already_spent' => db.transaction(() => {
+    const now = r.now.getTime()
+    // Conditional on spent_at IS NULL: of two racing rotations only one may win.
+    if (spend.run({ id: r.parentId, now }).changes === 0) return 'already_spent'
+    const inserted = insertToken.get({ hash: r.tokenHash, sessionId: r.sessionId, parentId: r.parentId, now: r.now, expiresAt: r.expiresAt })
+    linkSuccessor.run({ id: r.parentId, successorId: inserted!.id })
+    touchSession.run({ sessionId: r.sessionId, now, expiresAt: r.expiresAt.getTime() })
+    return 'rotated'
+  }, { behavior: 'immediate' })
+
+  const live = (now: Date) => and(
+    isNull(sessions.revokedAt),
+    gt(sessions.expiresAt, now),
+    gt(sessions.refreshExpiresAt, now)
+  )
+
+  return {
+    /** A login: the session and its first refresh token, together or not at all. */
+    async start (s: NewSession): Promise<void> {
+      db.transaction((tx) => {
+        tx.insert(sessions).values({
+          id: s.id,
+          userId: s.userId,
+          createdAt: s.now,
+          lastUsedAt: s.now,
+          expiresAt: s.expiresAt,
+          refreshExpiresAt: s.tokenExpiresAt,
+          userAgent: s.userAgent,
+          ip: s.ip
+        }).run()
+        tx.insert(refreshTokens).values({
+          tokenHash: s.tokenHash,
+          sessionId: s.id,
+          createdAt: s.now,
+          expiresAt: s.tokenExpiresAt
+        }).run()
+      }, { behavior: 'immediate' })
+    },
+
+    async findByTokenHash (hash: Buffer): Promise<TokenLookup | null> {
+      return lookupByHash.get({ hash }) ?? null
+    },
+
+    /**
+     * Spends the parent token and stores its successor, in one transaction. Answers
+     * 'already_spent' (and changes nothing) when another request spent the parent first.
+     */
+    async rotate (r: Rotation): Promise<'rotated' | 'already_spent'> {
+      return rotateTx(r)
+    },
+
+    /** The session when it is live (not revoked, not past either expiry), with its user. */
+    async findLive (sessionId: string, now: Date): Promise<{ session: SessionRow, user: SessionUser } | null> {
+      return liveSession.get({ sid: sessionId, now: now.getTime() }) ?? null
+    },
+
+    async listLive (userId: string, now: Date): Promise<SessionRow[]> {
+      return db.select().from(sessions)
+        .where(and(eq(sessions.userId, userId), live(now)))
+        .orderBy(desc(sessions.lastUsedAt))
+        .all()
+    },
+
+    /** Ends one session; true when it was not already ended. */
+    async revoke (sessionId: string, reason: RevokeReason, now: Date, userId?: string): Promise<boolean> {
+      const where = userId === undefined
+        ? and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))
+        : and(eq(sessions.id, sessionId), eq(sessions.userId, userId), live(now))
+      return db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(where).run().changes > 0
+    },
+
+    /** Ends every session of a user, optionally but one; returns how many were ended. */
+    async revokeAllForUser (userId: string, reason: RevokeReason, now: Date, exceptSessionId?: string): Promise<number> {
+      const where = exceptSessionId === undefined
+        ? and(eq(sessions.userId, userId), isNull(sessions.revokedAt))
+        : and(eq(sessions.userId, userId), isNull(sessions.revokedAt), ne(sessions.id, exceptSessionId))
+      return db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(where).run().changes
+    },
+
+    /**
+     * Deletes, in batches, refresh tokens past their expiry and sessions that ended before
+     * `endedBefore` (their tokens go with them through ON DELETE CASCADE). Short transactions
+     * keep the write lock free for requests in between.
+     */
+    async pruneExpired (now: Date, endedBefore: Date, batchSize = 1000): Promise<{ tokens: number, sessions: number }> {
+      let tokens = 0
+      let ended = 0
+      for (;;) {
+        const n = db.delete(refreshTokens).where(sql`${refreshTokens.id} IN (SELECT id FROM ${refreshTokens} WHERE ${lte(refreshTokens.expiresAt, now)} LIMIT ${batchSize})`).run().changes
+        tokens += n
+        if (n < batchSize) break
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      for (;;) {
+        const n = db.delete(sessions).where(sql`${sessions.id} IN (SELECT id FROM ${sessions} WHERE ${or(
+          lte(sessions.revokedAt, endedBefore),
+          lte(sessions.expiresAt, endedBefore),
+          lte(sessions.refreshExpiresAt, endedBefore)
+        )} LIMIT ${batchSize})`).run().changes
+        ended += n
+        if (n < batchSize) break
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      return { tokens, sessions: ended }
+    },
+
+    async countLive (now: Date): Promise<number> {
+      return db.select({ n: sql<number>`count(*)` }).from(sessions).where(live(now)).get()?.n ?? 0
+    }
+  }
+}
+
+export type SessionsRepository = ReturnType<typeof createSessionsRepository>

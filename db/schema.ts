@@ -1,0 +1,85 @@
+/**
+ * The service's tables. Timestamps are stored as integer milliseconds since the epoch
+ * (Drizzle's `timestamp_ms` mode maps them to `Date`), which keeps comparisons in SQL cheap
+ * and exact.
+ *
+ * Secrets never appear here in a usable form: passwords as argon2id PHC strings, refresh
+ * tokens as SHA-256 digests of their 256-bit secret, private signing keys as (optionally
+ * encrypted) PKCS#8.
+ */
+import { sql } from 'drizzle-orm'
+import { blob, index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
+
+export const users = sqliteTable('users', {
+  id: text('id').primaryKey(),
+  /** As registered (after NFKC and trimming), shown back to the user. */
+  username: text('username').notNull(),
+  /** Lower-cased form: uniqueness is case-insensitive. */
+  usernameKey: text('username_key').notNull(),
+  passwordHash: text('password_hash').notNull(),
+  /** JSON array of role names. */
+  roles: text('roles', { mode: 'json' }).$type<string[]>().notNull(),
+  disabled: integer('disabled', { mode: 'boolean' }).notNull().default(false),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
+  passwordChangedAt: integer('password_changed_at', { mode: 'timestamp_ms' }).notNull()
+}, (t) => [uniqueIndex('users_username_key_unique').on(t.usernameKey)])
+
+/** One row per login. Its id is the `sid` claim of every access token issued for it. */
+export const sessions = sqliteTable('sessions', {
+  id: text('id').primaryKey(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  lastUsedAt: integer('last_used_at', { mode: 'timestamp_ms' }).notNull(),
+  /** Absolute end of the session: login time + SESSION_MAX_AGE. Never extended. */
+  expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
+  /** Expiry of the session's current refresh token (sliding); the session idles out with it. */
+  refreshExpiresAt: integer('refresh_expires_at', { mode: 'timestamp_ms' }).notNull(),
+  userAgent: text('user_agent'),
+  ip: text('ip'),
+  revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+  revokedReason: text('revoked_reason')
+}, (t) => [
+  index('sessions_user_id_idx').on(t.userId),
+  index('sessions_expires_at_idx').on(t.expiresAt)
+])
+
+export const refreshTokens = sqliteTable('refresh_tokens', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  /** SHA-256 of the token's secret; the token itself is never stored. */
+  tokenHash: blob('token_hash', { mode: 'buffer' }).notNull(),
+  sessionId: text('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
+  parentId: integer('parent_id'),
+  successorId: integer('successor_id'),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
+  spentAt: integer('spent_at', { mode: 'timestamp_ms' })
+}, (t) => [
+  uniqueIndex('refresh_tokens_token_hash_unique').on(t.tokenHash),
+  index('refresh_tokens_session_id_idx').on(t.sessionId),
+  index('refresh_tokens_expires_at_idx').on(t.expiresAt)
+])
+
+/**
+ * The signing-key ring. `state` is one of next (published, not yet signing), current
+ * (signing), retired (published until `removeAfter`, when its last token has expired).
+ */
+export const signingKeys = sqliteTable('signing_keys', {
+  kid: text('kid').primaryKey(),
+  alg: text('alg').notNull(),
+  state: text('state', { enum: ['next', 'current', 'retired'] }).notNull(),
+  publicJwk: text('public_jwk', { mode: 'json' }).$type<Record<string, unknown>>(),
+  /** PKCS#8 PEM, or `enc:v1:` + AES-256-GCM ciphertext when KEY_ENCRYPTION_KEY is set. */
+  privateKey: text('private_key').notNull(),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  activatesAt: integer('activates_at', { mode: 'timestamp_ms' }).notNull(),
+  retiredAt: integer('retired_at', { mode: 'timestamp_ms' }),
+  removeAfter: integer('remove_after', { mode: 'timestamp_ms' })
+}, (t) => [index('signing_keys_state_idx').on(t.state)])
+
+/** Small server-side secrets generated on first start (e.g. the refresh-token derivation key). */
+export const serverSecrets = sqliteTable('server_secrets', {
+  name: text('name').primaryKey(),
+  value: blob('value', { mode: 'buffer' }).notNull(),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull().default(sql`(unixepoch() * 1000)`)
+})

@@ -1,0 +1,90 @@
+/** Register, me and password change. */
+import { randomUUID } from 'node:crypto'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { checkUsername, usernameKey } from '../../src/auth/credentials.js'
+import {
+  AccessTokenInvalid, InvalidCurrentPassword, InvalidUsername, RegistrationDisabled, UsernameTaken, WeakPassword
+} from '../../src/errors.js'
+import { PasswordInput, UserSchema, UsernameInput, errors, userView } from '../schemas.js'
+import { routeLimit } from './limits.js'
+
+const RegisterBody = Type.Object({ username: UsernameInput, password: PasswordInput }, { additionalProperties: false })
+const PasswordBody = Type.Object({ currentPassword: PasswordInput, newPassword: PasswordInput }, { additionalProperties: false })
+
+const account: FastifyPluginAsyncTypebox = async (app) => {
+  const { config, repos, passwords, passwordPolicy } = app
+
+  app.post('/register', {
+    schema: {
+      summary: 'Create an account',
+      description: 'Usernames: 3 to 64 letters, digits and . _ - @ + after NFKC and trimming, unique case-insensitively. Passwords: PASSWORD_MIN_LENGTH to 256 characters, not on the common-password list, no composition rules.',
+      tags: ['account'],
+      body: RegisterBody,
+      response: { 201: UserSchema, ...errors(400, 403, 409, 415, 429) }
+    },
+    config: { rateLimit: routeLimit(config, config.rateLimit.register) }
+  }, async (request, reply) => {
+    if (!config.allowRegistration) throw new RegistrationDisabled()
+    const username = checkUsername(request.body.username)
+    if (!username.ok) throw new InvalidUsername(username.message)
+    const password = passwordPolicy.check(request.body.password)
+    if (!password.ok) throw new WeakPassword(password.message)
+
+    const now = new Date()
+    const user = await repos.users.insert({
+      id: randomUUID(),
+      username: username.value,
+      usernameKey: usernameKey(username.value),
+      passwordHash: await passwords.hash(password.value),
+      roles: ['user'],
+      now
+    })
+    if (user === null) throw new UsernameTaken()
+    request.log.info({ userId: user.id }, 'registered')
+    return reply.code(201).send(userView(user))
+  })
+
+  app.get('/me', {
+    schema: {
+      summary: 'The caller\'s account',
+      tags: ['account'],
+      security: [{ bearerAuth: [] }],
+      response: { 200: UserSchema, ...errors(401) }
+    },
+    onRequest: app.authenticate
+  }, async (request) => {
+    const user = await repos.users.findById(request.principal!.userId)
+    if (user === null) throw new AccessTokenInvalid()
+    return userView(user)
+  })
+
+  app.post('/password', {
+    schema: {
+      summary: 'Change the caller\'s password',
+      description: 'Every other session of the user ends; the calling session stays.',
+      tags: ['account'],
+      security: [{ bearerAuth: [] }],
+      body: PasswordBody,
+      response: { 204: Type.Null(), ...errors(400, 401, 403, 415, 429) }
+    },
+    // Guessing the current password with a stolen access token is limited like login.
+    config: { rateLimit: routeLimit(config, config.rateLimit.login) },
+    onRequest: app.authenticate
+  }, async (request, reply) => {
+    const { userId, sessionId } = request.principal!
+    const next = passwordPolicy.check(request.body.newPassword)
+    if (!next.ok) throw new WeakPassword(next.message)
+    const user = await repos.users.findById(userId)
+    if (user === null) throw new AccessTokenInvalid()
+    if (!await passwords.verify(user.passwordHash, request.body.currentPassword.normalize('NFKC'))) throw new InvalidCurrentPassword()
+
+    const now = new Date()
+    await repos.users.updatePasswordHash(userId, await passwords.hash(next.value), now, true)
+    const ended = await repos.sessions.revokeAllForUser(userId, 'password_change', now, sessionId)
+    request.log.info({ userId, endedSessions: ended }, 'password changed')
+    return reply.code(204).send(null)
+  })
+}
+
+export default account

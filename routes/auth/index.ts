@@ -1,0 +1,18 @@
+/** Everything under /api/auth. Responses here are personal: none may be stored by a cache. */
+import type { FastifyPluginAsync } from 'fastify'
+import account from './account.js'
+import { createRefreshTransport } from './refresh-transport.js'
+import sessions from './sessions.js'
+import tokens from './tokens.js'
+
+const auth: FastifyPluginAsync = async (app) => {
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+  })
+  const transport = createRefreshTransport(app.config)
+  await app.register(account)
+  await app.register(tokens, { transport })
+  await app.register(sessions)
+}
+
+export default auth

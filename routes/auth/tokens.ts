@@ -1,0 +1,139 @@
+/** Login, refresh, logout and logout-all: the endpoints that issue and end sessions. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import type { RotateFailure } from '../../src/auth/sessions.js'
+import { normalizeUsername, usernameKey } from '../../src/auth/credentials.js'
+import {
+  InvalidCredentials, RateLimited, RefreshTokenExpired, RefreshTokenInvalid, RefreshTokenMissing, SessionRevoked, TokenReused
+} from '../../src/errors.js'
+import { PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
+import { routeLimit } from './limits.js'
+import type { RefreshTransport } from './refresh-transport.js'
+
+const LoginBody = Type.Object({
+  username: UsernameInput,
+  password: PasswordInput,
+  transport: Type.Optional(Transport)
+}, { additionalProperties: false })
+
+const RefreshBody = Type.Object({
+  refreshToken: Type.Optional(RefreshTokenInput)
+}, { additionalProperties: false })
+
+/** Refresh and logout take an optional body: a cookie-mode request may send none at all. */
+async function emptyBodyIsObject (request: { body: unknown }): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {}
+}
+
+const rotateErrors: Record<RotateFailure, () => Error> = {
+  malformed: () => new RefreshTokenInvalid(),
+  unknown: () => new RefreshTokenInvalid(),
+  expired: () => new RefreshTokenExpired(),
+  revoked: () => new SessionRevoked(),
+  reused: () => new TokenReused()
+}
+
+const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (app, { transport }) => {
+  const { config, repos, passwords, sessionManager, loginThrottle } = app
+
+  app.post('/login', {
+    schema: {
+      summary: 'Log in with username and password',
+      description: 'Starts a session. Cookie mode (default) sets the httpOnly refresh cookie; `"transport": "body"` returns `refreshToken` in the body instead. Unknown user and wrong password get one identical 401.',
+      tags: ['tokens'],
+      body: LoginBody,
+      response: { 200: TokenResponseSchema, ...errors(400, 401, 403, 415, 429) }
+    },
+    config: { rateLimit: routeLimit(config, config.rateLimit.login) }
+  }, async (request, reply) => {
+    const now = new Date()
+    const mode = request.body.transport ?? config.refresh.transportDefault
+    if (mode === 'cookie') transport.checkOrigin(request)
+
+    const key = usernameKey(normalizeUsername(request.body.username))
+    const retryAfter = loginThrottle.retryAfter(key, now)
+    if (retryAfter > 0) {
+      reply.header('retry-after', retryAfter)
+      throw new RateLimited(String(retryAfter))
+    }
+    const password = request.body.password.normalize('NFKC')
+    const user = await repos.users.findByUsernameKey(key)
+    // Unknown users cost one verification too, so that timing does not tell them apart.
+    const valid = user === null ? await passwords.verifyDummy(password) : await passwords.verify(user.passwordHash, password)
+    if (user === null || !valid || user.disabled) {
+      loginThrottle.recordFailure(key, now)
+      request.log.info({ outcome: 'failure' }, 'login failed')
+      throw new InvalidCredentials()
+    }
+    loginThrottle.reset(key)
+    if (passwords.needsRehash(user.passwordHash)) {
+      await repos.users.updatePasswordHash(user.id, await passwords.hash(password), now, false)
+    }
+
+    const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now)
+    const access = app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
+    request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
+    return transport.send(reply, mode, { ...access, ...issued }, now)
+  })
+
+  app.post('/refresh', {
+    schema: {
+      summary: 'Rotate the refresh token',
+      description: 'Spends the presented refresh token (cookie, or `refreshToken` in the body) and returns a new one with a new access token. A token re-presented within REFRESH_REUSE_INTERVAL gets the same new token; later, the whole session is ended.',
+      tags: ['tokens'],
+      body: RefreshBody,
+      response: { 200: TokenResponseSchema, ...errors(400, 401, 403, 415, 429) }
+    },
+    config: { rateLimit: routeLimit(config, config.rateLimit.refresh) },
+    preValidation: emptyBodyIsObject
+  }, async (request, reply) => {
+    const now = new Date()
+    const { token, mode } = transport.read(request)
+    if (token === undefined) throw new RefreshTokenMissing()
+    const result = await sessionManager.rotate(token, now)
+    if (!result.ok) {
+      if (mode === 'cookie') transport.clear(reply)
+      request.log.info({ reason: result.reason, sessionId: result.sessionId }, 'refresh refused')
+      throw rotateErrors[result.reason]()
+    }
+    const access = app.issueAccessToken({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles }, now)
+    return transport.send(reply, mode, { ...access, ...result }, now)
+  })
+
+  app.post('/logout', {
+    schema: {
+      summary: 'End the session of a refresh token',
+      description: 'Ends the session the presented refresh token belongs to and clears the cookie. Answers 204 also when no token or an unknown one is presented.',
+      tags: ['tokens'],
+      body: RefreshBody,
+      response: { 204: Type.Null(), ...errors(400, 403, 415) }
+    },
+    preValidation: emptyBodyIsObject
+  }, async (request, reply) => {
+    const { token, mode } = transport.read(request)
+    if (token !== undefined) {
+      const ended = await sessionManager.endByToken(token, 'logout', new Date())
+      if (ended !== null) request.log.info(ended, 'logout')
+    }
+    if (mode === 'cookie') transport.clear(reply)
+    return reply.code(204).send(null)
+  })
+
+  app.post('/logout-all', {
+    schema: {
+      summary: 'End every session of the caller',
+      tags: ['tokens'],
+      security: [{ bearerAuth: [] }],
+      response: { 204: Type.Null(), ...errors(401) }
+    },
+    onRequest: app.authenticate
+  }, async (request, reply) => {
+    const { userId } = request.principal!
+    const count = await repos.sessions.revokeAllForUser(userId, 'logout_all', new Date())
+    request.log.info({ userId, count }, 'logout-all')
+    transport.clear(reply)
+    return reply.code(204).send(null)
+  })
+}
+
+export default tokens

@@ -1,0 +1,43 @@
+/** Shared, bounded schema primitives and the response shapes used by several routes. */
+import { Type, type Static } from 'typebox'
+
+export const ErrorSchema = Type.Object({
+  statusCode: Type.Integer({ minimum: 400, maximum: 599 }),
+  code: Type.String({ pattern: '^[A-Z][A-Z0-9_]*$', description: 'Stable SCREAMING_SNAKE error code' }),
+  message: Type.String()
+}, { $id: 'Error', description: 'Every error response' })
+
+export const errorRef = Type.Ref('Error')
+
+/** Error responses for the given statuses, for a route's `response` map. */
+export function errors (...statuses: number[]): Record<number, typeof errorRef> {
+  return Object.fromEntries(statuses.map((s) => [s, errorRef]))
+}
+
+// Bounds are generous for login (the server answers "invalid credentials" for anything that is
+// not an account) and exact for register; the maximum password length is enforced before any
+// hashing, so a huge password costs nothing.
+export const UsernameInput = Type.String({ minLength: 1, maxLength: 256, description: '3 to 64 letters, digits and . _ - @ + (after NFKC and trimming)' })
+export const PasswordInput = Type.String({ minLength: 1, maxLength: 256, description: 'At most 256 characters; the minimum is PASSWORD_MIN_LENGTH (default 12)' })
+export const RefreshTokenInput = Type.String({ minLength: 1, maxLength: 512, description: 'A refresh token from a body-mode login or refresh' })
+export const Transport = Type.Union([Type.Literal('cookie'), Type.Literal('body')], { description: 'Where the refresh token travels (default REFRESH_TRANSPORT_DEFAULT)' })
+
+export const UserSchema = Type.Object({
+  id: Type.String(),
+  username: Type.String(),
+  roles: Type.Array(Type.String()),
+  createdAt: Type.String({ format: 'date-time' })
+}, { $id: 'User' })
+
+export const TokenResponseSchema = Type.Object({
+  accessToken: Type.String(),
+  tokenType: Type.Literal('Bearer'),
+  expiresIn: Type.Integer({ description: 'Seconds until the access token expires' }),
+  refreshToken: Type.Optional(Type.String({ description: 'Body mode only; in cookie mode the token is only in the httpOnly cookie' }))
+}, { $id: 'TokenResponse' })
+
+export type TokenResponse = Static<typeof TokenResponseSchema>
+
+export function userView (user: { id: string, username: string, roles: string[], createdAt: Date }): Static<typeof UserSchema> {
+  return { id: user.id, username: user.username, roles: user.roles, createdAt: user.createdAt.toISOString() }
+}

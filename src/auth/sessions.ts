@@ -1,0 +1,126 @@
+/**
+ * The refresh-token rules of the contract, as plain functions over the sessions repository.
+ * They return results, never HTTP: the routes decide what a reason means on the wire.
+ *
+ * - Each refresh rotates: the presented token is spent and its successor returned.
+ * - A spent token presented again within REFRESH_REUSE_INTERVAL of being spent (two tabs at
+ *   once, a retry after a lost response) gets the session's current token: the successor is
+ *   recomputed from the presented token (see refresh-token.ts) and followed down the chain.
+ * - A spent token presented later is treated as stolen: the whole session ends.
+ * - Each new token lives REFRESH_TOKEN_TTL (sliding), never past the session's absolute end.
+ */
+import { randomBytes } from 'node:crypto'
+import type { RevokeReason, SessionRow, SessionsRepository, SessionUser } from '../../db/repositories/sessions.js'
+import { deriveSuccessor, encodeRefreshToken, generateRefreshToken, hashRefreshToken, parseRefreshToken } from './refresh-token.js'
+
+export interface SessionPolicy {
+  refreshTtlSeconds: number
+  sessionMaxAgeSeconds: number
+  reuseIntervalSeconds: number
+}
+
+export interface Issued {
+  /** The refresh token to hand to the client. */
+  refreshToken: string
+  refreshExpiresAt: Date
+  session: SessionRow
+  user: SessionUser
+  /** True when this answers a re-presented token within the reuse interval. */
+  reused: boolean
+}
+
+export type RotateFailure = 'malformed' | 'unknown' | 'expired' | 'revoked' | 'reused'
+export type RotateResult = ({ ok: true } & Issued) | { ok: false, reason: RotateFailure, sessionId?: string, userId?: string }
+
+/** How far down a chain a re-presented token may be followed; a real race is a step or two. */
+const MAX_CHAIN = 32
+
+const newSessionId = (): string => randomBytes(16).toString('base64url')
+
+export function createSessionManager (repo: SessionsRepository, derivationKey: Buffer, policy: SessionPolicy) {
+  const ttlMs = policy.refreshTtlSeconds * 1000
+  const reuseMs = policy.reuseIntervalSeconds * 1000
+  const tokenExpiry = (now: Date, sessionEnd: Date): Date => new Date(Math.min(now.getTime() + ttlMs, sessionEnd.getTime()))
+
+  async function start (user: SessionUser, client: { userAgent: string | null, ip: string | null }, now: Date): Promise<Issued> {
+    const secret = generateRefreshToken()
+    const expiresAt = new Date(now.getTime() + policy.sessionMaxAgeSeconds * 1000)
+    const tokenExpiresAt = tokenExpiry(now, expiresAt)
+    const id = newSessionId()
+    const userAgent = client.userAgent === null ? null : client.userAgent.slice(0, 512)
+    await repo.start({ id, userId: user.id, userAgent, ip: client.ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt })
+    const session: SessionRow = {
+      id, userId: user.id, createdAt: now, lastUsedAt: now, expiresAt, refreshExpiresAt: tokenExpiresAt,
+      userAgent, ip: client.ip, revokedAt: null, revokedReason: null
+    }
+    return { refreshToken: encodeRefreshToken(secret), refreshExpiresAt: tokenExpiresAt, session, user, reused: false }
+  }
+
+  /** Follows derived successors from a spent token to the session's current (unspent) one. */
+  async function currentDescendant (secret: Buffer, now: Date): Promise<{ secret: Buffer, expiresAt: Date } | null> {
+    let cursor = secret
+    for (let i = 0; i < MAX_CHAIN; i++) {
+      cursor = deriveSuccessor(derivationKey, cursor)
+      const found = await repo.findByTokenHash(hashRefreshToken(cursor))
+      if (found === null) return null
+      if (found.token.spentAt === null) return found.token.expiresAt > now ? { secret: cursor, expiresAt: found.token.expiresAt } : null
+    }
+    return null
+  }
+
+  async function rotate (presented: string, now: Date): Promise<RotateResult> {
+    const secret = parseRefreshToken(presented)
+    if (secret === null) return { ok: false, reason: 'malformed' }
+    // A second pass happens only when a concurrent request spent the token between our read
+    // and our write; on that pass the token is spent and the reuse rule answers.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const found = await repo.findByTokenHash(hashRefreshToken(secret))
+      if (found === null) return { ok: false, reason: 'unknown' }
+      const { token, session, user } = found
+      const ids = { sessionId: session.id, userId: user.id }
+      if (session.revokedAt !== null || user.disabled) return { ok: false, reason: 'revoked', ...ids }
+      if (session.expiresAt <= now) return { ok: false, reason: 'expired', ...ids }
+
+      if (token.spentAt !== null) {
+        if (now.getTime() - token.spentAt.getTime() <= reuseMs) {
+          const current = await currentDescendant(secret, now)
+          if (current === null) return { ok: false, reason: 'revoked', ...ids }
+          return { ok: true, refreshToken: encodeRefreshToken(current.secret), refreshExpiresAt: current.expiresAt, session, user, reused: true }
+        }
+        await repo.revoke(session.id, 'reuse', now)
+        return { ok: false, reason: 'reused', ...ids }
+      }
+      if (token.expiresAt <= now) return { ok: false, reason: 'expired', ...ids }
+
+      const successor = deriveSuccessor(derivationKey, secret)
+      const expiresAt = tokenExpiry(now, session.expiresAt)
+      const outcome = await repo.rotate({ parentId: token.id, sessionId: session.id, tokenHash: hashRefreshToken(successor), expiresAt, now })
+      if (outcome === 'rotated') {
+        return {
+          ok: true,
+          refreshToken: encodeRefreshToken(successor),
+          refreshExpiresAt: expiresAt,
+          session: { ...session, lastUsedAt: now, refreshExpiresAt: expiresAt },
+          user,
+          reused: false
+        }
+      }
+    }
+    /* c8 ignore next */
+    return { ok: false, reason: 'revoked' }
+  }
+
+  /** Ends the session a refresh token belongs to (any of its tokens, spent or not). */
+  async function endByToken (presented: string, reason: RevokeReason, now: Date): Promise<{ sessionId: string, userId: string } | null> {
+    const secret = parseRefreshToken(presented)
+    if (secret === null) return null
+    const found = await repo.findByTokenHash(hashRefreshToken(secret))
+    if (found === null) return null
+    const ended = await repo.revoke(found.session.id, reason, now)
+    return ended ? { sessionId: found.session.id, userId: found.user.id } : null
+  }
+
+  return { start, rotate, endByToken }
+}
+
+export type SessionManager = ReturnType<typeof createSessionManager>

@@ -1,0 +1,294 @@
+/**
+ * The only reader of `process.env`. `loadConfig(env)` parses every setting once, checks it
+ * against `ConfigSchema`, applies the production safety rules, and returns a frozen object
+ * that is passed to `buildApp`. Tests build their config with `loadConfig({ ... })` too.
+ */
+import { parse as parseMs } from '@lukeed/ms'
+import { Type, type Static } from 'typebox'
+import { Value } from 'typebox/value'
+
+const Seconds = Type.Integer({ minimum: 1 })
+const Algorithm = Type.Union([Type.Literal('ES256'), Type.Literal('RS256'), Type.Literal('EdDSA'), Type.Literal('HS256')])
+const SameSite = Type.Union([Type.Literal('Strict'), Type.Literal('Lax'), Type.Literal('None')])
+const Limit = Type.Object({ max: Type.Integer({ minimum: 1 }), windowSeconds: Seconds })
+
+export const ConfigSchema = Type.Object({
+  env: Type.Union([Type.Literal('production'), Type.Literal('development'), Type.Literal('test')]),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  host: Type.String({ minLength: 1 }),
+  publicUrl: Type.String({ minLength: 1 }),
+  /** The origin of PUBLIC_URL (scheme://host[:port]), used by the Origin check. */
+  publicOrigin: Type.String(),
+  databaseUrl: Type.String({ minLength: 1 }),
+  /** better-sqlite3 path derived from DATABASE_URL (':memory:' or a file path). */
+  databasePath: Type.String({ minLength: 1 }),
+  databaseSynchronous: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')]),
+  databaseBusyTimeoutMs: Type.Integer({ minimum: 0 }),
+  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+  trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 1 }), Type.String()]),
+  jwt: Type.Object({
+    issuer: Type.String({ minLength: 1 }),
+    audience: Type.String({ minLength: 1 }),
+    algorithm: Algorithm,
+    secret: Type.Optional(Type.String()),
+    accessTokenTtl: Seconds,
+    /** Up to this fraction of the TTL is taken off at random, so clients do not refresh in lockstep. */
+    accessTokenJitter: Type.Number({ minimum: 0, maximum: 0.5 }),
+    /** How far a clock may be off when `exp`/`nbf` are checked. */
+    clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300 })
+  }),
+  keys: Type.Object({
+    /** A 32-byte key (base64 or hex) that encrypts private signing keys at rest. */
+    encryptionKey: Type.Optional(Type.String()),
+    rotationInterval: Seconds,
+    /** How long JWKS consumers may cache the key set; the next key is published at least this long before it signs. */
+    jwksMaxAge: Seconds,
+    rsaModulusLength: Type.Integer({ minimum: 2048 }),
+    /** How often the key ring is checked for a due rotation (and reloaded from the database). */
+    checkInterval: Seconds
+  }),
+  refresh: Type.Object({
+    ttl: Seconds,
+    sessionMaxAge: Seconds,
+    reuseInterval: Type.Integer({ minimum: 0 }),
+    cookieName: Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }),
+    cookieSameSite: SameSite,
+    transportDefault: Type.Union([Type.Literal('cookie'), Type.Literal('body')])
+  }),
+  corsOrigins: Type.Array(Type.String()),
+  allowRegistration: Type.Boolean(),
+  password: Type.Object({
+    minLength: Type.Integer({ minimum: 1, maximum: 256 }),
+    maxLength: Type.Integer({ minimum: 1, maximum: 4096 }),
+    /** argon2id parameters: memory in KiB, iterations, lanes. */
+    memoryCost: Type.Integer({ minimum: 1024 }),
+    timeCost: Type.Integer({ minimum: 1 }),
+    parallelism: Type.Integer({ minimum: 1, maximum: 16 })
+  }),
+  rateLimit: Type.Object({
+    enabled: Type.Boolean(),
+    global: Limit,
+    login: Limit,
+    register: Limit,
+    refresh: Limit,
+    /** Failed logins allowed per username per window, from any number of addresses. */
+    loginFailuresPerUser: Limit
+  })
+})
+
+export type Config = Static<typeof ConfigSchema>
+export type Env = Record<string, string | undefined>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** `900`, `900s`, `15m`, `7d` → seconds. */
+export function parseDuration (name: string, value: string): number {
+  const trimmed = value.trim()
+  if (/^\d+$/.test(trimmed)) return Number(trimmed)
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(trimmed)
+  const ms = match ? parseMs(trimmed) : undefined
+  if (ms === undefined || !Number.isFinite(ms)) {
+    throw new ConfigError(`${name}: "${value}" is not a duration (use seconds or a number with s, m, h or d, e.g. 15m)`)
+  }
+  return Math.round(ms / 1000)
+}
+
+function parseBoolean (name: string, value: string): boolean {
+  const v = value.trim().toLowerCase()
+  if (['true', '1', 'yes', 'on'].includes(v)) return true
+  if (['false', '0', 'no', 'off'].includes(v)) return false
+  throw new ConfigError(`${name}: "${value}" is not a boolean (true or false)`)
+}
+
+function parseInteger (name: string, value: string): number {
+  if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(`${name}: "${value}" is not an integer`)
+  return Number(value)
+}
+
+function parseOrigin (name: string, value: string): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError(`${name}: "${value}" is not a URL`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`${name}: "${value}" must be an http or https URL`)
+  }
+  return url.origin
+}
+
+function databasePathOf (url: string): string {
+  if (url === ':memory:' || url === 'file::memory:') return ':memory:'
+  return url.startsWith('file:') ? url.slice('file:'.length) : url
+}
+
+function isLoopback (origin: string): boolean {
+  const host = new URL(origin).hostname
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+/** Reads an optional setting through `parse`, or returns the default. */
+function read<T> (env: Env, name: string, fallback: T, parse: (name: string, value: string) => T): T {
+  const raw = env[name]
+  return raw === undefined || raw.trim() === '' ? fallback : parse(name, raw)
+}
+
+const str = (_name: string, v: string): string => v.trim()
+
+function limit (env: Env, prefix: string, max: number, window: string): Static<typeof Limit> {
+  return {
+    max: read(env, `${prefix}_MAX`, max, parseInteger),
+    windowSeconds: read(env, `${prefix}_WINDOW`, parseDuration(prefix, window), parseDuration)
+  }
+}
+
+export function loadConfig (env: Env = process.env): Config {
+  const nodeEnv = env.NODE_ENV === 'production' ? 'production' : env.NODE_ENV === 'test' ? 'test' : 'development'
+  const port = read(env, 'PORT', 3000, parseInteger)
+  const publicUrl = read(env, 'PUBLIC_URL', `http://localhost:${port}`, str).replace(/\/+$/, '')
+  const publicOrigin = parseOrigin('PUBLIC_URL', publicUrl)
+  const databaseUrl = read(env, 'DATABASE_URL', 'file:data/auth.db', str)
+  const trustProxyRaw = read(env, 'TRUST_PROXY', 'false', str)
+  let trustProxy: boolean | number | string
+  if (/^(true|false|1|0|yes|no|on|off)$/i.test(trustProxyRaw)) trustProxy = parseBoolean('TRUST_PROXY', trustProxyRaw)
+  else if (/^\d+$/.test(trustProxyRaw)) trustProxy = Number(trustProxyRaw)
+  else trustProxy = trustProxyRaw
+
+  const config: Config = {
+    env: nodeEnv,
+    port,
+    host: read(env, 'HOST', '127.0.0.1', str),
+    publicUrl,
+    publicOrigin,
+    databaseUrl,
+    databasePath: databasePathOf(databaseUrl),
+    databaseSynchronous: read(env, 'DATABASE_SYNCHRONOUS', 'FULL', (_n, v) => v.trim().toUpperCase()) as 'FULL' | 'NORMAL',
+    databaseBusyTimeoutMs: read(env, 'DATABASE_BUSY_TIMEOUT_MS', 5000, parseInteger),
+    logLevel: read(env, 'LOG_LEVEL', 'info', (_n, v) => v.trim().toLowerCase()) as Config['logLevel'],
+    trustProxy,
+    jwt: {
+      issuer: read(env, 'JWT_ISSUER', publicUrl, str),
+      audience: read(env, 'JWT_AUDIENCE', publicUrl, str),
+      algorithm: read(env, 'JWT_ALGORITHM', 'ES256', str) as Config['jwt']['algorithm'],
+      secret: env.JWT_SECRET === undefined || env.JWT_SECRET === '' ? undefined : env.JWT_SECRET,
+      accessTokenTtl: read(env, 'ACCESS_TOKEN_TTL', 900, parseDuration),
+      accessTokenJitter: read(env, 'ACCESS_TOKEN_JITTER', 0, (n, v) => {
+        const x = Number(v)
+        if (!Number.isFinite(x)) throw new ConfigError(`${n}: "${v}" is not a number`)
+        return x
+      }),
+      clockToleranceSeconds: read(env, 'JWT_CLOCK_TOLERANCE', 5, parseDuration)
+    },
+    keys: {
+      encryptionKey: env.KEY_ENCRYPTION_KEY === undefined || env.KEY_ENCRYPTION_KEY === '' ? undefined : env.KEY_ENCRYPTION_KEY,
+      rotationInterval: read(env, 'KEY_ROTATION_INTERVAL', parseDuration('', '30d'), parseDuration),
+      jwksMaxAge: read(env, 'JWKS_MAX_AGE', parseDuration('', '1h'), parseDuration),
+      rsaModulusLength: read(env, 'RSA_MODULUS_LENGTH', 2048, parseInteger),
+      checkInterval: read(env, 'KEY_CHECK_INTERVAL', parseDuration('', '5m'), parseDuration)
+    },
+    refresh: {
+      ttl: read(env, 'REFRESH_TOKEN_TTL', parseDuration('', '7d'), parseDuration),
+      sessionMaxAge: read(env, 'SESSION_MAX_AGE', parseDuration('', '30d'), parseDuration),
+      reuseInterval: read(env, 'REFRESH_REUSE_INTERVAL', 10, parseDuration),
+      cookieName: read(env, 'REFRESH_COOKIE_NAME', 'refresh_token', str),
+      cookieSameSite: read(env, 'REFRESH_COOKIE_SAMESITE', 'Strict', (_n, v) => {
+        const s = v.trim().toLowerCase()
+        return (s.charAt(0).toUpperCase() + s.slice(1)) as 'Strict' | 'Lax' | 'None'
+      }),
+      transportDefault: read(env, 'REFRESH_TRANSPORT_DEFAULT', 'cookie', (_n, v) => v.trim().toLowerCase()) as 'cookie' | 'body'
+    },
+    corsOrigins: read(env, 'CORS_ORIGINS', [] as string[], (n, v) =>
+      v.split(',').map((s) => s.trim()).filter(Boolean).map((o) => {
+        if (o === '*' || o === 'null') throw new ConfigError(`${n}: "${o}" is not allowed; list each origin (credentials are never shared with a wildcard)`)
+        return parseOrigin(n, o)
+      })),
+    allowRegistration: read(env, 'ALLOW_REGISTRATION', true, parseBoolean),
+    password: {
+      minLength: read(env, 'PASSWORD_MIN_LENGTH', 12, parseInteger),
+      maxLength: 256,
+      memoryCost: read(env, 'ARGON2_MEMORY_KIB', 19456, parseInteger),
+      timeCost: read(env, 'ARGON2_TIME_COST', 2, parseInteger),
+      parallelism: read(env, 'ARGON2_PARALLELISM', 1, parseInteger)
+    },
+    rateLimit: {
+      enabled: read(env, 'RATE_LIMIT_ENABLED', true, parseBoolean),
+      global: limit(env, 'RATE_LIMIT', 300, '1m'),
+      login: limit(env, 'RATE_LIMIT_LOGIN', 20, '1m'),
+      register: limit(env, 'RATE_LIMIT_REGISTER', 10, '1m'),
+      refresh: limit(env, 'RATE_LIMIT_REFRESH', 60, '1m'),
+      loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m')
+    }
+  }
+
+  if (!Value.Check(ConfigSchema, config)) {
+    const first = [...Value.Errors(ConfigSchema, config)].slice(0, 5)
+      .map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ')
+    throw new ConfigError(`invalid configuration: ${first}`)
+  }
+  checkConsistency(config)
+  if (config.env === 'production') checkProductionSafety(config)
+  return Object.freeze(config)
+}
+
+function checkConsistency (c: Config): void {
+  if (c.jwt.algorithm === 'HS256' && (c.jwt.secret === undefined || c.jwt.secret.length === 0)) {
+    throw new ConfigError('JWT_ALGORITHM=HS256 needs JWT_SECRET (at least 32 random bytes); asymmetric algorithms need no secret')
+  }
+  if (c.refresh.ttl > c.refresh.sessionMaxAge) {
+    throw new ConfigError('REFRESH_TOKEN_TTL must not exceed SESSION_MAX_AGE')
+  }
+  if (c.password.minLength > c.password.maxLength) {
+    throw new ConfigError(`PASSWORD_MIN_LENGTH must be at most ${c.password.maxLength}`)
+  }
+  if (c.keys.encryptionKey !== undefined) decodeKeyEncryptionKey(c.keys.encryptionKey)
+}
+
+/** KEY_ENCRYPTION_KEY: 32 bytes, as 64 hex characters or base64/base64url. */
+export function decodeKeyEncryptionKey (value: string): Buffer {
+  const buf = /^[0-9a-fA-F]{64}$/.test(value) ? Buffer.from(value, 'hex') : Buffer.from(value, 'base64')
+  if (buf.length !== 32) throw new ConfigError('KEY_ENCRYPTION_KEY must be 32 bytes, as 64 hex characters or base64')
+  return buf
+}
+
+/**
+ * With NODE_ENV=production the service refuses to start on a setting that would quietly weaken
+ * it. Each message says which setting and why, so the operator can fix it in one go.
+ */
+function checkProductionSafety (c: Config): void {
+  const problems: string[] = []
+  if (c.jwt.algorithm === 'HS256' && Buffer.byteLength(c.jwt.secret ?? '') < 32) {
+    problems.push('JWT_SECRET must be at least 32 bytes with HS256: a short secret can be brute-forced offline from any token')
+  }
+  if (new URL(c.publicOrigin).protocol === 'http:' && !isLoopback(c.publicOrigin)) {
+    problems.push(`PUBLIC_URL (${c.publicUrl}) must be https outside loopback: the refresh cookie is Secure and tokens must not cross the network in clear`)
+  }
+  for (const origin of c.corsOrigins) {
+    if (new URL(origin).protocol === 'http:' && !isLoopback(origin)) {
+      problems.push(`CORS_ORIGINS entry ${origin} must be https: a plain-http page can be tampered with on the network`)
+    }
+  }
+  if (c.password.memoryCost < 19456 || c.password.timeCost < 2) {
+    problems.push('ARGON2_MEMORY_KIB must be >= 19456 and ARGON2_TIME_COST >= 2 (OWASP baseline for argon2id)')
+  }
+  if (c.password.minLength < 8) {
+    problems.push('PASSWORD_MIN_LENGTH must be at least 8 (NIST SP 800-63B)')
+  }
+  if (c.refresh.reuseInterval > 60) {
+    problems.push('REFRESH_REUSE_INTERVAL must be at most 60s: a longer window lets a stolen spent token be replayed undetected')
+  }
+  if (c.jwt.accessTokenTtl > 3600) {
+    problems.push('ACCESS_TOKEN_TTL must be at most 1h: other services accept an access token until it expires, even after logout')
+  }
+  if (!c.rateLimit.enabled) {
+    problems.push('RATE_LIMIT_ENABLED=false leaves login open to password guessing')
+  }
+  if (c.databasePath === ':memory:') {
+    problems.push('DATABASE_URL=:memory: loses every account and key on restart')
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`refusing to start with NODE_ENV=production:\n  - ${problems.join('\n  - ')}`)
+  }
+}

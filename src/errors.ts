@@ -1,0 +1,54 @@
+/**
+ * Every error the service answers with, in one list. Routes and hooks `throw` these; the one
+ * error handler in `src/app.ts` renders `{ statusCode, code, message }`.
+ */
+import createError from '@fastify/error'
+
+export const BadRequest = createError('BAD_REQUEST', 'The request could not be understood', 400)
+export const InvalidJson = createError('INVALID_JSON', 'The request body is not valid JSON', 400)
+export const ValidationFailed = createError('VALIDATION_FAILED', '%s', 400)
+export const WeakPassword = createError('WEAK_PASSWORD', '%s', 400)
+export const InvalidUsername = createError('INVALID_USERNAME', '%s', 400)
+export const UsernameTaken = createError('USERNAME_TAKEN', 'This username is not available', 409)
+export const RegistrationDisabled = createError('REGISTRATION_DISABLED', 'Registration is disabled', 403)
+export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Invalid username or password', 401)
+export const CrossSiteRequest = createError('CROSS_SITE_REQUEST', 'Cross-site request refused', 403)
+export const InvalidCurrentPassword = createError('INVALID_CURRENT_PASSWORD', 'The current password is incorrect', 403)
+export const Forbidden = createError('FORBIDDEN', 'You are not allowed to do this', 403)
+
+export const RefreshTokenMissing = createError('REFRESH_TOKEN_MISSING', 'No refresh token was presented', 401)
+export const RefreshTokenInvalid = createError('REFRESH_TOKEN_INVALID', 'The refresh token is invalid', 401)
+export const RefreshTokenExpired = createError('REFRESH_TOKEN_EXPIRED', 'The refresh token has expired', 401)
+export const SessionRevoked = createError('SESSION_REVOKED', 'The session has ended', 401)
+export const TokenReused = createError('TOKEN_REUSED', 'The refresh token was already used; the session has been ended', 401)
+
+/** Bearer failures carry `WWW-Authenticate` (RFC 6750 §3); see `bearerChallenge`. */
+export const AuthorizationRequired = createError('AUTHORIZATION_REQUIRED', 'A Bearer access token is required', 401)
+export const AccessTokenInvalid = createError('ACCESS_TOKEN_INVALID', 'The access token is invalid', 401)
+export const AccessTokenExpired = createError('ACCESS_TOKEN_EXPIRED', 'The access token has expired', 401)
+export const SessionEnded = createError('SESSION_ENDED', 'The session of this access token has ended', 401)
+
+export const NotFound = createError('NOT_FOUND', 'Not found', 404)
+export const SessionNotFound = createError('SESSION_NOT_FOUND', 'No such session', 404)
+export const MethodNotAllowed = createError('METHOD_NOT_ALLOWED', 'Method not allowed', 405)
+export const PayloadTooLarge = createError('PAYLOAD_TOO_LARGE', 'The request body is too large', 413)
+export const UnsupportedMediaType = createError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported content type; send application/json', 415)
+export const RateLimited = createError('RATE_LIMITED', 'Too many requests; retry after %s seconds', 429)
+export const InternalError = createError('INTERNAL_ERROR', 'Internal server error', 500)
+export const ServiceUnavailable = createError('SERVICE_UNAVAILABLE', '%s', 503)
+
+const bearerErrors: Record<string, string> = {
+  ACCESS_TOKEN_INVALID: 'The access token is invalid',
+  ACCESS_TOKEN_EXPIRED: 'The access token expired',
+  SESSION_ENDED: 'The session has ended'
+}
+
+/**
+ * The `WWW-Authenticate` value for a 401 of a Bearer endpoint: no error attribute when no token
+ * was sent, `invalid_token` otherwise (RFC 6750 §3.1). Shared with the verifier plugin.
+ */
+export function bearerChallenge (code: string, realm = 'auth'): string | undefined {
+  if (code === 'AUTHORIZATION_REQUIRED') return `Bearer realm="${realm}"`
+  const description = bearerErrors[code]
+  return description === undefined ? undefined : `Bearer realm="${realm}", error="invalid_token", error_description="${description}"`
+}

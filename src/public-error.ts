@@ -1,0 +1,50 @@
+/**
+ * Maps any error to what a client may see: our coded errors pass through; Fastify's own
+ * client errors get a stable code; anything else is a 500 with a fixed message. Database
+ * faults the client cannot fix (locked, read-only, disk full) are 503 with Retry-After.
+ * No stack, SQL or internal message ever reaches the response.
+ */
+import type { FastifyError } from 'fastify'
+
+export interface PublicError {
+  statusCode: number
+  code: string
+  retryAfter?: number
+  body: { statusCode: number, code: string, message: string }
+}
+
+const make = (statusCode: number, code: string, message: string, retryAfter?: number): PublicError =>
+  ({ statusCode, code, retryAfter, body: { statusCode, code, message } })
+
+const FASTIFY_CODES: Record<string, [number, string, string]> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported content type; send application/json'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'BAD_REQUEST', 'Content-Length does not match the body'],
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'PAYLOAD_TOO_LARGE', 'The request body is too large'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'INVALID_JSON', 'The request body is empty but Content-Type is application/json'],
+  FST_ERR_CTP_INVALID_JSON_BODY: [400, 'INVALID_JSON', 'The request body is not valid JSON'],
+  FST_ERR_CTP_EMPTY_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported content type; send application/json'],
+  FST_ERR_CTP_INVALID_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported content type; send application/json']
+}
+
+const DB_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|READONLY|FULL|IOERR|CANTOPEN|NOMEM|PROTOCOL)/
+
+export function toPublicError (err: FastifyError & { validationContext?: string }): PublicError {
+  const code = typeof err.code === 'string' ? err.code : ''
+  if (err.validation !== undefined) {
+    return make(400, 'VALIDATION_FAILED', err.message)
+  }
+  const known = FASTIFY_CODES[code]
+  if (known !== undefined) return make(...known)
+  if (DB_UNAVAILABLE.test(code)) {
+    return make(503, 'DATABASE_UNAVAILABLE', 'The database is temporarily unavailable; retry later', 5)
+  }
+  const status = err.statusCode ?? 500
+  if (status >= 400 && status < 500) {
+    if (/^[A-Z][A-Z0-9_]*$/.test(code) && !code.startsWith('FST_')) return make(status, code, err.message)
+    // A JSON syntax error (or another parser error) from Fastify: say what, not the parser's words.
+    if (err instanceof SyntaxError || /JSON|prototype|constructor/i.test(err.message)) return make(400, 'INVALID_JSON', 'The request body is not valid JSON')
+    return make(status, 'BAD_REQUEST', 'The request could not be understood')
+  }
+  if (status === 503 && code === 'SERVICE_UNAVAILABLE') return make(503, code, err.message)
+  return make(500, 'INTERNAL_ERROR', 'Internal server error')
+}
