@@ -83,3 +83,36 @@ export const serverSecrets = sqliteTable('server_secrets', {
   value: blob('value', { mode: 'buffer' }).notNull(),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull().default(sql`(unixepoch() * 1000)`)
 })
+
+/**
+ * Named, expiring leases, so that periodic work (housekeeping) runs on one instance at a time
+ * when several share the database. Created by the first migration.
+ */
+export const leases = sqliteTable('leases', {
+  name: text('name').primaryKey(),
+  holder: text('holder').notNull(),
+  expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull()
+})
+
+/**
+ * Security events, for operators: who logged in, what was revoked, what an administrator
+ * changed. Never a secret: no password, token or hash goes into any column or into `detail`.
+ * No foreign keys: an event outlives the user or session it names. Pruned by housekeeping
+ * after AUDIT_RETENTION.
+ */
+export const auditEvents = sqliteTable('audit_events', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  at: integer('at', { mode: 'timestamp_ms' }).notNull(),
+  type: text('type').notNull(),
+  userId: text('user_id'),
+  sessionId: text('session_id'),
+  ip: text('ip'),
+  userAgent: text('user_agent'),
+  /** The request id (also in the request's log line and its x-request-id header). */
+  requestId: text('request_id'),
+  /** A small JSON object with the event's particulars (reason, counts, roles, who acted). */
+  detail: text('detail', { mode: 'json' }).$type<Record<string, unknown>>()
+}, (t) => [
+  index('audit_events_at_idx').on(t.at),
+  index('audit_events_user_id_idx').on(t.userId)
+])
