@@ -53,8 +53,12 @@ export async function login (app: FastifyInstance, opts: { username?: string, pa
   return { res, accessToken: body.accessToken, refreshToken: body.refreshToken ?? cookie?.value }
 }
 
+/** What a browser on the service's own origin (TEST_ENV's PUBLIC_URL) sends with a cookie-mode request. */
+export const SAME_ORIGIN = { origin: 'http://localhost:3000' }
+
+/** A cookie-mode refresh as a browser page on our origin makes it (override `origin` to probe). */
 export async function refreshWithCookie (app: FastifyInstance, token: string, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
-  return await app.inject({ method: 'POST', url: '/api/auth/refresh', cookies: { refresh_token: token }, headers })
+  return await app.inject({ method: 'POST', url: '/api/auth/refresh', cookies: { refresh_token: token }, headers: { ...SAME_ORIGIN, ...headers } })
 }
 
 export async function refreshWithBody (app: FastifyInstance, token: string): Promise<LightMyRequestResponse> {
@@ -67,4 +71,38 @@ export function bearer (token: string): Record<string, string> {
 
 export function cookieOf (res: LightMyRequestResponse, name = 'refresh_token') {
   return res.cookies.find((c) => c.name === name)
+}
+
+/**
+ * A fake clock for expiry tests that replaces only `Date` (tap's t.clock also patches
+ * setImmediate and timers, which app.inject needs, and so hangs). Restored at teardown.
+ */
+export function fakeDate (t: Test, start = Date.now()): { advance: (ms: number) => void, now: () => number } {
+  const RealDate = Date
+  let current = start
+  class FakeDate extends RealDate {
+    constructor (...args: unknown[]) {
+      if (args.length === 0) super(current)
+      else super(...(args as [string | number | Date]))
+    }
+
+    static override now (): number { return current }
+  }
+  globalThis.Date = FakeDate as DateConstructor
+  t.teardown(() => { globalThis.Date = RealDate })
+  return { advance: (ms: number) => { current += ms }, now: () => current }
+}
+
+export const SECOND = 1000
+export const MINUTE = 60 * SECOND
+export const HOUR = 60 * MINUTE
+export const DAY = 24 * HOUR
+
+/** Decodes a JWT's header and payload without verifying it. */
+export function decodeJwt (token: string): { header: Record<string, unknown>, payload: Record<string, unknown> } {
+  const [h, p] = token.split('.')
+  return {
+    header: JSON.parse(Buffer.from(h!, 'base64url').toString('utf8')),
+    payload: JSON.parse(Buffer.from(p!, 'base64url').toString('utf8'))
+  }
 }
