@@ -8,26 +8,21 @@
  * issuer, audience, `typ: at+jwt` and the required claims are pinned. fast-jwt's verify cache
  * stays off; after the signature the session (`sid`) is checked in the database on every
  * request, so a logout takes effect on this service at once.
+ *
+ * The ring is brought up to date at boot and every KEY_CHECK_INTERVAL (rotation on schedule,
+ * retirement, removal, and picking up what other instances or the key CLI changed).
  * @see https://github.com/fastify/fastify-jwt
  */
 import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { decodeKeyEncryptionKey } from '../src/config.js'
 import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, SessionEnded } from '../src/errors.js'
-import { createKeyRing, type KeyRing } from '../src/keys/key-ring.js'
+import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent } from '../src/keys/key-ring.js'
+import type { AccessTokenClaims, Authenticate } from '../src/verifier/index.js'
 
-export interface AccessClaims {
-  iss: string
-  aud: string
-  sub: string
-  iat: number
-  exp: number
-  jti: string
-  sid: string
-  roles: string[]
-}
+/** The claims this service signs; the verifier plugin exposes the same type to other services. */
+export type AccessClaims = AccessTokenClaims
 
 export interface Principal {
   userId: string
@@ -47,7 +42,7 @@ declare module '@fastify/jwt' {
 declare module 'fastify' {
   interface FastifyInstance {
     keyRing: KeyRing
-    authenticate: (request: FastifyRequest) => Promise<void>
+    authenticate: Authenticate
     issueAccessToken: (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => { accessToken: string, expiresIn: number }
   }
   interface FastifyRequest {
@@ -58,20 +53,18 @@ declare module 'fastify' {
 const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'x5t', 'x5t#S256', 'crit'] as const
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*) *$/i
 
+/** One log line per change of the ring; kids are public, key material never appears. */
+export function logRingEvents (log: FastifyBaseLogger, events: RingEvent[]): void {
+  for (const e of events) {
+    log.info({ kid: e.kid, alg: e.alg, ...(e.activatesAt === undefined ? {} : { activatesAt: e.activatesAt.toISOString() }) }, `signing key ${e.type}`)
+  }
+}
+
 export default fp(async function jwtPlugin (app) {
   const { config } = app
-  const ring = createKeyRing(app.repos.signingKeys, {
-    algorithm: config.jwt.algorithm,
-    secret: config.jwt.secret,
-    encryptionKey: config.keys.encryptionKey === undefined ? undefined : decodeKeyEncryptionKey(config.keys.encryptionKey),
-    rotationIntervalSeconds: config.keys.rotationInterval,
-    jwksMaxAgeSeconds: config.keys.jwksMaxAge,
-    accessTokenTtlSeconds: config.jwt.accessTokenTtl,
-    clockToleranceSeconds: config.jwt.clockToleranceSeconds,
-    checkIntervalSeconds: config.keys.checkInterval,
-    rsaModulusLength: config.keys.rsaModulusLength
-  })
-  await ring.maintain(new Date())
+  const ring = createKeyRing(app.repos.signingKeys, keyRingOptions(config))
+  // A wrong or missing KEY_ENCRYPTION_KEY stops the boot here, with a message naming the setting.
+  logRingEvents(app.log, await ring.maintain(new Date()))
   app.decorate('keyRing', ring)
 
   const algorithms = ['ES256', 'RS256', 'EdDSA', ...(config.jwt.algorithm === 'HS256' ? ['HS256'] : [])]
@@ -80,12 +73,14 @@ export default fp(async function jwtPlugin (app) {
       private: (_request: unknown, _payload: unknown, cb: (err: Error | null, key?: string) => void) => {
         cb(null, ring.signingKey(new Date()).signKey)
       },
-      public: (_request: unknown, decoded: { header: Record<string, unknown> }, cb: (err: Error | null, key?: string) => void) => {
+      public: async (_request: unknown, decoded: { header: Record<string, unknown> }): Promise<string> => {
         const { header } = decoded
-        if (FOREIGN_KEY_HEADERS.some((h) => header[h] !== undefined)) return cb(new AccessTokenInvalid())
-        const key = typeof header.kid === 'string' ? ring.verificationKey(header.kid) : undefined
-        if (key === undefined || key.alg !== header.alg) return cb(new AccessTokenInvalid())
-        cb(null, key.verifyKey)
+        if (FOREIGN_KEY_HEADERS.some((h) => header[h] !== undefined)) throw new AccessTokenInvalid()
+        const key = typeof header.kid === 'string' ? await ring.findVerificationKey(header.kid) : undefined
+        // The key decides the algorithm, never the token: this is what stops `none` and
+        // HS256-signed-with-the-public-key.
+        if (key === undefined || key.alg !== header.alg) throw new AccessTokenInvalid()
+        return key.verifyKey
       }
     },
     decode: { complete: true },
@@ -122,7 +117,12 @@ export default fp(async function jwtPlugin (app) {
     return { accessToken, expiresIn }
   })
 
-  app.decorate('authenticate', async function authenticate (request: FastifyRequest) {
+  /**
+   * The one Bearer check. Routes use it as a `preValidation` hook, not `onRequest`: the rate
+   * limiter runs in onRequest after a route's own onRequest hooks, so an onRequest check would
+   * refuse floods of bad tokens before the limiter ever counted them.
+   */
+  app.decorate('authenticate', async function authenticate (request: FastifyRequest): Promise<void> {
     const authorization = request.headers.authorization
     if (authorization === undefined || authorization === '') throw new AuthorizationRequired()
     if (!BEARER.test(authorization)) throw new AccessTokenInvalid()
@@ -145,9 +145,8 @@ export default fp(async function jwtPlugin (app) {
   })
 
   const timer = setInterval(() => {
-    ring.maintain(new Date()).then((events) => {
-      for (const e of events) app.log.info({ kid: e.kid, alg: e.alg }, `signing key ${e.type}`)
-    }, (err: unknown) => { app.log.error({ err }, 'key ring maintenance failed') })
+    ring.maintain(new Date()).then((events) => { logRingEvents(app.log, events) },
+      (err: unknown) => { app.log.error({ err }, 'key ring maintenance failed') })
   }, config.keys.checkInterval * 1000)
   timer.unref()
   app.addHook('onClose', async () => { clearInterval(timer) })

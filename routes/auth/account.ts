@@ -52,7 +52,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
       security: [{ bearerAuth: [] }],
       response: { 200: UserSchema, ...errors(401) }
     },
-    onRequest: app.authenticate
+    preValidation: app.authenticate
   }, async (request) => {
     const user = await repos.users.findById(request.principal!.userId)
     if (user === null) throw new AccessTokenInvalid()
@@ -70,7 +70,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     },
     // Guessing the current password with a stolen access token is limited like login.
     config: { rateLimit: routeLimit(config, config.rateLimit.login) },
-    onRequest: app.authenticate
+    preValidation: app.authenticate
   }, async (request, reply) => {
     const { userId, sessionId } = request.principal!
     const next = passwordPolicy.check(request.body.newPassword)

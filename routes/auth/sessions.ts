@@ -16,7 +16,9 @@ const SessionSchema = Type.Object({
 
 const sessions: FastifyPluginAsyncTypebox = async (app) => {
   const { repos } = app
-  app.addHook('onRequest', app.authenticate)
+  // preValidation, not onRequest: the rate limiter's onRequest hook must count a request before
+  // authentication can refuse it (a route's own onRequest hooks run before the limiter's).
+  app.addHook('preValidation', app.authenticate)
 
   app.get('/sessions', {
     schema: {

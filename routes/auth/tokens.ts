@@ -126,7 +126,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       security: [{ bearerAuth: [] }],
       response: { 204: Type.Null(), ...errors(401) }
     },
-    onRequest: app.authenticate
+    preValidation: app.authenticate
   }, async (request, reply) => {
     const { userId } = request.principal!
     const count = await repos.sessions.revokeAllForUser(userId, 'logout_all', new Date())

@@ -1,0 +1,77 @@
+import t from 'tap'
+import { ConfigError, loadConfig, parseDuration } from '../src/config.js'
+
+t.test('defaults are the contract\'s and safe', async (t) => {
+  const c = loadConfig({})
+  t.match(c, {
+    env: 'development',
+    port: 3000,
+    host: '127.0.0.1',
+    publicUrl: 'http://localhost:3000',
+    databasePath: 'data/auth.db',
+    databaseSynchronous: 'FULL',
+    logLevel: 'info',
+    trustProxy: false,
+    allowRegistration: true,
+    corsOrigins: []
+  })
+  t.match(c.jwt, { issuer: 'http://localhost:3000', audience: 'http://localhost:3000', algorithm: 'ES256', accessTokenTtl: 900 })
+  t.match(c.refresh, { ttl: 7 * 86400, sessionMaxAge: 30 * 86400, reuseInterval: 10, cookieName: 'refresh_token', cookieSameSite: 'Strict', transportDefault: 'cookie' })
+  t.match(c.password, { minLength: 12, maxLength: 256, memoryCost: 19456, timeCost: 2, parallelism: 1 })
+  t.equal(c.rateLimit.enabled, true)
+  t.equal(loadConfig({ PORT: '8080' }).publicUrl, 'http://localhost:8080', 'PUBLIC_URL follows PORT')
+})
+
+t.test('durations: seconds or a number with s, m, h, d', async (t) => {
+  t.equal(parseDuration('X', '900'), 900)
+  t.equal(parseDuration('X', '15m'), 900)
+  t.equal(parseDuration('X', '7d'), 604800)
+  t.equal(parseDuration('X', '2h'), 7200)
+  t.equal(parseDuration('X', '30s'), 30)
+  for (const bad of ['15 minutes', '-5', 'soon', '1w', '']) t.throws(() => parseDuration('X', bad), ConfigError, bad)
+  t.equal(loadConfig({ ACCESS_TOKEN_TTL: '5m' }).jwt.accessTokenTtl, 300)
+})
+
+t.test('DATABASE_URL accepts file:<path>, a plain path and :memory:', async (t) => {
+  t.equal(loadConfig({ DATABASE_URL: 'file:/data/auth.db' }).databasePath, '/data/auth.db')
+  t.equal(loadConfig({ DATABASE_URL: '/tmp/x.db' }).databasePath, '/tmp/x.db')
+  t.equal(loadConfig({ DATABASE_URL: ':memory:' }).databasePath, ':memory:')
+})
+
+t.test('invalid settings are refused with a message naming them', async (t) => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ JWT_ALGORITHM: 'none' }, /jwt\/algorithm|algorithm/],
+    [{ JWT_ALGORITHM: 'HS256' }, /JWT_SECRET/],
+    [{ REFRESH_COOKIE_SAMESITE: 'sometimes' }, /cookieSameSite/],
+    [{ CORS_ORIGINS: '*' }, /CORS_ORIGINS/],
+    [{ CORS_ORIGINS: 'not a url' }, /CORS_ORIGINS/],
+    [{ PUBLIC_URL: 'ftp://example.com' }, /PUBLIC_URL/],
+    [{ REFRESH_TOKEN_TTL: '40d' }, /REFRESH_TOKEN_TTL must not exceed SESSION_MAX_AGE/],
+    [{ ALLOW_REGISTRATION: 'maybe' }, /ALLOW_REGISTRATION/],
+    [{ KEY_ENCRYPTION_KEY: 'short' }, /KEY_ENCRYPTION_KEY/]
+  ]
+  for (const [env, message] of cases) t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
+})
+
+t.test('NODE_ENV=production refuses unsafe settings and says why', async (t) => {
+  const prod = { NODE_ENV: 'production', PUBLIC_URL: 'https://auth.example.com' }
+  t.doesNotThrow(() => loadConfig(prod), 'safe defaults start')
+  t.doesNotThrow(() => loadConfig({ NODE_ENV: 'production' }), 'loopback PUBLIC_URL over http is fine')
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ JWT_ALGORITHM: 'HS256', JWT_SECRET: 'short-secret' }, /JWT_SECRET must be at least 32 bytes/],
+    [{ PUBLIC_URL: 'http://auth.example.com' }, /PUBLIC_URL .* must be https/],
+    [{ ARGON2_MEMORY_KIB: '4096' }, /ARGON2_MEMORY_KIB/],
+    [{ PASSWORD_MIN_LENGTH: '6' }, /PASSWORD_MIN_LENGTH/],
+    [{ REFRESH_REUSE_INTERVAL: '5m' }, /REFRESH_REUSE_INTERVAL/],
+    [{ ACCESS_TOKEN_TTL: '1d' }, /ACCESS_TOKEN_TTL/],
+    [{ RATE_LIMIT_ENABLED: 'false' }, /RATE_LIMIT_ENABLED/],
+    [{ DATABASE_URL: ':memory:' }, /DATABASE_URL/],
+    [{ CORS_ORIGINS: 'http://app.example.com' }, /CORS_ORIGINS/]
+  ]
+  for (const [env, message] of cases) {
+    t.throws(() => loadConfig({ ...prod, ...env }), { name: 'ConfigError', message: /refusing to start with NODE_ENV=production/ })
+    t.throws(() => loadConfig({ ...prod, ...env }), { message }, JSON.stringify(env))
+  }
+  t.doesNotThrow(() => loadConfig({ ...prod, JWT_ALGORITHM: 'HS256', JWT_SECRET: 'x'.repeat(32) }))
+})
