@@ -18,7 +18,7 @@ import { ErrorSchema, TokenResponseSchema, UserSchema } from '../routes/schemas.
 import wellKnownRoutes from '../routes/well-known.js'
 import type { Config } from './config.js'
 import { bearerChallenge, NotFound } from './errors.js'
-import { toPublicError } from './public-error.js'
+import { answerClientError, toPublicError } from './public-error.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -53,6 +53,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     logController: new LogController({ disableRequestLogging: true }),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    clientErrorHandler: answerClientError,
     routerOptions: { maxParamLength: 128 },
     ajv: { customOptions: { removeAdditional: 'all', coerceTypes: false, useDefaults: true, allErrors: false } }
   }

@@ -4,6 +4,8 @@
  * faults the client cannot fix (locked, read-only, disk full) are 503 with Retry-After.
  * No stack, SQL or internal message ever reaches the response.
  */
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { FastifyError } from 'fastify'
 
 export interface PublicError {
@@ -47,4 +49,25 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
   }
   if (status === 503 && code === 'SERVICE_UNAVAILABLE') return make(503, code, err.message)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
+}
+
+/**
+ * Requests that Node's HTTP parser refuses (a bare CR or LF in a header, a NUL, headers over
+ * the size limit, a request that arrives too slowly) never reach Fastify's error handler.
+ * Fastify's default answer to them has no `code`; this one has the same
+ * `{ statusCode, code, message }` shape as every other error, then closes the connection.
+ */
+export function answerClientError (err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [statusCode, code, message] = err.code === 'HPE_HEADER_OVERFLOW'
+    ? [431, 'HEADERS_TOO_LARGE', 'The request headers are too large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'The request was not received in time']
+      : [400, 'BAD_REQUEST', 'The request could not be understood']
+  const body = JSON.stringify({ statusCode, code, message })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
 }
