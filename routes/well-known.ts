@@ -1,7 +1,8 @@
 /**
  * Discovery for services that verify tokens offline: the JWK Set (public parameters only) and
- * a minimal OpenID-style configuration. The JWKS may be cached for JWKS_MAX_AGE, exactly the
- * lead time with which a new key is published before it signs.
+ * a minimal OpenID-style configuration. The JWKS may be cached for JWKS_MAX_AGE; a new key is
+ * published at least that long (plus one KEY_CHECK_INTERVAL) before it signs, so a cached copy
+ * always knows the key of any token a verifier meets. The HS256 secret is never published.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
@@ -20,6 +21,13 @@ const JwksSchema = Type.Object({
   }))
 })
 
+/** RFC 9110 §13.1.2: `*`, or a list of entity tags; comparison is weak (a `W/` prefix is ignored). */
+export function matchesEtag (ifNoneMatch: string | undefined, etag: string): boolean {
+  if (ifNoneMatch === undefined) return false
+  if (ifNoneMatch.trim() === '*') return true
+  return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
+}
+
 const wellKnown: FastifyPluginAsyncTypebox = async (app) => {
   const { config, keyRing } = app
   const base = config.publicUrl
@@ -34,7 +42,8 @@ const wellKnown: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { body, etag } = keyRing.jwks()
     reply.header('cache-control', `public, max-age=${config.keys.jwksMaxAge}`).header('etag', etag)
-    if (request.headers['if-none-match'] === etag) return reply.code(304).send(null)
+    // 304: no body, no Content-Length or Content-Type of a body that is not there.
+    if (matchesEtag(request.headers['if-none-match'], etag)) return reply.code(304).send(undefined as never)
     // Pre-serialised when the ring changes; sent as is.
     return reply.type('application/json; charset=utf-8').serializer((s: unknown) => s as string).send(body as never)
   })
@@ -57,7 +66,9 @@ const wellKnown: FastifyPluginAsyncTypebox = async (app) => {
     },
     config: { rateLimit: false }
   }, async (_request, reply) => {
-    const algs = [config.jwt.algorithm]
+    // Every algorithm a published key uses (during a change of JWT_ALGORITHM, both), plus the
+    // configured one: a verifier that pins algorithms from here accepts every valid token.
+    const algs = [...new Set([...keyRing.algorithms(), config.jwt.algorithm])]
     reply.header('cache-control', `public, max-age=${config.keys.jwksMaxAge}`)
     return {
       issuer: config.jwt.issuer,

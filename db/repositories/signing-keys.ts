@@ -1,4 +1,4 @@
-import { and, eq, lte, sql } from 'drizzle-orm'
+import { eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { signingKeys } from '../schema.js'
 
@@ -22,6 +22,7 @@ export function createSigningKeysRepository (db: Db) {
       retire: (kid: string, retiredAt: Date, removeAfter: Date) => void
       promote: (kid: string) => void
       remove: (kid: string) => void
+      reseal: (kid: string, privateKey: string) => void
     }) => T): Promise<T> {
       return db.transaction((tx) => {
         const rows = tx.select().from(signingKeys).orderBy(signingKeys.activatesAt).all()
@@ -31,13 +32,10 @@ export function createSigningKeysRepository (db: Db) {
             tx.update(signingKeys).set({ state: 'retired', retiredAt, removeAfter }).where(eq(signingKeys.kid, kid)).run()
           },
           promote: (kid) => { tx.update(signingKeys).set({ state: 'current' }).where(eq(signingKeys.kid, kid)).run() },
-          remove: (kid) => { tx.delete(signingKeys).where(eq(signingKeys.kid, kid)).run() }
+          remove: (kid) => { tx.delete(signingKeys).where(eq(signingKeys.kid, kid)).run() },
+          reseal: (kid, privateKey) => { tx.update(signingKeys).set({ privateKey }).where(eq(signingKeys.kid, kid)).run() }
         })
       }, { behavior: 'immediate' })
-    },
-
-    async removeExpired (now: Date): Promise<number> {
-      return db.delete(signingKeys).where(and(eq(signingKeys.state, 'retired'), lte(signingKeys.removeAfter, now))).run().changes
     },
 
     async count (): Promise<number> {

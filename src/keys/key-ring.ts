@@ -4,20 +4,29 @@
  *
  * Life of a key: `next` (published in the JWKS, not yet signing) → `current` (signing) →
  * `retired` (published and accepted until every token it signed has expired) → removed.
- * A next key is created at least one JWKS cache lifetime (JWKS_MAX_AGE) before it starts
- * signing, so a verifier that cached the key set an instant before it appeared still knows it
- * by the time tokens carry its kid. Which key signs is decided by time (the newest key whose
- * `activatesAt` has passed), so every instance switches at the same moment even before any
- * of them has rewritten the states.
+ *
+ * Lead time. A next key is created at least JWKS_MAX_AGE + KEY_CHECK_INTERVAL before it starts
+ * signing. Other instances sharing the database learn of a new key at their next check (at most
+ * KEY_CHECK_INTERVAL later) and only then publish it; a verifier that fetched the key set from
+ * such an instance an instant before may keep that copy for JWKS_MAX_AGE. Both waits fit in the
+ * lead time, so no verifier that honours Cache-Control meets a kid it has never been offered.
+ *
+ * Which key signs is decided by time (the newest non-retired key whose `activatesAt` has
+ * passed), so every instance switches at the same moment even before any of them has rewritten
+ * the states. A key stops being accepted `retirement` after it stopped signing: the access-token
+ * lifetime, plus the clock tolerance, plus one check interval (an instance that has not reloaded
+ * yet may still sign with it for that long after an immediate rotation).
  *
  * All changes go through one IMMEDIATE transaction that re-reads the ring, so instances sharing
- * a database never rotate twice. Key generation (slow for RSA) happens before it.
+ * a database (and the key CLI) never rotate twice. Key generation (slow for RSA) happens before
+ * it, outside the lock.
  */
 import { createHash, type KeyObject } from 'node:crypto'
 import type { NewSigningKey, SigningKeyRow, SigningKeysRepository } from '../../db/repositories/signing-keys.js'
+import { decodeKeyEncryptionKey, type Config } from '../config.js'
 import {
-  generateKeyPair, openPrivateKey, publicJwkOf, publicPemOf, sealPrivateKey, secretKid,
-  type Algorithm, type AsymmetricAlgorithm, type PublicJwk
+  generateKeyPair, isSealed, KeyProtectionError, openPrivateKey, publicJwkOf, publicJwkOfPrivate, publicPemOf,
+  sealPrivateKey, secretKid, type Algorithm, type AsymmetricAlgorithm, type PublicJwk
 } from './signing-key.js'
 
 export interface KeyRingOptions {
@@ -31,6 +40,23 @@ export interface KeyRingOptions {
   clockToleranceSeconds: number
   checkIntervalSeconds: number
   rsaModulusLength: number
+  /** At most one reload from the database per this many seconds when a token names an unknown kid. */
+  unknownKidReloadSeconds?: number
+}
+
+/** The ring's settings, from the service configuration (shared by the server and the key CLI). */
+export function keyRingOptions (config: Config): KeyRingOptions {
+  return {
+    algorithm: config.jwt.algorithm,
+    secret: config.jwt.secret,
+    encryptionKey: config.keys.encryptionKey === undefined ? undefined : decodeKeyEncryptionKey(config.keys.encryptionKey),
+    rotationIntervalSeconds: config.keys.rotationInterval,
+    jwksMaxAgeSeconds: config.keys.jwksMaxAge,
+    accessTokenTtlSeconds: config.jwt.accessTokenTtl,
+    clockToleranceSeconds: config.jwt.clockToleranceSeconds,
+    checkIntervalSeconds: config.keys.checkInterval,
+    rsaModulusLength: config.keys.rsaModulusLength
+  }
 }
 
 export interface RingKey {
@@ -47,21 +73,33 @@ export interface RingKey {
 }
 
 export interface RingEvent {
-  type: 'created' | 'activated' | 'retired' | 'removed'
+  type: 'created' | 'activated' | 'retired' | 'removed' | 'sealed'
   kid: string
   alg: Algorithm
+  /** For `created`: when the key starts signing. */
+  activatesAt?: Date
 }
+
+export type MaintainMode = 'auto' | 'scheduled' | 'immediate'
+type Ops = Parameters<Parameters<SigningKeysRepository['update']>[0]>[1]
 
 const secondsMs = (s: number): number => s * 1000
 
-type Mode = 'auto' | 'scheduled' | 'immediate'
-type Ops = Parameters<Parameters<SigningKeysRepository['update']>[0]>[1]
+/** The opened form of a stored key: derived once per stored value and kept while the row lives. */
+interface Material {
+  verifyKey: string
+  signKey: string
+  jwk: PublicJwk
+}
 
 export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOptions) {
   let keys: RingKey[] = []
   let byKid = new Map<string, RingKey>()
   let jwksBody = '{"keys":[]}'
-  let jwksEtag = ''
+  let jwksEtag = etagOf(jwksBody)
+  let material = new Map<string, Material>()
+  let lastUnknownKidReload = Number.NEGATIVE_INFINITY
+  let running: Promise<unknown> = Promise.resolve()
 
   const hsKey: RingKey | null = options.algorithm === 'HS256'
     ? {
@@ -76,33 +114,67 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
       }
     : null
 
-  /** How long after a key stops signing its last token can still be valid (and some slack). */
   const retirementMs = secondsMs(options.accessTokenTtlSeconds + options.clockToleranceSeconds + options.checkIntervalSeconds)
-  const leadMs = secondsMs(options.jwksMaxAgeSeconds)
+  const leadMs = secondsMs(options.jwksMaxAgeSeconds + options.checkIntervalSeconds)
+  const unknownKidReloadMs = secondsMs(options.unknownKidReloadSeconds ?? 10)
 
-  function toRingKey (row: SigningKeyRow): RingKey {
-    const privateKey: KeyObject = openPrivateKey(row.privateKey, row.kid, options.encryptionKey)
-    return {
-      kid: row.kid,
-      alg: row.alg as AsymmetricAlgorithm,
-      state: row.state,
-      activatesAt: row.activatesAt,
-      removeAfter: row.removeAfter,
-      verifyKey: publicPemOf(privateKey),
-      signKey: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
-      jwk: row.publicJwk as unknown as PublicJwk
-    }
+  function etagOf (body: string): string {
+    return `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
   }
 
+  async function open (row: SigningKeyRow, cache: Map<string, Material>): Promise<Material> {
+    const cacheKey = `${row.kid}\n${row.privateKey}`
+    const known = material.get(cacheKey)
+    if (known !== undefined) {
+      cache.set(cacheKey, known)
+      return known
+    }
+    const alg = row.alg as AsymmetricAlgorithm
+    const privateKey: KeyObject = openPrivateKey(row.privateKey, row.kid, options.encryptionKey)
+    let jwk: PublicJwk
+    try {
+      jwk = await publicJwkOfPrivate(privateKey, alg)
+    } catch (err) {
+      throw new KeyProtectionError(`signing key ${row.kid}: ${(err as Error).message}`)
+    }
+    // The kid is the thumbprint of the key itself; a row whose kid does not match was altered.
+    if (jwk.kid !== row.kid) throw new KeyProtectionError(`signing key ${row.kid}: the stored kid is not the thumbprint of its key`)
+    const opened = {
+      verifyKey: publicPemOf(privateKey),
+      signKey: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+      jwk
+    }
+    cache.set(cacheKey, opened)
+    return opened
+  }
+
+  /** Reads the ring from the database. Throws KeyProtectionError when a stored key cannot be opened. */
   async function reload (): Promise<void> {
     const rows = await repo.list()
-    const loaded = rows.map(toRingKey)
+    const next = new Map<string, Material>()
+    const loaded: RingKey[] = []
+    for (const row of rows) {
+      const m = await open(row, next)
+      loaded.push({
+        kid: row.kid,
+        alg: row.alg as AsymmetricAlgorithm,
+        state: row.state,
+        activatesAt: row.activatesAt,
+        removeAfter: row.removeAfter,
+        verifyKey: m.verifyKey,
+        signKey: m.signKey,
+        jwk: m.jwk
+      })
+    }
     if (hsKey !== null) loaded.push(hsKey)
-    const published = loaded.filter((k) => k.jwk !== null).map((k) => k.jwk!)
+    const body = JSON.stringify({ keys: loaded.filter((k) => k.jwk !== null).map((k) => k.jwk) })
     keys = loaded
     byKid = new Map(loaded.map((k) => [k.kid, k]))
-    jwksBody = JSON.stringify({ keys: published })
-    jwksEtag = `"${createHash('sha256').update(jwksBody).digest('base64url').slice(0, 27)}"`
+    material = next
+    if (body !== jwksBody) {
+      jwksBody = body
+      jwksEtag = etagOf(body)
+    }
   }
 
   async function newRow (alg: AsymmetricAlgorithm, now: Date): Promise<NewSigningKey> {
@@ -119,7 +191,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     }
   }
 
-  /** Newest key whose activation time has passed (HS256: the configured secret). */
+  /** Newest non-retired key whose activation time has passed (HS256: the configured secret). */
   function signingKeyAt (now: Date): RingKey | undefined {
     if (hsKey !== null) return hsKey
     let best: RingKey | undefined
@@ -131,33 +203,49 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
   }
 
   /**
-   * Decides, from the rows as they are, what the ring needs at `now`. Pure: the caller runs it
-   * inside the transaction. `fresh` is a newly generated key, used only when one is needed;
-   * without it the plan says `needsKey` and changes nothing.
+   * Decides, from the rows as they are, what the ring needs at `now`, and writes it through
+   * `ops`. Synchronous: the caller runs it inside the transaction. `fresh` is a newly generated
+   * key, used only when one is needed; without it the plan says `needsKey` and adds nothing.
    */
-  function plan (rows: SigningKeyRow[], now: Date, mode: Mode, fresh: NewSigningKey | null, ops: Ops): { needsKey: boolean, events: RingEvent[] } {
+  function plan (rows: SigningKeyRow[], now: Date, mode: MaintainMode, fresh: NewSigningKey | null, ops: Ops): { needsKey: boolean, events: RingEvent[] } {
     const events: RingEvent[] = []
     const alg = options.algorithm
     const retire = (r: SigningKeyRow, at: Date): void => {
       ops.retire(r.kid, at, new Date(at.getTime() + retirementMs))
       events.push({ type: 'retired', kid: r.kid, alg: r.alg as Algorithm })
     }
+    const remove = (r: SigningKeyRow): void => {
+      ops.remove(r.kid)
+      events.push({ type: 'removed', kid: r.kid, alg: r.alg as Algorithm })
+    }
+
     const live: SigningKeyRow[] = []
     for (const r of rows) {
-      if (r.state === 'retired' && r.removeAfter !== null && r.removeAfter <= now) {
-        ops.remove(r.kid)
-        events.push({ type: 'removed', kid: r.kid, alg: r.alg as Algorithm })
-      } else live.push(r)
+      if (r.state === 'retired' && r.removeAfter !== null && r.removeAfter <= now) remove(r)
+      else live.push(r)
+    }
+    // Keys written before KEY_ENCRYPTION_KEY was set are sealed now, in place.
+    if (options.encryptionKey !== undefined) {
+      for (const r of live) {
+        if (isSealed(r.privateKey)) continue
+        ops.reseal(r.kid, sealPrivateKey(openPrivateKey(r.privateKey, r.kid), r.kid, options.encryptionKey))
+        events.push({ type: 'sealed', kid: r.kid, alg: r.alg as Algorithm })
+      }
     }
     if (alg === 'HS256') {
       // The secret signs; asymmetric keys only verify until their tokens have expired.
-      for (const r of live) if (r.state !== 'retired') retire(r, now)
+      for (const r of live) {
+        if (r.state === 'retired') continue
+        if (r.activatesAt > now) remove(r)
+        else retire(r, now)
+      }
       return { needsKey: false, events }
     }
+
     const signing = live.filter((r) => r.state !== 'retired' && r.activatesAt <= now)
       .sort((a, b) => b.activatesAt.getTime() - a.activatesAt.getTime())
     const active = signing[0]
-    const pending = live.filter((r) => r.state !== 'retired' && r.activatesAt > now)
+    let pending = live.filter((r) => r.state !== 'retired' && r.activatesAt > now)
 
     // The newest activated key is current; every older one retires from the moment it stopped signing.
     if (active !== undefined && active.state !== 'current') {
@@ -166,37 +254,40 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     }
     if (active !== undefined) for (const r of signing.slice(1)) retire(r, active.activatesAt)
 
+    // A key scheduled under another JWT_ALGORITHM never signed anything: it must not start now.
+    for (const p of pending) if (p.alg !== alg) remove(p)
+    pending = pending.filter((p) => p.alg === alg)
+
     let activatesAt: Date
     if (active === undefined || mode === 'immediate') {
-      // First start (nothing signs yet), or an operator replacing the key at once.
+      // First start (nothing signs yet, so there is nothing to pre-publish for), or an
+      // operator replacing the key at once.
       activatesAt = now
     } else {
-      if (pending.some((p) => p.alg === alg)) return { needsKey: false, events }
+      if (pending.length > 0) return { needsKey: false, events }
       const scheduled = active.activatesAt.getTime() + secondsMs(options.rotationIntervalSeconds)
-      const due = mode === 'scheduled' || active.alg !== alg || now.getTime() >= scheduled - leadMs
-      if (!due) return { needsKey: false, events }
+      const unscheduled = mode === 'scheduled' || active.alg !== alg
+      if (!unscheduled && now.getTime() < scheduled - leadMs) return { needsKey: false, events }
       const earliest = now.getTime() + leadMs
-      activatesAt = new Date(mode === 'scheduled' || active.alg !== alg ? earliest : Math.max(earliest, scheduled))
+      activatesAt = new Date(unscheduled ? earliest : Math.max(earliest, scheduled))
     }
     if (fresh === null) return { needsKey: true, events }
 
     const state = activatesAt <= now ? 'current' : 'next'
     ops.insert({ ...fresh, state, activatesAt })
-    events.push({ type: 'created', kid: fresh.kid, alg })
+    events.push({ type: 'created', kid: fresh.kid, alg, activatesAt })
     if (state === 'current') {
       events.push({ type: 'activated', kid: fresh.kid, alg })
       if (active !== undefined) retire(active, now)
-      for (const p of pending) { ops.remove(p.kid); events.push({ type: 'removed', kid: p.kid, alg: p.alg as Algorithm }) }
+      for (const p of pending) remove(p)
     }
     return { needsKey: false, events }
   }
 
-  /**
-   * Brings the ring up to date for `now`: creates the first key, schedules the next one,
-   * activates it when its time comes, retires the old one and removes keys whose tokens have
-   * all expired. Safe to call from every instance at any time.
-   */
-  async function maintain (now: Date, mode: Mode = 'auto'): Promise<RingEvent[]> {
+  async function maintainNow (now: Date, mode: MaintainMode): Promise<RingEvent[]> {
+    // Opening every stored key first refuses a wrong or missing KEY_ENCRYPTION_KEY before
+    // anything is written (a key sealed under no key, or the wrong one, would be worse).
+    await reload()
     let result = await repo.update((rows, ops) => plan(rows, now, mode, null, ops))
     if (result.needsKey) {
       // Generated outside the transaction, then the plan is made again on the rows as they are
@@ -209,10 +300,22 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     return result.events
   }
 
+  /**
+   * Brings the ring up to date for `now`: creates the first key, schedules the next one,
+   * activates it when its time comes, retires the old one and removes keys whose tokens have
+   * all expired. Safe to call from every instance at any time; calls on one ring run one
+   * after the other.
+   */
+  function maintain (now: Date, mode: MaintainMode = 'auto'): Promise<RingEvent[]> {
+    const run = running.then(() => maintainNow(now, mode))
+    running = run.catch(() => undefined)
+    return run
+  }
+
   return {
     reload,
     maintain,
-    /** Schedules a rotation now (next key published, signing after the JWKS lead time), or replaces the key at once. */
+    /** Schedules a rotation now (next key published, signing after the lead time), or replaces the key at once. */
     rotate: (now: Date, immediate = false) => maintain(now, immediate ? 'immediate' : 'scheduled'),
     signingKey (now: Date): RingKey {
       const k = signingKeyAt(now)
@@ -221,10 +324,28 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     },
     /** The key that may verify a token with this kid, or undefined. */
     verificationKey: (kid: string): RingKey | undefined => byKid.get(kid),
+    /**
+     * Like `verificationKey`, but an unknown kid rereads the ring from the database first (at
+     * most once per `unknownKidReloadSeconds`): another instance, or the key CLI, may have
+     * replaced the key at once, and its tokens must not be refused here until the next check.
+     */
+    async findVerificationKey (kid: string): Promise<RingKey | undefined> {
+      const known = byKid.get(kid)
+      if (known !== undefined) return known
+      const now = Date.now()
+      if (now - lastUnknownKidReload < unknownKidReloadMs) return undefined
+      lastUnknownKidReload = now
+      await reload()
+      return byKid.get(kid)
+    },
     get keys (): readonly RingKey[] { return keys },
     jwks: () => ({ body: jwksBody, etag: jwksEtag }),
     /** Every algorithm a key in the ring uses. */
     algorithms: (): Algorithm[] => [...new Set(keys.map((k) => k.alg))],
+    /** How long before it signs a new key is published. */
+    leadSeconds: options.jwksMaxAgeSeconds + options.checkIntervalSeconds,
+    /** How long after it stopped signing a key is still published and accepted. */
+    retirementSeconds: retirementMs / 1000,
     options
   }
 }

@@ -44,6 +44,27 @@ export async function publicJwkOf (publicKey: KeyObject, alg: AsymmetricAlgorith
   return { ...jwk, kid, alg, use: 'sig' } as PublicJwk
 }
 
+/**
+ * The public JWK of a stored private key, derived from the private key itself (never from a
+ * stored copy, so a tampered row cannot publish something else), after checking that the key
+ * is of the type its algorithm needs.
+ */
+export async function publicJwkOfPrivate (privateKey: KeyObject, alg: AsymmetricAlgorithm): Promise<PublicJwk> {
+  const details = privateKey.asymmetricKeyDetails ?? {}
+  const fits = alg === 'ES256'
+    ? privateKey.asymmetricKeyType === 'ec' && details.namedCurve === 'prime256v1'
+    : alg === 'RS256'
+      ? privateKey.asymmetricKeyType === 'rsa' && (details.modulusLength ?? 0) >= 2048
+      : privateKey.asymmetricKeyType === 'ed25519'
+  if (!fits) throw new Error(`a ${privateKey.asymmetricKeyType ?? 'unknown'} key cannot sign ${alg}`)
+  return await publicJwkOf(createPublicKey(privateKey), alg)
+}
+
+/** True when the stored private key is sealed with KEY_ENCRYPTION_KEY. */
+export function isSealed (stored: string): boolean {
+  return stored.startsWith(ENC_PREFIX)
+}
+
 /** A stable, non-reversible `kid` for the HS256 secret (never published). */
 export function secretKid (secret: string): string {
   return 'hs-' + createHash('sha256').update('kid:').update(secret).digest('base64url').slice(0, 22)
@@ -66,19 +87,33 @@ export function sealPrivateKey (privateKey: KeyObject, kid: string, encryptionKe
   return ENC_PREFIX + [iv, cipher.getAuthTag(), ct].map((b) => b.toString('base64url')).join('.')
 }
 
+/**
+ * Why a stored private key cannot be used. The service refuses to start on it rather than
+ * signing with a new key the rest of the ring cannot vouch for.
+ */
+export class KeyProtectionError extends Error {
+  override name = 'KeyProtectionError'
+}
+
 export function openPrivateKey (stored: string, kid: string, encryptionKey?: Buffer): KeyObject {
-  if (!stored.startsWith(ENC_PREFIX)) return createPrivateKey(stored)
-  if (encryptionKey === undefined) {
-    throw new Error(`signing key ${kid} is encrypted at rest; set KEY_ENCRYPTION_KEY to the key it was sealed with`)
+  if (!isSealed(stored)) {
+    try {
+      return createPrivateKey(stored)
+    } catch {
+      throw new KeyProtectionError(`signing key ${kid}: the stored private key is not a PKCS#8 PEM key`)
+    }
   }
-  const [iv, tag, ct] = stored.slice(ENC_PREFIX.length).split('.').map((p) => Buffer.from(p, 'base64url'))
-  const decipher = createDecipheriv('aes-256-gcm', encryptionKey, iv!)
-  decipher.setAAD(Buffer.from(kid))
-  decipher.setAuthTag(tag!)
+  if (encryptionKey === undefined) {
+    throw new KeyProtectionError(`signing key ${kid} is encrypted at rest; set KEY_ENCRYPTION_KEY to the key it was sealed with`)
+  }
   try {
+    const [iv, tag, ct] = stored.slice(ENC_PREFIX.length).split('.').map((p) => Buffer.from(p, 'base64url'))
+    const decipher = createDecipheriv('aes-256-gcm', encryptionKey, iv!)
+    decipher.setAAD(Buffer.from(kid))
+    decipher.setAuthTag(tag!)
     return createPrivateKey(Buffer.concat([decipher.update(ct!), decipher.final()]).toString('utf8'))
   } catch {
-    throw new Error(`signing key ${kid} could not be decrypted: KEY_ENCRYPTION_KEY is not the key it was sealed with`)
+    throw new KeyProtectionError(`signing key ${kid} could not be decrypted: KEY_ENCRYPTION_KEY is not the key it was sealed with`)
   }
 }
 

@@ -1,0 +1,195 @@
+/**
+ * Verifies this service's access tokens inside another Fastify service, offline, from the
+ * service's public JWK Set:
+ *
+ *   import verifier from 'auth-service/verifier'
+ *   await app.register(verifier, { issuer: 'https://auth.example.com', audience: 'https://auth.example.com' })
+ *   app.get('/orders', { onRequest: app.authenticate }, async (request) => request.user.sub)
+ *
+ * What it checks, whatever the token's header says: the signature with a key of the JWK Set
+ * chosen by `kid` (a token without one is refused) and only with that key's own algorithm, one
+ * of ES256/RS256/EdDSA (never HS256, never `none`); no header that points at another key
+ * (`jku`, `x5u`, `jwk`, `x5c`, ...); `typ: at+jwt`; `iss` and `aud` exactly; `exp` with a small
+ * clock tolerance. The key set is fetched by `jose`'s createRemoteJWKSet: cached for
+ * `cacheMaxAge`, refetched at once for an unknown kid unless it was fetched within `cooldown`
+ * (so new keys are picked up without a restart, and forged kids cannot make it hammer the
+ * service). If the service cannot be reached, the last key set fetched is still used.
+ *
+ * Failures answer exactly like the service: 401 `{ statusCode, code, message }` with the codes
+ * AUTHORIZATION_REQUIRED, ACCESS_TOKEN_INVALID or ACCESS_TOKEN_EXPIRED and the same
+ * `WWW-Authenticate` header; 503 when no key set has ever been fetched.
+ */
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import {
+  createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type FlattenedJWSInput, type JSONWebKeySet, type JWTHeaderParameters
+} from 'jose'
+import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, bearerChallenge, ServiceUnavailable } from '../errors.js'
+
+export type VerifierAlgorithm = 'ES256' | 'RS256' | 'EdDSA'
+
+export const VERIFIER_ALGORITHMS: readonly VerifierAlgorithm[] = ['ES256', 'RS256', 'EdDSA']
+
+export interface VerifierOptions {
+  /** The service's `iss` (JWT_ISSUER, by default its PUBLIC_URL). Required. */
+  issuer: string
+  /** The `aud` the tokens carry (JWT_AUDIENCE, by default the service's PUBLIC_URL). Required. */
+  audience: string
+  /** Where the JWK Set is. Default: `<issuer>/.well-known/jwks.json`. */
+  jwksUrl?: string | URL
+  /** Algorithms accepted (each key is still used only with its own). Default: ES256, RS256, EdDSA. */
+  algorithms?: VerifierAlgorithm[]
+  /** Seconds by which `exp` may be past. Default 5. */
+  clockTolerance?: number
+  /** Milliseconds after a fetch during which an unknown kid does not trigger another. Default 30000. */
+  cooldown?: number
+  /** Milliseconds a fetched key set is used before it is fetched again. Default 600000. */
+  cacheMaxAge?: number
+  /** Milliseconds to wait for the key set. Default 5000. */
+  timeout?: number
+  /** The realm of the WWW-Authenticate challenge. Default "auth", as the service. */
+  realm?: string
+}
+
+/** The claims of an access token (API.md "Access tokens"). */
+export interface AccessTokenClaims {
+  iss: string
+  aud: string
+  sub: string
+  iat: number
+  exp: number
+  jti: string
+  sid: string
+  roles: string[]
+}
+
+/**
+ * The `authenticate` hook. The same signature is declared by the service's own plugin, so the
+ * two can be type-checked together.
+ */
+export type Authenticate = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    authenticate: Authenticate
+  }
+  interface FastifyRequest {
+    user: AccessTokenClaims
+  }
+}
+
+export type VerifyResult =
+  | { ok: true, claims: AccessTokenClaims, kid: string }
+  | { ok: false, code: 'ACCESS_TOKEN_INVALID' | 'ACCESS_TOKEN_EXPIRED' | 'JWKS_UNAVAILABLE', reason: string }
+
+/** Header parameters that name a key by other means than our kid; the service never sets them. */
+const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'x5t', 'x5t#S256'] as const
+const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'iat', 'exp', 'jti', 'sid']
+const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+) *$/i
+
+/** The key set could not be fetched and no earlier copy exists. */
+class JwksUnavailable extends Error {}
+
+/** Errors of the key set itself (as opposed to its transport). */
+const KEY_SELECTION_ERRORS = [errors.JWKSNoMatchingKey, errors.JWKSMultipleMatchingKeys, errors.JOSENotSupported, errors.JOSEAlgNotAllowed, errors.JWKInvalid]
+
+function normalise (options: VerifierOptions) {
+  if (typeof options?.issuer !== 'string' || options.issuer === '') throw new TypeError('verifier: `issuer` is required')
+  if (typeof options.audience !== 'string' || options.audience === '') throw new TypeError('verifier: `audience` is required')
+  const jwksUrl = new URL(options.jwksUrl ?? `${options.issuer.replace(/\/+$/, '')}/.well-known/jwks.json`)
+  if (jwksUrl.protocol !== 'https:' && jwksUrl.protocol !== 'http:') throw new TypeError(`verifier: jwksUrl ${jwksUrl.href} must be an http(s) URL`)
+  const algorithms = options.algorithms ?? [...VERIFIER_ALGORITHMS]
+  if (algorithms.length === 0 || algorithms.some((a) => !VERIFIER_ALGORITHMS.includes(a))) {
+    throw new TypeError(`verifier: algorithms must be a non-empty subset of ${VERIFIER_ALGORITHMS.join(', ')} (HS256 and none are never accepted)`)
+  }
+  const durations = { clockTolerance: options.clockTolerance ?? 5, cooldown: options.cooldown ?? 30_000, cacheMaxAge: options.cacheMaxAge ?? 600_000, timeout: options.timeout ?? 5000 }
+  for (const [name, value] of Object.entries(durations)) {
+    if (!Number.isInteger(value) || value < 0) throw new TypeError(`verifier: ${name} must be a non-negative integer`)
+  }
+  return { issuer: options.issuer, audience: options.audience, jwksUrl, algorithms, realm: options.realm ?? 'auth', ...durations }
+}
+
+/**
+ * The verification itself, without HTTP: `verify(token)` returns a value, never throws. The
+ * plugin below maps it to the service's responses; other transports (a queue consumer, a
+ * WebSocket upgrade) can use it directly.
+ */
+export function createAccessTokenVerifier (options: VerifierOptions) {
+  const o = normalise(options)
+  const remote = createRemoteJWKSet(o.jwksUrl, { cacheMaxAge: o.cacheMaxAge, cooldownDuration: o.cooldown, timeoutDuration: o.timeout })
+  let stale: { jwks: JSONWebKeySet, keys: ReturnType<typeof createLocalJWKSet> } | undefined
+
+  async function getKey (header: JWTHeaderParameters, token: FlattenedJWSInput) {
+    // Refused before any key is looked up: such a token did not come from the service.
+    if (FOREIGN_KEY_HEADERS.some((h) => h in header)) throw new errors.JWSInvalid('the token names its key by a header this service never sets')
+    if (typeof header.kid !== 'string' || header.kid === '') throw new errors.JWSInvalid('the token has no kid')
+    try {
+      return await remote(header, token)
+    } catch (err) {
+      if (KEY_SELECTION_ERRORS.some((E) => err instanceof E)) throw err
+      // The service is unreachable or answered badly: keep verifying with the last key set.
+      const last = remote.jwks()
+      if (last === undefined) throw new JwksUnavailable((err as Error).message, { cause: err })
+      if (stale?.jwks !== last) stale = { jwks: last, keys: createLocalJWKSet(last) }
+      return await stale.keys(header, token)
+    }
+  }
+
+  async function verify (token: string): Promise<VerifyResult> {
+    try {
+      const { payload, protectedHeader } = await jwtVerify(token, getKey, {
+        issuer: o.issuer,
+        audience: o.audience,
+        algorithms: o.algorithms,
+        typ: 'at+jwt',
+        clockTolerance: o.clockTolerance,
+        requiredClaims: REQUIRED_CLAIMS
+      })
+      return { ok: true, claims: payload as unknown as AccessTokenClaims, kid: protectedHeader.kid! }
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) return { ok: false, code: 'ACCESS_TOKEN_EXPIRED', reason: err.message }
+      if (err instanceof JwksUnavailable) return { ok: false, code: 'JWKS_UNAVAILABLE', reason: err.message }
+      return { ok: false, code: 'ACCESS_TOKEN_INVALID', reason: (err as Error).message }
+    }
+  }
+
+  return { verify, options: o, jwks: remote }
+}
+
+const verifierPlugin: FastifyPluginAsync<VerifierOptions> = async (app, options) => {
+  const verifier = createAccessTokenVerifier(options)
+  const { realm } = verifier.options
+
+  // The hook answers by itself rather than throwing: the consuming app's error handler is not
+  // ours, and the response must be the service's exactly.
+  const deny = (reply: FastifyReply, error: { statusCode?: number, code: string, message: string }): FastifyReply => {
+    const statusCode = error.statusCode ?? 401
+    const challenge = bearerChallenge(error.code, realm)
+    if (challenge !== undefined) reply.header('www-authenticate', challenge)
+    if (statusCode === 503) reply.header('retry-after', 5)
+    return reply.code(statusCode).type('application/json; charset=utf-8').send({ statusCode, code: error.code, message: error.message })
+  }
+
+  if (!app.hasRequestDecorator('user')) app.decorateRequest('user', null as unknown as AccessTokenClaims)
+
+  app.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
+    const authorization = request.headers.authorization
+    if (authorization === undefined || authorization === '') return deny(reply, new AuthorizationRequired())
+    const match = BEARER.exec(authorization)
+    if (match === null) return deny(reply, new AccessTokenInvalid())
+    const result = await verifier.verify(match[1]!)
+    if (result.ok) {
+      request.user = result.claims
+      return undefined
+    }
+    if (result.code === 'JWKS_UNAVAILABLE') {
+      request.log.error({ reason: result.reason, jwksUrl: verifier.options.jwksUrl.href }, 'access token not verifiable: key set unavailable')
+      return deny(reply, new ServiceUnavailable('The access token cannot be verified right now; retry later'))
+    }
+    request.log.info({ code: result.code, reason: result.reason }, 'access token refused')
+    return deny(reply, result.code === 'ACCESS_TOKEN_EXPIRED' ? new AccessTokenExpired() : new AccessTokenInvalid())
+  } satisfies Authenticate)
+}
+
+export default fp(verifierPlugin, { name: 'auth-service-verifier', fastify: '5.x' })
+export { verifierPlugin as verifier }

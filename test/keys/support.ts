@@ -1,0 +1,112 @@
+/**
+ * Test support for tokens and keys: hand-built JWS (so a test controls every header byte and
+ * can produce what no well-behaved library would), decoding, and a clock that moves `Date`
+ * forward without sleeping.
+ */
+import { createHmac, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { Test } from 'tap'
+import type { Algorithm } from '../../src/keys/signing-key.js'
+import { bearer, login, register } from '../helper.js'
+
+export const ALGORITHMS: Algorithm[] = ['ES256', 'RS256', 'EdDSA', 'HS256']
+export const ASYMMETRIC = ['ES256', 'RS256', 'EdDSA'] as const
+
+/** A JWT_SECRET of 48 random-looking bytes for HS256 runs. */
+export const HS_SECRET = 'k3Vq8cJ0s9XoP2bZr7tYwL4mN6dF1gH5aE0uI8oQ2zXcV7bN'
+
+export function envFor (alg: Algorithm, extra: Record<string, string> = {}): Record<string, string> {
+  return { JWT_ALGORITHM: alg, ...(alg === 'HS256' ? { JWT_SECRET: HS_SECRET } : {}), ...extra }
+}
+
+const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+
+export interface Decoded {
+  header: Record<string, unknown>
+  payload: Record<string, unknown>
+}
+
+export function decode (token: string): Decoded {
+  const [h, p] = token.split('.')
+  return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), payload: JSON.parse(Buffer.from(p!, 'base64url').toString()) }
+}
+
+/** The signature of `input` under `alg`, exactly as JWS wants it (ECDSA in IEEE P1363 form). */
+export function signature (alg: string, key: KeyObject | string | Buffer, input: string): string {
+  switch (alg) {
+    case 'HS256': case 'HS384': case 'HS512':
+      return createHmac(`sha${alg.slice(2)}`, key as string | Buffer).update(input).digest('base64url')
+    case 'ES256':
+      return sign('sha256', Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' }).toString('base64url')
+    case 'RS256':
+      return sign('sha256', Buffer.from(input), key as KeyObject).toString('base64url')
+    case 'EdDSA':
+      return sign(null, Buffer.from(input), key as KeyObject).toString('base64url')
+    default:
+      return ''
+  }
+}
+
+/** A compact JWS with this header and payload, signed with `key` under `header.alg`. */
+export function forge (header: Record<string, unknown>, payload: Record<string, unknown>, key: KeyObject | string | Buffer | null): string {
+  const input = `${b64(header)}.${b64(payload)}`
+  return `${input}.${key === null ? '' : signature(String(header.alg), key, input)}`
+}
+
+/** A key pair the attacker owns, of the type `alg` needs. */
+export function attackerKey (alg: 'ES256' | 'RS256' | 'EdDSA'): KeyObject {
+  if (alg === 'ES256') return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+  if (alg === 'RS256') return generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+  return generateKeyPairSync('ed25519').privateKey
+}
+
+/** The service's own signing key (the private half is needed to show that only the claim is wrong). */
+export function serviceKey (app: FastifyInstance): { kid: string, alg: Algorithm, key: KeyObject | string } {
+  const k = app.keyRing.signingKey(new Date())
+  return { kid: k.kid, alg: k.alg, key: k.alg === 'HS256' ? k.signKey : createPrivateKey(k.signKey) }
+}
+
+export interface Session {
+  token: string
+  header: Record<string, unknown>
+  payload: Record<string, unknown>
+}
+
+/** Registers a user, logs in, and returns the access token with its decoded parts. */
+export async function session (app: FastifyInstance, username = 'alice'): Promise<Session> {
+  await register(app, username)
+  const { accessToken } = await login(app, { username })
+  return { token: accessToken, ...decode(accessToken) }
+}
+
+export async function me (app: FastifyInstance, token: string): Promise<LightMyRequestResponse> {
+  return await app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(token) })
+}
+
+/** Asserts the one answer every refused Bearer request gets. */
+export function assertRefused (t: Test, res: LightMyRequestResponse, code = 'ACCESS_TOKEN_INVALID'): void {
+  t.equal(res.statusCode, 401, `401 (got ${res.statusCode} ${res.body})`)
+  t.match(res.json(), { statusCode: 401, code })
+  t.match(res.headers['www-authenticate'], /^Bearer realm="auth", error="invalid_token"/)
+}
+
+/**
+ * Moves `Date` (and `Date.now`) forward by an offset for the rest of the test file's test,
+ * restored at teardown. Timers are not touched, so sockets, fetch and Fastify keep working; tap's
+ * t.clock would also freeze setImmediate and setTimeout, which a listening server needs.
+ */
+export function timeTravel (t: Test): { advance: (ms: number) => void, now: () => Date } {
+  const RealDate = globalThis.Date
+  let offset = 0
+  class ShiftedDate extends RealDate {
+    constructor (...args: unknown[]) {
+      if (args.length === 0) super(RealDate.now() + offset)
+      else super(...(args as [number]))
+    }
+
+    static override now (): number { return RealDate.now() + offset }
+  }
+  globalThis.Date = ShiftedDate as DateConstructor
+  t.teardown(() => { globalThis.Date = RealDate })
+  return { advance: (ms) => { offset += ms }, now: () => new ShiftedDate() }
+}
