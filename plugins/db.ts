@@ -6,6 +6,8 @@ import fp from 'fastify-plugin'
 import type Database from 'better-sqlite3'
 import { openDatabase, type Db } from '../db/client.js'
 import { runMigrations } from '../db/migrate.js'
+import { createAuditRepository } from '../db/repositories/audit.js'
+import { createLeasesRepository } from '../db/repositories/leases.js'
 import { createServerSecretsRepository } from '../db/repositories/server-secrets.js'
 import { createSessionsRepository } from '../db/repositories/sessions.js'
 import { createSigningKeysRepository } from '../db/repositories/signing-keys.js'
@@ -16,6 +18,8 @@ export interface Repositories {
   sessions: ReturnType<typeof createSessionsRepository>
   signingKeys: ReturnType<typeof createSigningKeysRepository>
   serverSecrets: ReturnType<typeof createServerSecretsRepository>
+  audit: ReturnType<typeof createAuditRepository>
+  leases: ReturnType<typeof createLeasesRepository>
 }
 
 declare module 'fastify' {
@@ -45,7 +49,9 @@ export default fp(async function dbPlugin (app) {
     users: createUsersRepository(db),
     sessions: createSessionsRepository(db),
     signingKeys: createSigningKeysRepository(db),
-    serverSecrets: createServerSecretsRepository(db)
+    serverSecrets: createServerSecretsRepository(db),
+    audit: createAuditRepository(db),
+    leases: createLeasesRepository(db)
   })
   app.addHook('onClose', async () => {
     sqlite.close()

@@ -5,13 +5,18 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
+import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
 import cookiePlugin from '../plugins/cookie.js'
 import dbPlugin from '../plugins/db.js'
+import housekeepingPlugin from '../plugins/housekeeping.js'
 import jwtPlugin from '../plugins/jwt.js'
+import metricsPlugin from '../plugins/metrics.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
+import swaggerPlugin from '../plugins/swagger.js'
+import adminRoutes from '../routes/admin/index.js'
 import authRoutes from '../routes/auth/index.js'
 import healthRoutes from '../routes/health.js'
 import { ErrorSchema, TokenResponseSchema, UserSchema } from '../routes/schemas.js'
@@ -39,6 +44,8 @@ export interface BuildOptions {
   logger?: FastifyBaseLogger
   /** A pino destination stream for the default logger. */
   logStream?: NodeJS.WritableStream
+  /** Called for every route as it is registered (the OpenAPI test lists them this way). */
+  onRoute?: (route: RouteOptions) => void
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -68,6 +75,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   }
 
   const app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>()
+  const { onRoute } = options
+  if (onRoute !== undefined) app.addHook('onRoute', (route) => { onRoute(route as RouteOptions) })
   app.addSchema(ErrorSchema)
   app.addSchema(UserSchema)
   app.addSchema(TokenResponseSchema)
@@ -105,10 +114,17 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(dbPlugin)
   await app.register(authPlugin)
   await app.register(jwtPlugin)
+  // Before any route (metrics registers /metrics): the OpenAPI document is collected from the
+  // routes as they are registered.
+  await app.register(swaggerPlugin)
+  await app.register(auditPlugin)
+  await app.register(metricsPlugin)
+  await app.register(housekeepingPlugin)
 
   await app.register(healthRoutes)
   await app.register(wellKnownRoutes)
   await app.register(authRoutes, { prefix: '/api/auth' })
+  await app.register(adminRoutes, { prefix: '/api/admin' })
 
   // Unknown routes are limited too, so that probing for paths is slow.
   app.setNotFoundHandler({

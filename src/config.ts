@@ -73,6 +73,20 @@ export const ConfigSchema = Type.Object({
     refresh: Limit,
     /** Failed logins allowed per username per window, from any number of addresses. */
     loginFailuresPerUser: Limit
+  }),
+  metrics: Type.Object({
+    enabled: Type.Boolean(),
+    /** When set, /metrics is served on its own listener (HOST:port) and not on the main port. */
+    port: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()])
+  }),
+  housekeeping: Type.Object({
+    /** How often expired tokens, ended sessions and old audit rows are pruned; 0 switches it off. */
+    interval: Type.Integer({ minimum: 0 }),
+    batchSize: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    /** How long ended (revoked or expired) sessions are kept before they are deleted. */
+    sessionRetention: Type.Integer({ minimum: 0 }),
+    /** How long audit events are kept. */
+    auditRetention: Seconds
   })
 })
 
@@ -220,6 +234,16 @@ export function loadConfig (env: Env = process.env): Config {
       register: limit(env, 'RATE_LIMIT_REGISTER', 10, '1m'),
       refresh: limit(env, 'RATE_LIMIT_REFRESH', 60, '1m'),
       loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m')
+    },
+    metrics: {
+      enabled: read(env, 'METRICS_ENABLED', true, parseBoolean),
+      port: read<number | null>(env, 'METRICS_PORT', null, parseInteger)
+    },
+    housekeeping: {
+      interval: read(env, 'HOUSEKEEPING_INTERVAL', parseDuration('', '1h'), parseDuration),
+      batchSize: read(env, 'HOUSEKEEPING_BATCH_SIZE', 1000, parseInteger),
+      sessionRetention: read(env, 'SESSION_RETENTION', parseDuration('', '7d'), parseDuration),
+      auditRetention: read(env, 'AUDIT_RETENTION', parseDuration('', '90d'), parseDuration)
     }
   }
 
@@ -244,6 +268,9 @@ function checkConsistency (c: Config): void {
     throw new ConfigError(`PASSWORD_MIN_LENGTH must be at most ${c.password.maxLength}`)
   }
   if (c.keys.encryptionKey !== undefined) decodeKeyEncryptionKey(c.keys.encryptionKey)
+  if (c.metrics.port !== null && c.metrics.port !== 0 && c.metrics.port === c.port) {
+    throw new ConfigError('METRICS_PORT must differ from PORT (leave it unset to serve /metrics on the main port)')
+  }
 }
 
 /** KEY_ENCRYPTION_KEY: 32 bytes, as 64 hex characters or base64/base64url. */

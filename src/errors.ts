@@ -30,6 +30,9 @@ export const SessionEnded = createError('SESSION_ENDED', 'The session of this ac
 
 export const NotFound = createError('NOT_FOUND', 'Not found', 404)
 export const SessionNotFound = createError('SESSION_NOT_FOUND', 'No such session', 404)
+export const UserNotFound = createError('USER_NOT_FOUND', 'No such user', 404)
+export const InvalidRoles = createError('INVALID_ROLES', '%s', 400)
+export const AdminSelfLockout = createError('ADMIN_SELF_LOCKOUT', 'Administrators cannot disable their own account or remove their own admin role', 409)
 export const MethodNotAllowed = createError('METHOD_NOT_ALLOWED', 'Method not allowed', 405)
 export const PayloadTooLarge = createError('PAYLOAD_TOO_LARGE', 'The request body is too large', 413)
 export const UnsupportedMediaType = createError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported content type; send application/json', 415)

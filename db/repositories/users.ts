@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm'
+import { asc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { users } from '../schema.js'
 
@@ -81,6 +81,12 @@ export function createUsersRepository (db: Db) {
 
     async setRoles (id: string, roles: string[], now: Date): Promise<boolean> {
       return db.update(users).set({ roles, updatedAt: now }).where(eq(users.id, id)).run().changes > 0
+    },
+
+    /** Users in the order they registered, for administration. */
+    async list (page: { limit: number, offset: number }): Promise<User[]> {
+      return db.select().from(users).orderBy(asc(users.createdAt), asc(users.id))
+        .limit(page.limit).offset(page.offset).all().map(toUser)
     }
   }
 }

@@ -42,6 +42,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     })
     if (user === null) throw new UsernameTaken()
     request.log.info({ userId: user.id }, 'registered')
+    app.audit.record(request, 'register', { userId: user.id, detail: { username: user.username } }, now)
     return reply.code(201).send(userView(user))
   })
 
@@ -83,6 +84,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     await repos.users.updatePasswordHash(userId, await passwords.hash(next.value), now, true)
     const ended = await repos.sessions.revokeAllForUser(userId, 'password_change', now, sessionId)
     request.log.info({ userId, endedSessions: ended }, 'password changed')
+    app.audit.record(request, 'password_changed', { userId, sessionId, detail: { endedSessions: ended } }, now)
     return reply.code(204).send(null)
   })
 }

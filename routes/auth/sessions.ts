@@ -55,6 +55,7 @@ const sessions: FastifyPluginAsyncTypebox = async (app) => {
     const ended = await repos.sessions.revoke(request.params.id, 'deleted', new Date(), userId)
     if (!ended) throw new SessionNotFound()
     request.log.info({ userId, sessionId: request.params.id }, 'session deleted')
+    app.audit.record(request, 'session_revoked', { userId, sessionId: request.params.id, detail: { reason: 'deleted', by: userId } })
     return reply.code(204).send(null)
   })
 }

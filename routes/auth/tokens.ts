@@ -7,6 +7,7 @@ import {
   InvalidCredentials, RateLimited, RefreshTokenExpired, RefreshTokenInvalid, RefreshTokenMissing, SessionRevoked, TokenReused
 } from '../../src/errors.js'
 import { PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
+import type { RefreshOutcome } from '../../plugins/metrics.js'
 import { routeLimit } from './limits.js'
 import type { RefreshTransport } from './refresh-transport.js'
 
@@ -33,6 +34,10 @@ const rotateErrors: Record<RotateFailure, () => Error> = {
   reused: () => new TokenReused()
 }
 
+const refreshOutcomes: Record<RotateFailure, RefreshOutcome> = {
+  malformed: 'invalid', unknown: 'invalid', expired: 'expired', revoked: 'revoked', reused: 'reuse_detected'
+}
+
 const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (app, { transport }) => {
   const { config, repos, passwords, sessionManager, loginThrottle } = app
 
@@ -53,6 +58,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     const key = usernameKey(normalizeUsername(request.body.username))
     const retryAfter = loginThrottle.retryAfter(key, now)
     if (retryAfter > 0) {
+      app.metrics.loginOutcomes.inc({ outcome: 'throttled' })
       reply.header('retry-after', retryAfter)
       throw new RateLimited(String(retryAfter))
     }
@@ -63,6 +69,10 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     if (user === null || !valid || user.disabled) {
       loginThrottle.recordFailure(key, now)
       request.log.info({ outcome: 'failure' }, 'login failed')
+      app.metrics.loginOutcomes.inc({ outcome: user !== null && valid ? 'disabled' : 'invalid_credentials' })
+      // The name tried for an unknown user is not kept: people type passwords into that field.
+      const reason = user === null ? 'unknown_user' : valid ? 'disabled' : 'wrong_password'
+      app.audit.record(request, 'login_failed', { userId: user?.id ?? null, detail: { reason } }, now)
       throw new InvalidCredentials()
     }
     loginThrottle.reset(key)
@@ -73,6 +83,8 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now)
     const access = app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
     request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
+    app.metrics.loginOutcomes.inc({ outcome: 'success' })
+    app.audit.record(request, 'login_succeeded', { userId: user.id, sessionId: issued.session.id, detail: { transport: mode } }, now)
     return transport.send(reply, mode, { ...access, ...issued }, now)
   })
 
@@ -81,6 +93,8 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       summary: 'Rotate the refresh token',
       description: 'Spends the presented refresh token (cookie, or `refreshToken` in the body) and returns a new one with a new access token. A token re-presented within REFRESH_REUSE_INTERVAL gets the same new token; later, the whole session is ended.',
       tags: ['tokens'],
+      // The refresh cookie, or (body mode) no scheme at all: the token is in the body.
+      security: [{ refreshCookie: [] }, {}],
       body: RefreshBody,
       response: { 200: TokenResponseSchema, ...errors(400, 401, 403, 415, 429) }
     },
@@ -89,11 +103,18 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
   }, async (request, reply) => {
     const now = new Date()
     const { token, mode } = transport.read(request)
-    if (token === undefined) throw new RefreshTokenMissing()
+    if (token === undefined) {
+      app.metrics.refreshOutcomes.inc({ outcome: 'missing' })
+      throw new RefreshTokenMissing()
+    }
     const result = await sessionManager.rotate(token, now)
+    app.metrics.refreshOutcomes.inc({ outcome: result.ok ? (result.reused ? 'reuse_interval' : 'rotated') : refreshOutcomes[result.reason] })
     if (!result.ok) {
       if (mode === 'cookie') transport.clear(reply)
       request.log.info({ reason: result.reason, sessionId: result.sessionId }, 'refresh refused')
+      if (result.reason === 'reused') {
+        app.audit.record(request, 'refresh_reuse_detected', { userId: result.userId, sessionId: result.sessionId, detail: { sessionRevoked: true } }, now)
+      }
       throw rotateErrors[result.reason]()
     }
     const access = app.issueAccessToken({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles }, now)
@@ -105,6 +126,8 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       summary: 'End the session of a refresh token',
       description: 'Ends the session the presented refresh token belongs to and clears the cookie. Answers 204 also when no token or an unknown one is presented.',
       tags: ['tokens'],
+      // The refresh cookie, or (body mode) no scheme at all: the token is in the body.
+      security: [{ refreshCookie: [] }, {}],
       body: RefreshBody,
       response: { 204: Type.Null(), ...errors(400, 403, 415) }
     },
@@ -113,7 +136,10 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     const { token, mode } = transport.read(request)
     if (token !== undefined) {
       const ended = await sessionManager.endByToken(token, 'logout', new Date())
-      if (ended !== null) request.log.info(ended, 'logout')
+      if (ended !== null) {
+        request.log.info(ended, 'logout')
+        app.audit.record(request, 'logout', { userId: ended.userId, sessionId: ended.sessionId })
+      }
     }
     if (mode === 'cookie') transport.clear(reply)
     return reply.code(204).send(null)
@@ -131,6 +157,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     const { userId } = request.principal!
     const count = await repos.sessions.revokeAllForUser(userId, 'logout_all', new Date())
     request.log.info({ userId, count }, 'logout-all')
+    app.audit.record(request, 'logout_all', { userId, sessionId: request.principal!.sessionId, detail: { count } })
     transport.clear(reply)
     return reply.code(204).send(null)
   })

@@ -1,0 +1,49 @@
+/**
+ * `app.audit.record(request, type, fields)`: writes one security event to the audit log, with
+ * the request's client address, user agent and request id. Called by the routes and the
+ * admin routes after the fact they record has happened.
+ *
+ * Recording never breaks the request it belongs to: a failed insert (disk full, database
+ * locked past the busy timeout) is logged and the request goes on. Only what is safe to keep
+ * goes in: ids, reasons, counts, roles; never a password, token or hash.
+ */
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import type { AuditEventType } from '../db/repositories/audit.js'
+
+export interface AuditFields {
+  userId?: string | null
+  sessionId?: string | null
+  detail?: Record<string, unknown>
+}
+
+export interface AuditRecorder {
+  record: (request: FastifyRequest, type: AuditEventType, fields?: AuditFields, now?: Date) => void
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    audit: AuditRecorder
+  }
+}
+
+export default fp(async function auditPlugin (app) {
+  const { repos } = app
+  app.decorate('audit', {
+    record (request, type, fields = {}, now = new Date()) {
+      const userAgent = request.headers['user-agent']
+      repos.audit.record({
+        type,
+        at: now,
+        userId: fields.userId ?? null,
+        sessionId: fields.sessionId ?? null,
+        ip: request.ip,
+        userAgent: typeof userAgent === 'string' ? userAgent : null,
+        requestId: request.id,
+        detail: fields.detail ?? null
+      }).catch((err: unknown) => {
+        request.log.error({ err, audit: type }, 'audit event could not be recorded')
+      })
+    }
+  } satisfies AuditRecorder)
+}, { name: 'audit', fastify: '5.x', dependencies: ['db'] })

@@ -1,0 +1,170 @@
+/** /api/admin/users and /api/admin/sessions: the same user operations as the admin CLI. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
+import { ADMIN_ROLE, type RecordEvent, type UserAdmin } from '../../src/admin/users.js'
+import {
+  AdminSelfLockout, InvalidRoles, InvalidUsername, SessionNotFound, UserNotFound, UsernameTaken, WeakPassword
+} from '../../src/errors.js'
+import { PasswordInput, UsernameInput, errors } from '../schemas.js'
+import { AdminSessionSchema, AdminUserSchema, RolesInput, UserIdParams, adminSessionView, adminUserView } from './schemas.js'
+
+const CreateUserBody = Type.Object({
+  username: UsernameInput,
+  password: PasswordInput,
+  roles: Type.Optional(RolesInput)
+}, { additionalProperties: false })
+
+// Query strings arrive as strings (the app does not coerce types): numbers are digit strings.
+const ListQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$', description: '1 to 500 (default 100)' })),
+  offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$', description: 'Users to skip (default 0)' }))
+}, { additionalProperties: false })
+
+const security = [{ bearerAuth: [] }]
+const tags = ['admin']
+
+const users: FastifyPluginAsyncTypebox<{ userAdmin: UserAdmin }> = async (app, { userAdmin }) => {
+  /** Audit events of an admin action carry who acted. */
+  const recorder = (request: FastifyRequest): RecordEvent => (type, fields) => {
+    app.audit.record(request, type, { ...fields, detail: { ...fields.detail, by: request.principal!.userId } })
+  }
+
+  app.get('/users', {
+    schema: {
+      summary: 'List users',
+      description: 'In the order they registered; page with `limit` and `offset`.',
+      tags,
+      security,
+      querystring: ListQuery,
+      response: { 200: Type.Array(AdminUserSchema), ...errors(400, 401, 403) }
+    }
+  }, async (request) => {
+    const rows = await userAdmin.list({ limit: Number(request.query.limit ?? 100), offset: Number(request.query.offset ?? 0) })
+    return rows.map(adminUserView)
+  })
+
+  app.post('/users', {
+    schema: {
+      summary: 'Create a user with roles',
+      description: 'Same username and password rules as registration; works also when ALLOW_REGISTRATION=false. Roles default to `["user"]`.',
+      tags,
+      security,
+      body: CreateUserBody,
+      response: { 201: AdminUserSchema, ...errors(400, 401, 403, 409, 415) }
+    }
+  }, async (request, reply) => {
+    const { username, password, roles } = request.body
+    const result = await userAdmin.create({ username, password, roles: roles ?? ['user'] }, new Date(), recorder(request))
+    if (!result.ok) {
+      switch (result.reason) {
+        case 'invalid_username': throw new InvalidUsername(result.message)
+        case 'weak_password': throw new WeakPassword(result.message)
+        case 'invalid_roles': throw new InvalidRoles(result.message)
+        case 'taken': throw new UsernameTaken()
+      }
+    }
+    return reply.code(201).send(adminUserView(result.user))
+  })
+
+  app.get('/users/:id', {
+    schema: {
+      summary: 'One user, by id or username',
+      tags,
+      security,
+      params: UserIdParams,
+      response: { 200: AdminUserSchema, ...errors(400, 401, 403, 404) }
+    }
+  }, async (request) => {
+    const user = await userAdmin.find(request.params.id)
+    if (user === null) throw new UserNotFound()
+    return adminUserView(user)
+  })
+
+  for (const action of ['disable', 'enable'] as const) {
+    app.post(`/users/:id/${action}`, {
+      schema: {
+        summary: action === 'disable' ? 'Disable a user and end all their sessions' : 'Enable a disabled user',
+        description: action === 'disable'
+          ? 'The user can no longer log in or refresh, and every session ends at once. An administrator cannot disable their own account (409).'
+          : 'The user can log in again; ended sessions stay ended.',
+        tags,
+        security,
+        params: UserIdParams,
+        response: { 200: AdminUserSchema, ...errors(400, 401, 403, 404, ...(action === 'disable' ? [409] : [])) }
+      }
+    }, async (request) => {
+      const target = await userAdmin.find(request.params.id)
+      if (target === null) throw new UserNotFound()
+      if (action === 'disable' && target.id === request.principal!.userId) throw new AdminSelfLockout()
+      const result = await userAdmin.setDisabled(target.id, action === 'disable', new Date(), recorder(request))
+      if (result === null) throw new UserNotFound()
+      request.log.info({ userId: target.id, endedSessions: result.endedSessions }, `user ${action}d`)
+      return adminUserView(result.user)
+    })
+  }
+
+  app.put('/users/:id/roles', {
+    schema: {
+      summary: 'Replace a user\'s roles',
+      description: 'Takes effect at once on this service; access tokens already issued carry the old roles until they expire (ACCESS_TOKEN_TTL), new ones (next refresh) the new roles. An administrator cannot remove their own admin role (409).',
+      tags,
+      security,
+      params: UserIdParams,
+      body: Type.Object({ roles: RolesInput }, { additionalProperties: false }),
+      response: { 200: AdminUserSchema, ...errors(400, 401, 403, 404, 409, 415) }
+    }
+  }, async (request) => {
+    const target = await userAdmin.find(request.params.id)
+    if (target === null) throw new UserNotFound()
+    const roles = [...new Set(request.body.roles)]
+    if (target.id === request.principal!.userId && !roles.includes(ADMIN_ROLE)) throw new AdminSelfLockout()
+    const result = await userAdmin.setRoles(target.id, roles, new Date(), recorder(request))
+    if (result === null) throw new UserNotFound()
+    return adminUserView(result.user)
+  })
+
+  app.get('/users/:id/sessions', {
+    schema: {
+      summary: 'A user\'s live sessions',
+      tags,
+      security,
+      params: UserIdParams,
+      response: { 200: Type.Array(AdminSessionSchema), ...errors(400, 401, 403, 404) }
+    }
+  }, async (request) => {
+    const target = await userAdmin.find(request.params.id)
+    if (target === null) throw new UserNotFound()
+    return (await userAdmin.listSessions(target.id, new Date())).map(adminSessionView)
+  })
+
+  app.delete('/users/:id/sessions', {
+    schema: {
+      summary: 'End every session of a user',
+      tags,
+      security,
+      params: UserIdParams,
+      response: { 200: Type.Object({ ended: Type.Integer({ description: 'How many sessions were ended' }) }), ...errors(400, 401, 403, 404) }
+    }
+  }, async (request) => {
+    const target = await userAdmin.find(request.params.id)
+    if (target === null) throw new UserNotFound()
+    return { ended: await userAdmin.revokeAllSessions(target.id, new Date(), recorder(request)) }
+  })
+
+  app.delete('/sessions/:id', {
+    schema: {
+      summary: 'End one session of any user',
+      tags,
+      security,
+      params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }),
+      response: { 204: Type.Null(), ...errors(400, 401, 403, 404) }
+    }
+  }, async (request, reply) => {
+    const ended = await userAdmin.revokeSession(request.params.id, new Date(), recorder(request))
+    if (ended === null) throw new SessionNotFound()
+    return reply.code(204).send(null)
+  })
+}
+
+export default users
