@@ -1,0 +1,162 @@
+/**
+ * Concurrency: many requests in flight at once through `inject`, on an in-memory database and
+ * on a real SQLite file (WAL, as in production), and on two app instances sharing one file
+ * (two replicas behind a load balancer). The answers must be the ones the contract promises
+ * for a single request, with no duplicate account, no forked session and no surviving token.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import t, { type Test } from 'tap'
+import { bearer, buildTestApp, cookieOf, login, PASSWORD, register } from './helper.js'
+
+const N = 50
+
+function fileDb (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-races-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return `file:${join(dir, 'auth.db')}`
+}
+
+const databases: Array<[string, (t: Test) => string]> = [
+  ['in-memory', () => ':memory:'],
+  ['file (WAL)', fileDb]
+]
+
+const sidOf = (accessToken: string): string => JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()).sid
+
+async function refreshBody (app: FastifyInstance, refreshToken: string): Promise<LightMyRequestResponse> {
+  return await app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken } })
+}
+
+for (const [name, database] of databases) {
+  t.test(`${name}: ${N} parallel refreshes with one token all succeed with one identical successor, and one live session remains`, async (t) => {
+    const app = await buildTestApp(t, { DATABASE_URL: database(t) })
+    await register(app)
+    const first = await login(app, { transport: 'body' })
+    const results = await Promise.all(Array.from({ length: N }, async () => await refreshBody(app, first.refreshToken)))
+    t.same(results.map((r) => r.statusCode), Array(N).fill(200), 'all 200')
+    const successors = new Set(results.map((r) => r.json().refreshToken as string))
+    t.equal(successors.size, 1, 'one identical new refresh token')
+    const [successor] = successors
+    t.not(successor, first.refreshToken)
+    t.equal(new Set(results.map((r) => sidOf(r.json().accessToken))).size, 1, 'every access token names the same session')
+    const sessions = await app.inject({ url: '/api/auth/sessions', headers: bearer(results[0]!.json().accessToken) })
+    t.equal(sessions.json().length, 1, 'one live session')
+    // The chain did not fork: exactly one unspent token in the session, and it is the successor.
+    const unspent = app.sqlite.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE spent_at IS NULL').get() as { n: number }
+    t.equal(unspent.n, 1)
+    const next = await refreshBody(app, successor!)
+    t.equal(next.statusCode, 200, 'the successor rotates normally')
+  })
+
+  t.test(`${name}: ${N} parallel cookie-mode refreshes (tabs of one browser) get the same successor cookie`, async (t) => {
+    const app = await buildTestApp(t, { DATABASE_URL: database(t) })
+    await register(app)
+    const first = await login(app)
+    const results = await Promise.all(Array.from({ length: N }, async () =>
+      await app.inject({ method: 'POST', url: '/api/auth/refresh', cookies: { refresh_token: first.refreshToken }, headers: { origin: 'http://localhost:3000' } })))
+    t.same(results.map((r) => r.statusCode), Array(N).fill(200))
+    t.equal(new Set(results.map((r) => cookieOf(r)?.value)).size, 1)
+  })
+
+  t.test(`${name}: ${N} parallel registrations of one username give exactly one 201, the rest 409`, async (t) => {
+    const app = await buildTestApp(t, { DATABASE_URL: database(t) })
+    // Spellings that are one account after NFKC and case folding.
+    const spellings = ['carol', 'Carol', 'CAROL', 'ｃａｒｏｌ', ' carol ']
+    const results = await Promise.all(Array.from({ length: N }, async (_, i) =>
+      await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username: spellings[i % spellings.length], password: PASSWORD } })))
+    const statuses = results.map((r) => r.statusCode)
+    t.equal(statuses.filter((s) => s === 201).length, 1, 'exactly one 201')
+    t.equal(statuses.filter((s) => s === 409).length, N - 1, 'the rest 409')
+    t.ok(results.filter((r) => r.statusCode === 409).every((r) => r.json().code === 'USERNAME_TAKEN'))
+    const rows = app.sqlite.prepare("SELECT count(*) AS n FROM users WHERE username_key = 'carol'").get() as { n: number }
+    t.equal(rows.n, 1)
+    t.equal((await login(app, { username: 'carol' })).res.statusCode, 200, 'the one account works')
+  })
+
+  t.test(`${name}: parallel logins of one user all succeed with distinct sessions`, async (t) => {
+    const app = await buildTestApp(t, { DATABASE_URL: database(t) })
+    await register(app)
+    const logins = await Promise.all(Array.from({ length: 20 }, async () => await login(app, { transport: 'body' })))
+    t.same(logins.map((l) => l.res.statusCode), Array(20).fill(200))
+    t.equal(new Set(logins.map((l) => sidOf(l.accessToken))).size, 20, 'distinct session ids')
+    t.equal(new Set(logins.map((l) => l.refreshToken)).size, 20, 'distinct refresh tokens')
+    const sessions = await app.inject({ url: '/api/auth/sessions', headers: bearer(logins[0]!.accessToken) })
+    t.equal(sessions.json().length, 20)
+  })
+
+  t.test(`${name}: a refresh racing a logout — the session ends and no token of it works afterwards`, async (t) => {
+    const app = await buildTestApp(t, { DATABASE_URL: database(t) })
+    await register(app)
+    // Every interleaving the event loop can produce: the logout sent before, among and after
+    // a burst of refreshes, with the current token and with a spent one.
+    for (let round = 0; round < 12; round++) {
+      const start = await login(app, { transport: 'body' })
+      let presented = start.refreshToken
+      if (round % 2 === 1) presented = (await refreshBody(app, start.refreshToken)).json().refreshToken
+      const logoutWith = round % 3 === 0 ? start.refreshToken : presented
+      const position = round % 4
+      const burst: Array<Promise<LightMyRequestResponse>> = []
+      const logout = (): Promise<LightMyRequestResponse> => app.inject({ method: 'POST', url: '/api/auth/logout', payload: { refreshToken: logoutWith } })
+      let logoutReply: Promise<LightMyRequestResponse> | undefined
+      for (let i = 0; i < 8; i++) {
+        if (i === position * 2) logoutReply = logout()
+        burst.push(refreshBody(app, presented))
+      }
+      const replies = await Promise.all(burst)
+      t.equal((await logoutReply!).statusCode, 204, `round ${round}: logout 204`)
+      for (const r of replies) t.ok([200, 401].includes(r.statusCode), `round ${round}: refresh ${r.statusCode}`)
+
+      // Afterwards: every token anyone saw is dead, and so are the session's access tokens.
+      const seen = new Set([start.refreshToken, presented, ...replies.filter((r) => r.statusCode === 200).map((r) => r.json().refreshToken as string)])
+      for (const token of seen) {
+        const after = await refreshBody(app, token)
+        t.equal(after.statusCode, 401, `round ${round}: token dead after logout`)
+      }
+      const access = [start.accessToken, ...replies.filter((r) => r.statusCode === 200).map((r) => r.json().accessToken as string)]
+      for (const token of access) t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(token) })).statusCode, 401)
+      const live = app.sqlite.prepare('SELECT count(*) AS n FROM sessions WHERE id = ? AND revoked_at IS NULL').get(sidOf(start.accessToken)) as { n: number }
+      t.equal(live.n, 0, `round ${round}: the session row is ended`)
+    }
+  })
+}
+
+t.test('two app instances on one database file (two replicas): parallel refreshes of one token across both get one successor', async (t) => {
+  const url = fileDb(t)
+  const a = await buildTestApp(t, { DATABASE_URL: url })
+  const b = await buildTestApp(t, { DATABASE_URL: url })
+  await register(a)
+  const first = await login(b, { transport: 'body' })
+  const results = await Promise.all(Array.from({ length: N }, async (_, i) => await refreshBody(i % 2 === 0 ? a : b, first.refreshToken)))
+  t.same(results.map((r) => r.statusCode), Array(N).fill(200))
+  t.equal(new Set(results.map((r) => r.json().refreshToken)).size, 1, 'both instances derive the same successor')
+  // Each instance accepts the other's access tokens and sees the same single session.
+  const fromA = results[0]!.json().accessToken
+  t.equal((await b.inject({ url: '/api/auth/sessions', headers: bearer(fromA) })).json().length, 1)
+  // A logout on one instance ends the session for the other at once.
+  t.equal((await a.inject({ method: 'POST', url: '/api/auth/logout', payload: { refreshToken: results[1]!.json().refreshToken } })).statusCode, 204)
+  t.equal((await refreshBody(b, results[1]!.json().refreshToken)).statusCode, 401)
+  t.equal((await b.inject({ url: '/api/auth/me', headers: bearer(fromA) })).statusCode, 401)
+})
+
+t.test('parallel password changes and refreshes: other sessions end, and no refresh slips through after the change', async (t) => {
+  const app = await buildTestApp(t)
+  await register(app)
+  const owner = await login(app, { transport: 'body' })
+  const others = await Promise.all(Array.from({ length: 10 }, async () => await login(app, { transport: 'body' })))
+  const change = app.inject({
+    method: 'POST', url: '/api/auth/password', headers: bearer(owner.accessToken),
+    payload: { currentPassword: PASSWORD, newPassword: 'a different passphrase 99' }
+  })
+  const refreshes = others.map(async (o) => await refreshBody(app, o.refreshToken))
+  t.equal((await change).statusCode, 204)
+  const results = await Promise.all(refreshes)
+  // Whatever won each race, nothing of the other sessions survives the change.
+  for (const [i, r] of results.entries()) {
+    const tokens = [others[i]!.refreshToken, ...(r.statusCode === 200 ? [r.json().refreshToken as string] : [])]
+    for (const token of tokens) t.equal((await refreshBody(app, token)).statusCode, 401)
+  }
+  t.equal((await refreshBody(app, owner.refreshToken)).statusCode, 200, 'the changing session stays')
+})
