@@ -10,6 +10,7 @@ import fp from 'fastify-plugin'
 import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
 import cookiePlugin from '../plugins/cookie.js'
+import corsPlugin from '../plugins/cors.js'
 import dbPlugin from '../plugins/db.js'
 import housekeepingPlugin from '../plugins/housekeeping.js'
 import jwtPlugin from '../plugins/jwt.js'
@@ -18,6 +19,7 @@ import rateLimitPlugin from '../plugins/rate-limit.js'
 import swaggerPlugin from '../plugins/swagger.js'
 import adminRoutes from '../routes/admin/index.js'
 import authRoutes from '../routes/auth/index.js'
+import demoRoutes from '../routes/demo.js'
 import healthRoutes from '../routes/health.js'
 import { ErrorSchema, TokenResponseSchema, UserSchema } from '../routes/schemas.js'
 import wellKnownRoutes from '../routes/well-known.js'
@@ -109,6 +111,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   })
 
   await app.register(fp(async (instance) => { instance.decorate('config', config) }, { name: 'config' }))
+  // CORS first: preflights are answered before rate limits and auth, and every response
+  // (errors included) carries the headers an allowed browser app needs to read it.
+  await app.register(corsPlugin)
   await app.register(cookiePlugin)
   await app.register(rateLimitPlugin)
   await app.register(dbPlugin)
@@ -125,6 +130,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(wellKnownRoutes)
   await app.register(authRoutes, { prefix: '/api/auth' })
   await app.register(adminRoutes, { prefix: '/api/admin' })
+  if (config.demo.enabled) await app.register(demoRoutes)
 
   // Unknown routes are limited too, so that probing for paths is slow.
   app.setNotFoundHandler({

@@ -57,6 +57,12 @@ export const ConfigSchema = Type.Object({
   }),
   corsOrigins: Type.Array(Type.String()),
   allowRegistration: Type.Boolean(),
+  demo: Type.Object({
+    /** Serve the demo single-page app at /demo (DEMO_ENABLED; off in production unless set). */
+    enabled: Type.Boolean(),
+    /** The API origin the demo talks to (DEMO_API_URL); empty: the demo's own origin. */
+    apiOrigin: Type.String()
+  }),
   password: Type.Object({
     minLength: Type.Integer({ minimum: 1, maximum: 256 }),
     maxLength: Type.Integer({ minimum: 1, maximum: 4096 }),
@@ -220,6 +226,10 @@ export function loadConfig (env: Env = process.env): Config {
         return parseOrigin(n, o)
       })),
     allowRegistration: read(env, 'ALLOW_REGISTRATION', true, parseBoolean),
+    demo: {
+      enabled: read(env, 'DEMO_ENABLED', nodeEnv !== 'production', parseBoolean),
+      apiOrigin: read(env, 'DEMO_API_URL', '', parseOrigin)
+    },
     password: {
       minLength: read(env, 'PASSWORD_MIN_LENGTH', 12, parseInteger),
       maxLength: 256,

@@ -1,15 +1,39 @@
 /**
  * The only file that knows how the refresh token travels: the cookie's name and flags, body
- * mode, and the Origin check that guards every cookie-authenticated request.
+ * mode, and the cross-site check that guards every cookie-authenticated request.
  *
  * Cookie: `HttpOnly` (no script can read it), `Secure`, `SameSite` (Strict by default),
  * `Path=/api/auth` (sent only to the auth endpoints), `Max-Age` = refresh TTL capped by what
- * remains of the session. A cookie is sent by the browser on its own, so a cookie-mode request
- * whose `Origin` is present and not ours (PUBLIC_URL or CORS_ORIGINS) is refused before
- * anything changes: that is a cross-site request forgery attempt.
+ * remains of the session.
+ *
+ * A browser attaches the cookie on its own, so a cookie-mode request (login in cookie mode,
+ * refresh or logout without a body token) must prove that it comes from one of our pages
+ * before anything changes (`checkOrigin`, 403 CROSS_SITE_REQUEST otherwise):
+ *
+ * 1. `Origin`, when present, must be PUBLIC_URL's origin or one of CORS_ORIGINS. Every current
+ *    browser sends it on every POST, same-origin or not; `Origin: null` (sandboxed frames,
+ *    file: pages, privacy redirects) is never ours.
+ * 2. `Sec-Fetch-Site`, when present (Fetch Metadata, sent by current browsers and never
+ *    settable by a page): `same-origin` is accepted; any other value (`same-site`,
+ *    `cross-site`, `none`) is accepted only together with an allowlisted `Origin`. This stops
+ *    a request that hides its Origin (some extensions and proxies strip it) from another site,
+ *    and a page on a sibling subdomain or another port of the same host, which SameSite does
+ *    not stop (ports and subdomains are the same site).
+ * 3. Neither header: only a very old browser, a privacy tool that strips both, or a
+ *    non-browser client (curl, a server) sends neither. If the request carries the refresh
+ *    cookie it is accepted only when it is provably same-origin: a `Referer` whose origin is
+ *    allowlisted (a page cannot forge Referer, and a stripped one proves nothing). A request
+ *    without the cookie has nothing for a forger to ride on and is let through, so a
+ *    non-browser client can still log in; to refresh with the cookie it must send
+ *    `Origin: <PUBLIC_URL's origin>` (or use body mode, which needs no cookie at all).
+ * 4. With `REFRESH_COOKIE_SAMESITE=None` the browser sends the cookie on requests from any site,
+ *    so one more proof is required: the custom header `X-Auth-Request: 1`. No form and no
+ *    "simple" cross-origin fetch can carry a custom header; a page on another origin must ask
+ *    first (CORS preflight), which only CORS_ORIGINS pass.
  *
  * Body mode (`{ "refreshToken": ... }` in the request, `refreshToken` in the response) sets and
- * reads no cookie. A body token wins over any cookie.
+ * reads no cookie and needs none of this: the token in the body is the proof. A body token wins
+ * over any cookie.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
@@ -18,15 +42,44 @@ import type { TokenResponse } from '../schemas.js'
 
 export type Mode = 'cookie' | 'body'
 export const COOKIE_PATH = '/api/auth'
+/** The header a cookie-mode request must carry when the cookie is `SameSite=None`. */
+export const CUSTOM_HEADER = 'x-auth-request'
+
+function originOf (url: string): string | undefined {
+  try {
+    return new URL(url).origin
+  } catch {
+    return undefined
+  }
+}
 
 export function createRefreshTransport (config: Config) {
   const { cookieName, cookieSameSite } = config.refresh
   const allowedOrigins = new Set([config.publicOrigin, ...config.corsOrigins])
   const sameSite = cookieSameSite.toLowerCase() as 'strict' | 'lax' | 'none'
+  const requireCustomHeader = sameSite === 'none'
 
+  /** Why a cookie-mode request is refused, or null when it may go on. */
+  function crossSiteReason (request: FastifyRequest): string | null {
+    const { origin, referer } = request.headers
+    const fetchSite = request.headers['sec-fetch-site']
+    const originAllowed = origin !== undefined && allowedOrigins.has(origin)
+    if (origin !== undefined && !originAllowed) return 'origin not allowed'
+    if (fetchSite !== undefined && fetchSite !== 'same-origin' && !originAllowed) return `sec-fetch-site ${String(fetchSite)} without an allowed origin`
+    if (origin === undefined && fetchSite === undefined && request.cookies[cookieName] !== undefined) {
+      const refererOrigin = referer === undefined ? undefined : originOf(referer)
+      if (refererOrigin === undefined || !allowedOrigins.has(refererOrigin)) return 'cookie without origin, sec-fetch-site or allowed referer'
+    }
+    if (requireCustomHeader && request.headers[CUSTOM_HEADER] !== '1') return `SameSite=None and no ${CUSTOM_HEADER} header`
+    return null
+  }
+
+  /** Refuses a cookie-mode request that is not provably from one of our origins (see above). */
   function checkOrigin (request: FastifyRequest): void {
-    const origin = request.headers.origin
-    if (origin !== undefined && !allowedOrigins.has(origin)) throw new CrossSiteRequest()
+    const reason = crossSiteReason(request)
+    if (reason === null) return
+    request.log.info({ reason, origin: request.headers.origin ?? null, secFetchSite: request.headers['sec-fetch-site'] ?? null }, 'cross-site request refused')
+    throw new CrossSiteRequest()
   }
 
   return {
@@ -47,6 +100,8 @@ export function createRefreshTransport (config: Config) {
       if (mode === 'body') return { ...base, refreshToken: tokens.refreshToken }
       reply.setCookie(cookieName, tokens.refreshToken, {
         httpOnly: true,
+        // Always Secure; browsers treat http://localhost and http://127.0.0.1 as secure
+        // contexts, so local development over plain http works too.
         secure: true,
         sameSite,
         path: COOKIE_PATH,

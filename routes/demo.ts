@@ -1,0 +1,79 @@
+/**
+ * The demo single-page app at /demo/ (DEMO_ENABLED: on by default outside production, off in
+ * production unless set). Plain HTML and CSS from src/demo/, and two ES modules from
+ * src/client/: the client library and the demo's script.
+ *
+ * After `npm run build` the modules are the compiled dist/src/client/*.js. Run from source
+ * (`npm run dev`, the tests) there is no compiled JavaScript next to this file, so the
+ * TypeScript is transpiled on first request with the project's own compiler: no build step to
+ * run by hand either way.
+ *
+ * The demo's pages carry a strict Content-Security-Policy: scripts and styles from this origin
+ * only, requests only to this origin and DEMO_API_URL, no framing, no form submission (the
+ * login form is sent by script; without script a password never leaves the page).
+ * @see https://github.com/fastify/fastify-static
+ */
+import { readFile, stat } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import fastifyStatic from '@fastify/static'
+import type { FastifyPluginAsync, FastifySchema } from 'fastify'
+
+const demoDir = fileURLToPath(new URL('../src/demo/', import.meta.url))
+const clientDir = fileURLToPath(new URL('../src/client/', import.meta.url))
+const MODULES = ['auth-client', 'demo'] as const
+
+/** Kept out of the OpenAPI document: the demo is not part of the API. */
+const hidden = { hide: true } as FastifySchema
+
+const transpiled = new Map<string, { mtimeMs: number, code: string }>()
+
+/** The module's JavaScript: compiled by the build, or transpiled from its TypeScript source. */
+async function moduleSource (name: string): Promise<string> {
+  const compiled = await readFile(`${clientDir}${name}.js`, 'utf8').catch(() => null)
+  if (compiled !== null) return compiled
+  const path = `${clientDir}${name}.ts`
+  const { mtimeMs } = await stat(path)
+  const cached = transpiled.get(path)
+  if (cached?.mtimeMs === mtimeMs) return cached.code
+  const ts = (await import('typescript')).default
+  const { outputText } = ts.transpileModule(await readFile(path, 'utf8'), {
+    fileName: path,
+    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022 }
+  })
+  transpiled.set(path, { mtimeMs, code: outputText })
+  return outputText
+}
+
+const demo: FastifyPluginAsync = async (app) => {
+  const { apiOrigin } = app.config.demo
+  const csp = [
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'",
+    `connect-src 'self'${apiOrigin === '' ? '' : ` ${apiOrigin}`}`,
+    "form-action 'none'", "frame-ancestors 'none'", "base-uri 'none'"
+  ].join('; ')
+
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('content-security-policy', csp)
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', 'no-cache')
+  })
+
+  app.get('/demo', { schema: hidden }, async (_request, reply) => reply.redirect('/demo/'))
+
+  app.get('/demo/config.json', { schema: hidden }, async () => ({ apiOrigin }))
+
+  for (const name of MODULES) {
+    app.get(`/demo/${name}.js`, { schema: hidden }, async (_request, reply) =>
+      reply.type('text/javascript; charset=utf-8').send(await moduleSource(name)))
+  }
+
+  await app.register(fastifyStatic, {
+    root: demoDir,
+    prefix: '/demo/',
+    wildcard: false,
+    decorateReply: false,
+    cacheControl: false
+  })
+}
+
+export default demo

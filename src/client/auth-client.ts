@@ -1,0 +1,228 @@
+/**
+ * A small client for browser single-page apps: no framework, no dependencies.
+ *
+ * - The access token lives in memory only (never localStorage: any script injected into the
+ *   page could read it there). The refresh token lives in the service's httpOnly cookie, which
+ *   no script can read; the browser sends it to /api/auth only.
+ * - `fetch` attaches the access token to requests for the service (and for `tokenOrigins`),
+ *   refreshes first when the token is about to expire, and on a 401 refreshes once and retries
+ *   once.
+ * - One refresh at a time: concurrent calls in a tab share one in-flight refresh, and tabs take
+ *   turns through the Web Locks API. A tab that refreshed hands the new access token to the
+ *   other tabs over a BroadcastChannel, so a tab that waited for the lock usually finds a fresh
+ *   token and does not refresh at all. (Should two refreshes still cross, the service answers a
+ *   token re-presented within REFRESH_REUSE_INTERVAL with the same new token: nobody is logged out.)
+ * - `restore()` refreshes on page load: a reload, or a new tab, is back in the session.
+ * - Logout in one tab tells the others; they drop their token, try the cookie once (it may
+ *   hold a newer login) and otherwise report that the session has ended.
+ *
+ * Usage:
+ *   const auth = createAuthClient({ baseUrl: 'https://auth.example.com' })
+ *   auth.onChange(({ authenticated }) => render(authenticated))
+ *   await auth.restore()
+ *   await auth.login('alice', 'correct horse battery staple')
+ *   const me = await (await auth.fetch('/api/auth/me')).json()
+ *   await auth.logout()
+ */
+
+export interface AuthClientOptions {
+  /** Origin of the auth service, e.g. `https://auth.example.com`. Default: the page's origin. */
+  baseUrl?: string
+  /** Other origins (your APIs) that may receive the access token from `fetch`. Default: none. */
+  tokenOrigins?: string[]
+  /**
+   * Refresh this many seconds before the access token expires, at most a fifth of its lifetime.
+   * Default 30. A negative value turns refreshing ahead off (then only a 401 refreshes).
+   */
+  refreshLeewaySeconds?: number
+}
+
+export interface AuthChange {
+  authenticated: boolean
+  /** What happened: a login or refresh here, a token from another tab, a logout, or a session that ended. */
+  reason: 'login' | 'refresh' | 'other-tab' | 'logout' | 'session-ended'
+}
+
+/** A refused auth request: the service's `{ statusCode, code, message }`. */
+export class AuthError extends Error {
+  override name = 'AuthError'
+  constructor (readonly status: number, readonly code: string, message: string) {
+    super(message)
+  }
+}
+
+interface TokenResponse { accessToken: string, tokenType: 'Bearer', expiresIn: number }
+
+type TabMessage =
+  | { type: 'token', accessToken: string, expiresAt: number, lifetimeMs: number }
+  | { type: 'logout' }
+
+/** Sent on every cookie-mode request; required by the service when its cookie is SameSite=None. */
+const CUSTOM_HEADER = { 'X-Auth-Request': '1' }
+
+export function createAuthClient (options: AuthClientOptions = {}) {
+  const base = new URL(options.baseUrl ?? globalThis.location.origin)
+  const tokenOrigins = new Set([base.origin, ...(options.tokenOrigins ?? []).map((o) => new URL(o).origin)])
+  const leewayMs = (options.refreshLeewaySeconds ?? 30) * 1000
+  const name = `auth-client:${base.origin}`
+  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null
+  const listeners = new Set<(change: AuthChange) => void>()
+
+  // Expiry is kept on this browser's clock (receipt time + expiresIn), so a server clock that
+  // is off does not matter.
+  let token: string | null = null
+  let expiresAt = 0
+  let lifetimeMs = 0
+  let inflight: Promise<boolean> | null = null
+
+  const url = (path: string): string => new URL(path, base).href
+  const expiringSoon = (): boolean => Date.now() >= expiresAt - Math.min(leewayMs, lifetimeMs / 5)
+
+  function emit (change: AuthChange): void {
+    for (const listener of listeners) listener(change)
+  }
+
+  function accept (body: TokenResponse, reason: AuthChange['reason']): void {
+    token = body.accessToken
+    lifetimeMs = body.expiresIn * 1000
+    expiresAt = Date.now() + lifetimeMs
+    if (reason !== 'other-tab') channel?.postMessage({ type: 'token', accessToken: token, expiresAt, lifetimeMs } satisfies TabMessage)
+    emit({ authenticated: true, reason })
+  }
+
+  function forget (reason: AuthChange['reason']): void {
+    const was = token !== null
+    token = null
+    expiresAt = 0
+    if (was || reason === 'logout') emit({ authenticated: false, reason })
+  }
+
+  async function errorOf (res: Response): Promise<AuthError> {
+    const body = await res.json().catch(() => ({})) as { code?: string, message?: string }
+    return new AuthError(res.status, body.code ?? 'HTTP_' + res.status, body.message ?? res.statusText)
+  }
+
+  /** A cookie-mode request to the service: login, refresh, logout. */
+  async function cookieRequest (path: string, body?: unknown): Promise<Response> {
+    return await fetch(url(path), {
+      method: 'POST',
+      credentials: 'include',
+      headers: body === undefined ? CUSTOM_HEADER : { ...CUSTOM_HEADER, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    })
+  }
+
+  async function refreshOnce (): Promise<boolean> {
+    const stale = token
+    const run = async (): Promise<boolean> => {
+      // Another tab may have refreshed while this one waited for the lock.
+      if (token !== null && token !== stale && !expiringSoon()) return true
+      const res = await cookieRequest('/api/auth/refresh')
+      if (res.ok) {
+        accept(await res.json() as TokenResponse, 'refresh')
+        return true
+      }
+      // 401: no cookie, or a session that has ended. Anything else (403 misconfigured origin,
+      // 429, 5xx) is an error to report, not a logout.
+      if (res.status === 401) {
+        forget('session-ended')
+        return false
+      }
+      throw await errorOf(res)
+    }
+    const locks = globalThis.navigator?.locks
+    return locks === undefined ? await run() : await locks.request(`${name}:refresh`, run)
+  }
+
+  /** Refreshes the access token; concurrent callers in this tab share one refresh. False: not signed in. */
+  function refresh (): Promise<boolean> {
+    inflight ??= refreshOnce().finally(() => { inflight = null })
+    return inflight
+  }
+
+  channel?.addEventListener('message', (event: MessageEvent<TabMessage>) => {
+    const message = event.data
+    if (message.type === 'token' && message.expiresAt > expiresAt) {
+      token = message.accessToken
+      expiresAt = message.expiresAt
+      lifetimeMs = message.lifetimeMs
+      emit({ authenticated: true, reason: 'other-tab' })
+    } else if (message.type === 'logout' && token !== null) {
+      // The cookie is shared by all tabs: check it once. It may already hold a new login;
+      // otherwise the refresh fails and the session is reported as ended.
+      expiresAt = 0
+      refresh().catch(() => { forget('session-ended') })
+    }
+  })
+
+  return {
+    /** Signs in; the service sets the refresh cookie. Throws AuthError (401 INVALID_CREDENTIALS, 429, ...). */
+    async login (username: string, password: string): Promise<void> {
+      const res = await cookieRequest('/api/auth/login', { username, password, transport: 'cookie' })
+      if (!res.ok) throw await errorOf(res)
+      accept(await res.json() as TokenResponse, 'login')
+    },
+
+    /** Creates an account (it does not sign in). Throws AuthError (400 WEAK_PASSWORD, 409, ...). */
+    async register (username: string, password: string): Promise<void> {
+      const res = await fetch(url('/api/auth/register'), {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password })
+      })
+      if (!res.ok) throw await errorOf(res)
+    },
+
+    /** Ends the session on the service and in every tab, also when the service cannot be reached. */
+    async logout (): Promise<void> {
+      try {
+        const res = await cookieRequest('/api/auth/logout')
+        if (!res.ok) throw await errorOf(res)
+      } finally {
+        forget('logout')
+        channel?.postMessage({ type: 'logout' } satisfies TabMessage)
+      }
+    },
+
+    /** On page load: back in the session if the refresh cookie is still good. */
+    async restore (): Promise<boolean> {
+      return token !== null && !expiringSoon() ? true : await refresh()
+    },
+
+    refresh,
+
+    /**
+     * `fetch` with the access token attached for the service's origin and `tokenOrigins`.
+     * Relative URLs are resolved against the service. A 401 after a refresh that failed is
+     * returned as it is (and onChange reports the session as ended).
+     */
+    async fetch (input: string | URL, init: RequestInit = {}): Promise<Response> {
+      const target = new URL(input, base)
+      if (!tokenOrigins.has(target.origin)) return await fetch(target, init)
+      if (token === null || expiringSoon()) await refresh()
+      const send = async (): Promise<{ res: Response, sent: string | null }> => {
+        const sent = token
+        const headers = new Headers(init.headers)
+        if (sent !== null) headers.set('Authorization', `Bearer ${sent}`)
+        return { res: await fetch(target, { ...init, headers }), sent }
+      }
+      const first = await send()
+      if (first.res.status !== 401 || first.sent === null) return first.res
+      // Refresh once (unless another call already did) and retry once.
+      if (token === first.sent && !(await refresh())) return first.res
+      return (await send()).res
+    },
+
+    /** The current access token (in memory only), or null. */
+    get accessToken (): string | null { return token },
+    /** When the access token expires, on this browser's clock (ms since the epoch); 0 when signed out. */
+    get expiresAt (): number { return expiresAt },
+    get authenticated (): boolean { return token !== null },
+
+    /** Calls `listener` on every change of the signed-in state; returns a function that unsubscribes. */
+    onChange (listener: (change: AuthChange) => void): () => void {
+      listeners.add(listener)
+      return () => { listeners.delete(listener) }
+    }
+  }
+}
+
+export type AuthClient = ReturnType<typeof createAuthClient>

@@ -1,0 +1,184 @@
+/**
+ * The demo app served at /demo: sign in, see /me, call a protected endpoint, list and end
+ * sessions, log out. Everything it knows about tokens goes through the client library.
+ */
+import { AuthError, createAuthClient, type AuthChange } from './auth-client.js'
+
+interface Me { id: string, username: string, roles: string[], createdAt: string }
+interface Session { id: string, createdAt: string, lastUsedAt: string, userAgent: string | null, ip: string | null, current: boolean }
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id)
+  if (el === null) throw new Error(`#${id} is missing`)
+  return el as T
+}
+
+const { apiOrigin } = await (await fetch('config.json')).json() as { apiOrigin: string }
+const auth = createAuthClient({ baseUrl: apiOrigin || location.origin })
+$('api-origin').textContent = apiOrigin || location.origin
+
+const time = (iso: string | number): string => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })
+const dateTime = (iso: string): string => new Date(iso).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })
+
+function log (text: string): void {
+  const item = document.createElement('li')
+  const stamp = document.createElement('time')
+  stamp.textContent = time(Date.now())
+  item.append(stamp, text)
+  $('log').prepend(item)
+}
+
+function notice (text: string | null): void {
+  $('notice').textContent = text ?? ''
+  $('notice').hidden = text === null
+}
+
+function show (view: 'loading' | 'login' | 'app'): void {
+  $('loading').hidden = view !== 'loading'
+  $('login-view').hidden = view !== 'login'
+  $('app-view').hidden = view !== 'app'
+  $('who').hidden = view !== 'app'
+}
+
+function messageOf (err: unknown): string {
+  if (err instanceof AuthError) return `${err.message} (${err.code})`
+  return 'The service cannot be reached'
+}
+
+async function getJson<T> (path: string): Promise<T> {
+  const res = await auth.fetch(path)
+  if (!res.ok) throw new AuthError(res.status, `HTTP_${res.status}`, `${path} answered ${res.status}`)
+  return await res.json() as T
+}
+
+async function loadMe (): Promise<void> {
+  const me = await getJson<Me>('/api/auth/me')
+  $('who-name').textContent = me.username
+  $('me-username').textContent = me.username
+  $('me-id').textContent = me.id
+  $('me-roles').textContent = me.roles.join(', ')
+  $('me-created').textContent = dateTime(me.createdAt)
+}
+
+async function loadSessions (): Promise<void> {
+  const sessions = await getJson<Session[]>('/api/auth/sessions')
+  const rows = sessions.map((s) => {
+    const row = document.createElement('tr')
+    row.dataset.sessionId = s.id
+    const cells = [dateTime(s.createdAt), dateTime(s.lastUsedAt), s.userAgent ?? '–', s.ip ?? '–'].map((text, i) => {
+      const td = document.createElement('td')
+      td.textContent = text
+      if (i === 2) { td.className = 'client'; td.title = text }
+      return td
+    })
+    const actions = document.createElement('td')
+    if (s.current) {
+      const badge = document.createElement('span')
+      badge.className = 'badge'
+      badge.textContent = 'this browser'
+      actions.append(badge)
+    }
+    const revoke = document.createElement('button')
+    revoke.type = 'button'
+    revoke.className = 'danger small revoke'
+    revoke.textContent = 'Revoke'
+    revoke.addEventListener('click', () => { void revokeSession(s.id, s.current) })
+    actions.append(revoke)
+    row.append(...cells, actions)
+    return row
+  })
+  $('sessions').replaceChildren(...rows)
+}
+
+async function revokeSession (id: string, current: boolean): Promise<void> {
+  const res = await auth.fetch(`/api/auth/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' })
+  log(`Revoked a session: ${res.status}`)
+  if (current) await auth.logout().catch(() => undefined)
+  else await loadSessions()
+}
+
+async function enterApp (): Promise<void> {
+  notice(null)
+  show('app')
+  try {
+    await Promise.all([loadMe(), loadSessions()])
+  } catch (err) {
+    log(messageOf(err))
+  }
+}
+
+function enterLogin (message: string | null): void {
+  notice(message)
+  show('login')
+  $<HTMLInputElement>('password').value = ''
+}
+
+auth.onChange((change: AuthChange) => {
+  if (change.authenticated) {
+    if (change.reason === 'refresh') log('Access token refreshed')
+    if (change.reason === 'other-tab') log('Fresh access token from another tab')
+    if ($('app-view').hidden) void enterApp()
+  } else {
+    log(change.reason === 'logout' ? 'Logged out' : 'Session ended')
+    enterLogin(change.reason === 'logout' ? null : 'Your session has ended. Please sign in again.')
+  }
+})
+
+$('login-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  void submit('login')
+})
+$('register-button').addEventListener('click', () => { void submit('register') })
+
+async function submit (action: 'login' | 'register'): Promise<void> {
+  const form = $<HTMLFormElement>('login-form')
+  if (!form.reportValidity()) return
+  const username = $<HTMLInputElement>('username').value
+  const password = $<HTMLInputElement>('password').value
+  $('login-error').hidden = true
+  for (const b of form.querySelectorAll('button')) b.disabled = true
+  try {
+    if (action === 'register') await auth.register(username, password)
+    await auth.login(username, password)
+    log(action === 'register' ? 'Account created, signed in' : 'Signed in')
+  } catch (err) {
+    $('login-error').textContent = messageOf(err)
+    $('login-error').hidden = false
+  } finally {
+    for (const b of form.querySelectorAll('button')) b.disabled = false
+  }
+}
+
+$('call-button').addEventListener('click', () => { void callProtected() })
+
+async function callProtected (): Promise<void> {
+  const result = $('call-result')
+  const before = auth.accessToken
+  try {
+    const res = await auth.fetch('/api/auth/me')
+    const refreshed = auth.accessToken !== null && auth.accessToken !== before
+    result.textContent = `${res.status} ${res.ok ? 'OK' : 'refused'} · GET /api/auth/me at ${time(Date.now())}${refreshed ? ' · token refreshed first' : ''}`
+    result.className = `result ${res.ok ? 'ok' : 'fail'}`
+  } catch (err) {
+    result.textContent = messageOf(err)
+    result.className = 'result fail'
+  }
+}
+
+$('sessions-reload').addEventListener('click', () => { void loadSessions().catch((err: unknown) => { log(messageOf(err)) }) })
+$('logout-button').addEventListener('click', () => { void auth.logout().catch(() => undefined) })
+
+setInterval(() => {
+  const left = Math.max(0, Math.round((auth.expiresAt - Date.now()) / 1000))
+  $('token-expiry').textContent = auth.authenticated ? (left >= 120 ? `${Math.round(left / 60)} min` : `${left} s`) : '–'
+}, 500)
+
+try {
+  if (await auth.restore()) {
+    log('Session restored from the refresh cookie')
+  } else {
+    enterLogin(null)
+  }
+} catch (err) {
+  enterLogin(messageOf(err))
+}
