@@ -38,6 +38,8 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'res.headers["set-cookie"]',
+  // Headers logged under any other name (request, reply, upstream, ...), or on their own.
+  '*.headers.authorization', '*.headers.cookie', '*.headers["set-cookie"]', '*.authorization', '*.cookie', '*["set-cookie"]',
   '*.password', '*.currentPassword', '*.newPassword', '*.refreshToken', '*.accessToken', '*.token'
 ]
 

@@ -1,0 +1,165 @@
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { bearer, buildTestApp, fakeDate, login, PASSWORD, refreshWithBody, register, SECOND } from './helper.js'
+import { adminSession } from './ops-helper.js'
+
+const NEW_PASSWORD = 'a completely new passphrase'
+const UA = 'audit-test/1.0'
+
+interface Row {
+  id: number
+  at: number
+  type: string
+  user_id: string | null
+  session_id: string | null
+  ip: string | null
+  user_agent: string | null
+  request_id: string | null
+  detail: string | null
+}
+
+t.test('the security events of a user\'s life are recorded with time, user, session, ip, user agent and request id', async (t) => {
+  const clock = fakeDate(t)
+  const app = await buildTestApp(t, { REFRESH_REUSE_INTERVAL: '5s' })
+  const headers = { 'user-agent': UA }
+  const reg = await app.inject({ method: 'POST', url: '/api/auth/register', headers, payload: { username: 'alice', password: PASSWORD } })
+  const userId = reg.json().id as string
+  await login(app, { password: 'wrong password here', headers })
+  await login(app, { username: 'nobody', headers })
+  const first = await login(app, { transport: 'body', headers })
+  const firstSid = JSON.parse(Buffer.from(first.accessToken.split('.')[1]!, 'base64url').toString()).sid as string
+  const refresh = async (refreshToken: string) => await app.inject({ method: 'POST', url: '/api/auth/refresh', headers, payload: { refreshToken } })
+  t.equal((await refresh(first.refreshToken)).statusCode, 200)
+  clock.advance(30 * SECOND)
+  t.equal((await refresh(first.refreshToken)).statusCode, 401, 'late reuse')
+  const second = await login(app, { transport: 'body', headers })
+  await app.inject({ method: 'POST', url: '/api/auth/logout', headers, payload: { refreshToken: second.refreshToken } })
+  const third = await login(app, { transport: 'body', headers })
+  const fourth = await login(app, { transport: 'body', headers })
+  const fourthSid = JSON.parse(Buffer.from(fourth.accessToken.split('.')[1]!, 'base64url').toString()).sid as string
+  await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${fourthSid}`, headers: { ...headers, ...bearer(third.accessToken) } })
+  const pw = await app.inject({ method: 'POST', url: '/api/auth/password', headers: { ...headers, ...bearer(third.accessToken) }, payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } })
+  t.equal(pw.statusCode, 204)
+  const all = await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: { ...headers, ...bearer(third.accessToken) } })
+  t.equal(all.statusCode, 204)
+
+  const rows = app.sqlite.prepare('SELECT * FROM audit_events ORDER BY id').all() as Row[]
+  t.same(rows.map((r) => r.type), [
+    'register',
+    'login_failed', 'login_failed',
+    'login_succeeded',
+    'refresh_reuse_detected',
+    'login_succeeded', 'logout',
+    'login_succeeded', 'login_succeeded', 'session_revoked',
+    'password_changed',
+    'logout_all'
+  ])
+  for (const r of rows) {
+    t.equal(r.ip, '127.0.0.1', `${r.type}: ip`)
+    t.equal(r.user_agent, UA, `${r.type}: user agent`)
+    t.match(r.request_id, /^[0-9a-f-]{36}$/, `${r.type}: request id`)
+    t.ok(r.at > 0)
+  }
+  t.equal(rows[0]!.request_id, reg.headers['x-request-id'], 'the request id is the one sent back to the client')
+  t.equal(rows[0]!.user_id, userId)
+  t.same(JSON.parse(rows[0]!.detail!), { username: 'alice' })
+  t.same(JSON.parse(rows[1]!.detail!), { reason: 'wrong_password' })
+  t.equal(rows[1]!.user_id, userId, 'a failed login for a known user names the user')
+  t.same(JSON.parse(rows[2]!.detail!), { reason: 'unknown_user' }, 'the name tried for an unknown user is not kept')
+  t.equal(rows[2]!.user_id, null)
+  t.equal(rows[3]!.session_id, firstSid)
+  t.same(JSON.parse(rows[3]!.detail!), { transport: 'body' })
+  t.equal(rows[4]!.session_id, firstSid, 'reuse names the session that was ended')
+  t.equal(rows[4]!.user_id, userId)
+  t.equal(rows[4]!.at - rows[3]!.at >= 30_000, true, 'time is recorded')
+  t.equal(rows[9]!.session_id, fourthSid)
+  t.same(JSON.parse(rows[10]!.detail!), { endedSessions: 0 }, 'the fourth session was already deleted')
+  t.same(JSON.parse(rows[11]!.detail!), { count: 1 })
+})
+
+t.test('no audit row ever holds a password, a token or a hash', async (t) => {
+  const app = await buildTestApp(t)
+  await register(app)
+  const secrets: string[] = [PASSWORD, NEW_PASSWORD]
+  const a = await login(app, { transport: 'body' })
+  const refreshed = await refreshWithBody(app, a.refreshToken)
+  secrets.push(a.accessToken, a.refreshToken, refreshed.json().refreshToken, refreshed.json().accessToken)
+  const b = await login(app)
+  secrets.push(b.accessToken, b.refreshToken)
+  await login(app, { password: 'guess number one!' })
+  secrets.push('guess number one!')
+  await app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(b.accessToken), payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } })
+  await app.inject({ method: 'POST', url: '/api/auth/logout', payload: { refreshToken: refreshed.json().refreshToken } })
+  const admin = await adminSession(app)
+  secrets.push(admin.token)
+  await app.inject({ method: 'POST', url: '/api/admin/users', headers: admin.headers, payload: { username: 'carol', password: 'carol\'s first passphrase', roles: ['user'] } })
+  secrets.push('carol\'s first passphrase')
+  await app.inject({ method: 'POST', url: '/api/admin/users/alice/disable', headers: admin.headers })
+
+  const hashes = (app.sqlite.prepare('SELECT password_hash FROM users').pluck().all() as string[])
+  const tokenHashes = (app.sqlite.prepare('SELECT hex(token_hash) FROM refresh_tokens').pluck().all() as string[])
+  const dump = JSON.stringify(app.sqlite.prepare('SELECT * FROM audit_events').all())
+  t.ok(dump.length > 500, 'there is something to look at')
+  for (const s of [...secrets, ...hashes, ...tokenHashes, ...tokenHashes.map((h) => Buffer.from(h, 'hex').toString('base64url'))]) {
+    t.notOk(dump.toLowerCase().includes(s.toLowerCase()), `not in the audit log: ${s.slice(0, 12)}...`)
+  }
+  t.notMatch(dump, /\$argon2/)
+})
+
+t.test('a failed audit write is logged and the request goes on', async (t) => {
+  const lines: string[] = []
+  const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb() } })
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream })
+  await register(app)
+  app.sqlite.exec('DROP TABLE audit_events')
+  const res = await login(app)
+  t.equal(res.res.statusCode, 200, 'login still works')
+  const failed = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'audit event could not be recorded')
+  t.equal(failed.length, 1)
+  t.equal(failed[0].audit, 'login_succeeded')
+  t.equal(failed[0].reqId, res.res.headers['x-request-id'])
+})
+
+t.test('admin actions are recorded with the target user and who acted', async (t) => {
+  const app = await buildTestApp(t)
+  const bob = (await register(app, 'bob')).json().id as string
+  await login(app, { username: 'bob', transport: 'body' })
+  const admin = await adminSession(app)
+  await app.inject({ method: 'PUT', url: '/api/admin/users/bob/roles', headers: admin.headers, payload: { roles: ['user', 'editor'] } })
+  await app.inject({ method: 'POST', url: '/api/admin/users/bob/disable', headers: admin.headers })
+  await app.inject({ method: 'POST', url: '/api/admin/users/bob/enable', headers: admin.headers })
+  const rows = (app.sqlite.prepare("SELECT type, user_id, detail FROM audit_events WHERE type IN ('roles_changed', 'user_disabled', 'user_enabled') ORDER BY id").all() as Row[])
+    .map((r) => ({ type: r.type, userId: r.user_id, detail: JSON.parse(r.detail!) }))
+  t.same(rows, [
+    { type: 'roles_changed', userId: bob, detail: { from: ['user'], to: ['user', 'editor'], by: admin.userId } },
+    { type: 'user_disabled', userId: bob, detail: { endedSessions: 1, by: admin.userId } },
+    { type: 'user_enabled', userId: bob, detail: { by: admin.userId } }
+  ])
+})
+
+t.test('GET /api/admin/audit lists events newest first, filtered by user and type, paged by id', async (t) => {
+  const app = await buildTestApp(t)
+  const alice = (await register(app)).json().id as string
+  await register(app, 'bob')
+  await login(app)
+  await login(app, { username: 'bob' })
+  await login(app, { password: 'not alice\'s password' })
+  const admin = await adminSession(app)
+  const get = async (query: string) => await app.inject({ url: `/api/admin/audit${query}`, headers: admin.headers })
+
+  const all = (await get('')).json() as Array<{ id: number, type: string, userId: string | null, at: string }>
+  t.ok(all.length >= 7)
+  t.ok(all.every((e, i) => i === 0 || e.id < all[i - 1]!.id), 'newest first')
+  t.match(all[0]!.at, /^\d{4}-\d\d-\d\dT/)
+  const aliceEvents = (await get(`?userId=${alice}`)).json() as typeof all
+  t.same(aliceEvents.map((e) => e.type), ['login_failed', 'login_succeeded', 'register'])
+  const failures = (await get('?type=login_failed')).json() as typeof all
+  t.same(failures.map((e) => e.userId), [alice])
+  const page = (await get(`?limit=2&before=${all[1]!.id}`)).json() as typeof all
+  t.same(page.map((e) => e.id), [all[2]!.id, all[3]!.id])
+  t.equal((await get('?type=nonsense')).statusCode, 400)
+  t.equal((await get('?limit=0')).statusCode, 400)
+  t.equal((await get('?limit=abc')).statusCode, 400)
+  const { accessToken } = await login(app)
+  t.equal((await app.inject({ url: '/api/admin/audit', headers: bearer(accessToken) })).statusCode, 403, 'not for non-admins')
+})
