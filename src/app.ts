@@ -65,6 +65,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     clientErrorHandler: answerClientError,
+    // Errors the router raises before any route or hook runs (a malformed percent-encoding, a
+    // path parameter longer than maxParamLength) get the same JSON shape as every other error
+    // instead of Fastify's default body, which echoes the URL.
+    frameworkErrors: (err, _request, reply) => {
+      const { statusCode, body } = toPublicError(err)
+      void reply.code(statusCode).type('application/json; charset=utf-8').send(body)
+    },
     routerOptions: { maxParamLength: 128 },
     ajv: { customOptions: { removeAdditional: 'all', coerceTypes: false, useDefaults: true, allErrors: false } }
   }
