@@ -3,7 +3,7 @@
  * can produce what no well-behaved library would), decoding, and a clock that moves `Date`
  * forward without sleeping.
  */
-import { createHmac, createPrivateKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
+import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import type { Algorithm } from '../../src/keys/signing-key.js'
@@ -109,4 +109,40 @@ export function timeTravel (t: Test): { advance: (ms: number) => void, now: () =
   globalThis.Date = ShiftedDate as DateConstructor
   t.teardown(() => { globalThis.Date = RealDate })
   return { advance: (ms) => { offset += ms }, now: () => new ShiftedDate() }
+}
+
+/**
+ * A catalogue of forged and misdirected variants of a genuine token, each refused by the
+ * service and by any correct verifier. `real` is the service's signing key (the claim-only
+ * variants are signed with it, so the claim is the only thing wrong).
+ */
+export function forgeries (genuine: Session, real: { kid: string, alg: Algorithm, key: KeyObject | string }): Array<{ name: string, token: string, code: string }> {
+  const now = Math.floor(Date.now() / 1000)
+  const resigned = (header: Record<string, unknown>, payload: Record<string, unknown> = {}): string =>
+    forge({ ...genuine.header, ...header }, { ...genuine.payload, ...payload }, real.key)
+  const out: Array<{ name: string, token: string, code: string }> = []
+  const add = (name: string, token: string, code = 'ACCESS_TOKEN_INVALID'): void => { out.push({ name, token, code }) }
+  add('alg none', forge({ ...genuine.header, alg: 'none' }, genuine.payload, null))
+  if (real.alg !== 'HS256') {
+    const publicKey = createPublicKey(real.key as KeyObject)
+    add('HS256 with the public key as PEM', forge({ ...genuine.header, alg: 'HS256' }, genuine.payload, publicKey.export({ format: 'pem', type: 'spki' }) as string))
+    add('HS256 with the public key as DER', forge({ ...genuine.header, alg: 'HS256' }, genuine.payload, publicKey.export({ format: 'der', type: 'spki' })))
+    add('HS256 with the public JWK as JSON', forge({ ...genuine.header, alg: 'HS256' }, genuine.payload, JSON.stringify(publicKey.export({ format: 'jwk' }))))
+  }
+  const attackerAlg = real.alg === 'HS256' ? 'ES256' : real.alg
+  const attacker = attackerKey(attackerAlg)
+  add('an attacker key under our kid', forge({ ...genuine.header, alg: attackerAlg }, genuine.payload, attacker))
+  add('an attacker key under an unknown kid', forge({ ...genuine.header, alg: attackerAlg, kid: 'attacker' }, genuine.payload, attacker))
+  add('an embedded jwk header', forge({ ...genuine.header, alg: attackerAlg, kid: 'attacker', jwk: createPublicKey(attacker).export({ format: 'jwk' }) }, genuine.payload, attacker))
+  add('a jku header (real key)', resigned({ jku: 'https://attacker.example/jwks.json' }))
+  add('an x5u header (real key)', resigned({ x5u: 'https://attacker.example/cert.pem' }))
+  add('no kid (real key)', resigned({ kid: undefined }))
+  add('typ JWT (real key)', resigned({ typ: 'JWT' }))
+  add('no typ (real key)', resigned({ typ: undefined }))
+  add('another issuer (real key)', resigned({}, { iss: 'https://attacker.example' }))
+  add('another audience (real key)', resigned({}, { aud: 'https://other-service.example' }))
+  add('expired (real key)', resigned({}, { exp: now - 60 }), 'ACCESS_TOKEN_EXPIRED')
+  const [h, , s] = genuine.token.split('.')
+  add('a changed claim under the genuine signature', `${h}.${Buffer.from(JSON.stringify({ ...genuine.payload, roles: ['admin'] })).toString('base64url')}.${s}`)
+  return out
 }

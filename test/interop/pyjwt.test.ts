@@ -1,0 +1,77 @@
+/**
+ * Python's PyJWT (Debian's python3-jwt, PyJWKClient) verifies the service's tokens against a
+ * really listening service, and refuses the forged ones. Python runs as a child process spawned
+ * asynchronously: the event loop stays free, so the server in this process can answer its JWKS
+ * request. Skipped with a message when python3-jwt is missing, except in CI (CI=true), where it
+ * must run.
+ */
+import { execFile, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import t from 'tap'
+import { ASYMMETRIC, envFor, forgeries, serviceKey, session } from '../keys/support.js'
+import { AUDIENCE, ISSUER, startService } from './support.js'
+
+const PYTHON = '/usr/bin/python3'
+const SCRIPT = join(import.meta.dirname, 'pyjwt_verify.py')
+
+interface PyResult { ok: boolean, error?: string, kid?: string, alg?: string, claims?: Record<string, unknown> }
+
+async function pyjwtAvailable (): Promise<string | null> {
+  return await new Promise((resolve) => {
+    execFile(PYTHON, ['-c', 'import jwt, cryptography; print(jwt.__version__)'], { timeout: 10_000 }, (err, stdout) => {
+      resolve(err === null ? stdout.trim() : null)
+    })
+  })
+}
+
+async function runPython (cases: Array<{ jwksUrl: string, issuer: string, audience: string, token: string }>): Promise<{ pyjwt: string, results: PyResult[] }> {
+  const child = spawn(PYTHON, [SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (c) => { out += String(c) })
+  child.stderr.on('data', (c) => { err += String(c) })
+  child.stdin.end(JSON.stringify(cases))
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  clearTimeout(timer)
+  if (code !== 0) throw new Error(`python exited with ${String(code)}: ${err}`)
+  return JSON.parse(out)
+}
+
+const version = await pyjwtAvailable()
+const skip = version === null && process.env.CI !== 'true'
+  ? `${PYTHON} cannot import jwt (Debian's python3-jwt): apt-get install python3-jwt; CI installs it and runs this test`
+  : false
+
+t.test('PyJWT verifies the service\'s tokens and refuses forged ones', { skip }, async (t) => {
+  if (version === null) throw new Error('python3-jwt is required in CI (.ci/run installs it with apt)')
+  t.comment(`PyJWT ${version}`)
+
+  const cases: Array<{ jwksUrl: string, issuer: string, audience: string, token: string }> = []
+  const expected: Array<{ name: string, ok: boolean, kid?: string, alg?: string, sub?: unknown }> = []
+  for (const alg of ASYMMETRIC) {
+    const service = await startService(t, envFor(alg))
+    const genuine = await session(service.app)
+    const base = { jwksUrl: service.jwksUrl, issuer: ISSUER, audience: AUDIENCE }
+    cases.push({ ...base, token: genuine.token })
+    expected.push({ name: `${alg}: the genuine token`, ok: true, kid: String(genuine.header.kid), alg, sub: genuine.payload.sub })
+    for (const f of forgeries(genuine, serviceKey(service.app))) {
+      cases.push({ ...base, token: f.token })
+      expected.push({ name: `${alg}: ${f.name}`, ok: false })
+    }
+  }
+
+  const { results } = await runPython(cases)
+  t.equal(results.length, expected.length)
+  results.forEach((r, i) => {
+    const e = expected[i]!
+    if (e.ok) {
+      t.ok(r.ok, `${e.name} verifies in PyJWT ${r.error ?? ''}`)
+      t.equal(r.kid, e.kid)
+      t.equal(r.alg, e.alg)
+      t.equal(r.claims?.sub, e.sub)
+    } else {
+      t.notOk(r.ok, `${e.name} is refused by PyJWT (${r.error ?? 'accepted!'})`)
+    }
+  })
+})
