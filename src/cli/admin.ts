@@ -1,0 +1,394 @@
+/**
+ * The admin CLI: users, sessions, keys, the audit log and backups, on the database named by
+ * DATABASE_URL, with the same settings as the server. It opens the SQLite file directly (and
+ * applies pending migrations), so it works while the service runs: SQLite serialises the
+ * writes, WAL keeps the readers apart.
+ *
+ *   npm run admin -- <command> [options]
+ *   node dist/src/cli/admin.js <command> [options]          (in the container:
+ *   docker exec <container> node dist/src/cli/admin.js users)
+ *
+ * Every change is recorded in the audit log with `"by": "cli"`. Output is a readable table, or
+ * JSON with --json. Exit codes: 0 done, 1 refused or not found, 64 usage, 78 configuration.
+ */
+import { randomBytes } from 'node:crypto'
+import { existsSync, realpathSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import Database from 'better-sqlite3'
+import { openDatabase, type OpenDatabase } from '../../db/client.js'
+import { runMigrations } from '../../db/migrate.js'
+import { AUDIT_EVENT_TYPES, createAuditRepository, type AuditEvent } from '../../db/repositories/audit.js'
+import { createLeasesRepository } from '../../db/repositories/leases.js'
+import { createSessionsRepository, type SessionRow } from '../../db/repositories/sessions.js'
+import { createUsersRepository, type User } from '../../db/repositories/users.js'
+import { runHousekeeping } from '../../plugins/housekeeping.js'
+import { checkRoles, createUserAdmin, type RecordEvent } from '../admin/users.js'
+import { createPasswordPolicy } from '../auth/credentials.js'
+import { createPasswordHasher } from '../auth/passwords.js'
+import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
+import { formatKeyList, rotateKeys, runKeysCommand } from './keys.js'
+
+export const USAGE = `usage: npm run admin -- <command> [options]
+       node dist/src/cli/admin.js <command> [options]        (in the container)
+
+users:
+  users [--limit N] [--offset N]          list users
+  user <user>                             one user (<user> is an id or a username)
+  create-user <username> [--roles a,b] [--password-stdin]
+                                          create a user (roles default to "user"); without
+                                          --password-stdin a random password is generated and
+                                          printed once
+  disable <user>                          disable a user and end all their sessions
+  enable <user>                           enable a user again
+  set-roles <user> <role,role,...>        replace a user's roles ("admin" grants /api/admin)
+
+sessions:
+  sessions <user>                         a user's live sessions
+  revoke-session <session-id>             end one session
+  revoke-sessions <user>                  end every session of a user
+
+keys:
+  keys list                               the signing keys
+  keys rotate [--immediate]               schedule a new signing key (or switch to one now)
+
+operations:
+  audit [--limit N] [--user U] [--type T] [--follow]
+                                          the audit log, newest last; --follow keeps printing
+                                          new events (Ctrl-C stops)
+  backup <file>                           online backup of the database to <file> (a new file),
+                                          checked with PRAGMA integrity_check
+  prune                                   run housekeeping now (expired tokens, ended sessions,
+                                          old audit events)
+
+options:
+  --json                                  machine-readable output
+  --help                                  this text
+
+Settings come from the environment, as for the server (DATABASE_URL, PASSWORD_MIN_LENGTH,
+ARGON2_*, AUDIT_RETENTION, JWT_ALGORITHM, KEY_ENCRYPTION_KEY, ...).`
+
+export interface AdminIO {
+  env?: Env
+  stdout?: (text: string) => void
+  stderr?: (text: string) => void
+  /** The whole of standard input (for --password-stdin). */
+  readStdin?: () => Promise<string>
+  now?: () => Date
+  /** Stops `audit --follow`. */
+  signal?: AbortSignal
+  /** How often `audit --follow` looks for new events. */
+  followIntervalMs?: number
+}
+
+const COMMANDS = new Set(['users', 'user', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
+  'revoke-sessions', 'keys', 'audit', 'backup', 'prune'])
+
+class UsageError extends Error {}
+class Refused extends Error {}
+
+interface Parsed {
+  positional: string[]
+  flags: Map<string, string | true>
+}
+
+const VALUE_FLAGS = new Set(['--limit', '--offset', '--roles', '--user', '--type'])
+const BOOLEAN_FLAGS = new Set(['--json', '--password-stdin', '--follow', '--immediate', '--help'])
+
+function parse (argv: string[]): Parsed {
+  const positional: string[] = []
+  const flags = new Map<string, string | true>()
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (!arg.startsWith('--')) { positional.push(arg); continue }
+    const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
+    if (BOOLEAN_FLAGS.has(name)) { flags.set(name, true); continue }
+    if (!VALUE_FLAGS.has(name)) throw new UsageError(`unknown option ${name}`)
+    const value = inline ?? argv[++i]
+    if (value === undefined) throw new UsageError(`${name} needs a value`)
+    flags.set(name, value)
+  }
+  return { positional, flags }
+}
+
+function intFlag (p: Parsed, name: string, fallback: number, max: number): number {
+  const raw = p.flags.get(name)
+  if (raw === undefined) return fallback
+  if (raw === true || !/^\d+$/.test(raw) || Number(raw) > max) throw new UsageError(`${name} must be a whole number up to ${max}`)
+  return Number(raw)
+}
+
+function strFlag (p: Parsed, name: string): string | undefined {
+  const raw = p.flags.get(name)
+  return raw === true ? undefined : raw
+}
+
+function arg (p: Parsed, index: number, what: string): string {
+  const value = p.positional[index]
+  if (value === undefined || value === '') throw new UsageError(`missing ${what}`)
+  return value
+}
+
+/** A fixed-width table; null shows as "-". */
+export function table (rows: Array<Record<string, unknown>>, columns: string[]): string {
+  if (rows.length === 0) return '(none)'
+  const cell = (v: unknown): string => v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v)
+  const cells = rows.map((r) => columns.map((c) => cell(r[c])))
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)))
+  return [columns, ...cells].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+}
+
+const userView = (u: User) => ({ id: u.id, username: u.username, roles: u.roles, disabled: u.disabled, createdAt: u.createdAt.toISOString() })
+const sessionView = (s: SessionRow) => ({
+  id: s.id,
+  userId: s.userId,
+  createdAt: s.createdAt.toISOString(),
+  lastUsedAt: s.lastUsedAt.toISOString(),
+  expiresAt: s.expiresAt.toISOString(),
+  ip: s.ip,
+  userAgent: s.userAgent
+})
+const auditView = (e: AuditEvent) => ({ ...e, at: e.at.toISOString() })
+const USER_COLUMNS = ['id', 'username', 'roles', 'disabled', 'createdAt']
+const SESSION_COLUMNS = ['id', 'createdAt', 'lastUsedAt', 'expiresAt', 'ip', 'userAgent']
+const AUDIT_COLUMNS = ['id', 'at', 'type', 'userId', 'sessionId', 'ip', 'detail']
+
+function open (config: Config, mayCreate: boolean): OpenDatabase {
+  if (config.databasePath === ':memory:') throw new Refused('DATABASE_URL is :memory:; the admin CLI needs the database file the service uses')
+  if (!mayCreate && !existsSync(config.databasePath)) {
+    throw new Refused(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
+  }
+  const opened = openDatabase({ path: config.databasePath, synchronous: config.databaseSynchronous, busyTimeoutMs: config.databaseBusyTimeoutMs })
+  try {
+    runMigrations(opened.db)
+  } catch (err) {
+    opened.sqlite.close()
+    throw err
+  }
+  return opened
+}
+
+async function readAllStdin (): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/**
+ * Runs `admin <argv...>` and returns the exit code. Never throws and never calls process.exit,
+ * so that tests (and other tools) can run it in-process.
+ */
+export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promise<number> {
+  const out = io.stdout ?? ((s: string) => { process.stdout.write(s + '\n') })
+  const err = io.stderr ?? ((s: string) => { process.stderr.write(s + '\n') })
+  const now = io.now ?? (() => new Date())
+  const [command, ...rest] = argv
+  if (command === undefined || command === 'help' || command === '--help') {
+    out(USAGE)
+    return command === undefined ? 64 : 0
+  }
+  let opened: OpenDatabase | undefined
+  try {
+    if (!COMMANDS.has(command)) throw new UsageError(`unknown command "${command}"`)
+    const p = parse(rest)
+    if (p.flags.has('--help')) { out(USAGE); return 0 }
+    const json = p.flags.has('--json')
+    const show = (value: unknown, text: () => string): void => { out(json ? JSON.stringify(value, null, 2) : text()) }
+    const env = io.env ?? process.env
+    const config = loadConfig(env)
+
+    if (command === 'keys') {
+      const sub = arg(p, 0, 'keys command (list or rotate)')
+      if (sub !== 'rotate') return await runKeysCommand(rest, { env, stdout: out, stderr: err, now: now() })
+      const immediate = p.flags.has('--immediate')
+      const result = await rotateKeys(config, { immediate, now: now() })
+      const created = result.events.find((e) => e.type === 'created')
+      if (created !== undefined) {
+        opened = open(config, false)
+        recorder(createAuditRepository(opened.db), now)('key_rotated', { detail: { kid: created.kid, alg: created.alg, immediate } })
+      }
+      show(result, () => `${created === undefined ? 'a next key is already scheduled; nothing to do (use --immediate to switch now)' : `new ${created.alg} key ${created.kid}${immediate ? ' signs from now' : ' published; it signs after the JWKS lead time'}`}\n\n${formatKeyList(result.keys)}`)
+      return 0
+    }
+
+    opened = open(config, command === 'create-user')
+    const { db, sqlite } = opened
+    const repos = {
+      users: createUsersRepository(db),
+      sessions: createSessionsRepository(db),
+      audit: createAuditRepository(db),
+      leases: createLeasesRepository(db)
+    }
+    const record = recorder(repos.audit, now)
+    const passwordPolicy = createPasswordPolicy(config.password.minLength)
+    // The hasher is only built when a password is hashed (it hashes a dummy password at start).
+    const admin = createUserAdmin({ repos, passwordPolicy, passwords: { hash: async (pw) => await (await createPasswordHasher(config.password)).hash(pw) } })
+    const findUser = async (index: number): Promise<User> => {
+      const key = arg(p, index, 'user (id or username)')
+      const user = await admin.find(key)
+      if (user === null) throw new Refused(`no user "${key}"`)
+      return user
+    }
+
+    switch (command) {
+      case 'users': {
+        const users = await admin.list({ limit: intFlag(p, '--limit', 100, 10_000), offset: intFlag(p, '--offset', 0, 1_000_000_000) })
+        show(users.map(userView), () => table(users.map(userView), USER_COLUMNS))
+        return 0
+      }
+      case 'user': {
+        const user = await findUser(0)
+        show(userView(user), () => table([userView(user)], USER_COLUMNS))
+        return 0
+      }
+      case 'create-user': {
+        const username = arg(p, 0, 'username')
+        const roles = (strFlag(p, '--roles') ?? 'user').split(',')
+        const checked = checkRoles(roles)
+        if (!checked.ok) throw new UsageError(checked.message)
+        let password: string
+        let generated = false
+        if (p.flags.has('--password-stdin')) {
+          password = (await (io.readStdin ?? readAllStdin)()).replace(/\r?\n$/, '')
+        } else {
+          password = randomBytes(24).toString('base64url')
+          generated = true
+        }
+        const result = await admin.create({ username, password, roles: checked.roles }, now(), record)
+        if (!result.ok) throw new Refused(result.message)
+        const view = { ...userView(result.user), ...(generated ? { password } : {}) }
+        show(view, () => table([userView(result.user)], USER_COLUMNS) +
+          (generated ? `\n\ngenerated password (shown once; have the user change it): ${password}` : ''))
+        return 0
+      }
+      case 'disable':
+      case 'enable': {
+        const user = await findUser(0)
+        const result = await admin.setDisabled(user.id, command === 'disable', now(), record)
+        if (result === null) throw new Refused(`no user "${p.positional[0]}"`)
+        show({ ...userView(result.user), endedSessions: result.endedSessions }, () =>
+          `${result.user.username} ${command}d${command === 'disable' ? `; ${result.endedSessions} session(s) ended` : ''}`)
+        return 0
+      }
+      case 'set-roles': {
+        const user = await findUser(0)
+        const checked = checkRoles(arg(p, 1, 'roles (comma-separated)').split(','))
+        if (!checked.ok) throw new UsageError(checked.message)
+        const result = await admin.setRoles(user.id, checked.roles, now(), record)
+        if (result === null) throw new Refused(`no user "${p.positional[0]}"`)
+        show(userView(result.user), () => `${result.user.username}: roles ${result.previous.join(',') || '-'} -> ${result.user.roles.join(',') || '-'}`)
+        return 0
+      }
+      case 'sessions': {
+        const user = await findUser(0)
+        const sessions = (await admin.listSessions(user.id, now())).map(sessionView)
+        show(sessions, () => table(sessions, SESSION_COLUMNS))
+        return 0
+      }
+      case 'revoke-session': {
+        const id = arg(p, 0, 'session id')
+        const ended = await admin.revokeSession(id, now(), record)
+        if (ended === null) throw new Refused(`no live session "${id}"`)
+        show({ sessionId: id, userId: ended.userId, ended: true }, () => `session ${id} ended`)
+        return 0
+      }
+      case 'revoke-sessions': {
+        const user = await findUser(0)
+        const count = await admin.revokeAllSessions(user.id, now(), record)
+        show({ userId: user.id, ended: count }, () => `${count} session(s) of ${user.username} ended`)
+        return 0
+      }
+      case 'audit': {
+        const type = strFlag(p, '--type')
+        if (type !== undefined && !(AUDIT_EVENT_TYPES as readonly string[]).includes(type)) {
+          throw new UsageError(`--type must be one of ${AUDIT_EVENT_TYPES.join(', ')}`)
+        }
+        const userKey = strFlag(p, '--user')
+        const userId = userKey === undefined ? undefined : (await admin.find(userKey))?.id ?? userKey
+        const limit = intFlag(p, '--limit', 50, 1000)
+        // Newest `limit` events, printed oldest first like a log.
+        let events = (await repos.audit.list({ userId, type, limit })).reverse()
+        const print = (batch: AuditEvent[], header: boolean): void => {
+          if (json) { for (const e of batch) out(JSON.stringify(auditView(e))) } else if (batch.length > 0 || header) {
+            const text = table(batch.map(auditView), AUDIT_COLUMNS)
+            out(header ? text : text.split('\n').slice(1).join('\n'))
+          }
+        }
+        print(events, true)
+        if (!p.flags.has('--follow')) return 0
+        let last = events.at(-1)?.id ?? (await repos.audit.list({ limit: 1 }))[0]?.id ?? 0
+        const signal = io.signal ?? abortOnSigint()
+        while (!signal.aborted) {
+          await new Promise((resolve) => setTimeout(resolve, io.followIntervalMs ?? 1000))
+          events = await repos.audit.list({ userId, type, afterId: last, limit: 1000 })
+          print(events, false)
+          last = events.at(-1)?.id ?? last
+        }
+        return 0
+      }
+      case 'backup': {
+        const target = arg(p, 0, 'backup file')
+        if (existsSync(target)) throw new Refused(`${target} exists; choose a new file (a backup never overwrites)`)
+        if (!existsSync(dirname(target) || '.')) throw new Refused(`directory ${dirname(target)} does not exist`)
+        const started = Date.now()
+        // The online backup API copies the pages while the service keeps running.
+        const progress = await sqlite.backup(target)
+        const check = new Database(target, { readonly: true })
+        let integrity: string
+        let users: number
+        try {
+          integrity = String(check.pragma('integrity_check', { simple: true }))
+          users = Number(check.prepare('SELECT count(*) FROM users').pluck().get())
+        } finally {
+          check.close()
+        }
+        if (integrity !== 'ok') throw new Refused(`backup ${target} failed its integrity check: ${integrity}`)
+        const summary = { file: target, bytes: statSync(target).size, pages: progress.totalPages, users, integrity, ms: Date.now() - started }
+        show(summary, () => `backup written to ${target}: ${summary.bytes} bytes, ${users} user(s), integrity ok, ${summary.ms} ms\n` +
+          'restore: stop the service, replace the database file with this one, delete its -wal and -shm files, start the service')
+        return 0
+      }
+      case 'prune': {
+        const result = await runHousekeeping({ repos, config }, now())
+        show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s) in ${result.ms} ms`)
+        return 0
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"`)
+    }
+  } catch (e) {
+    if (e instanceof UsageError) { err(`admin: ${e.message}\n\n${USAGE}`); return 64 }
+    if (e instanceof ConfigError) { err(`admin: ${e.message}`); return 78 }
+    err(`admin: ${(e as Error).message}`)
+    return 1
+  } finally {
+    opened?.sqlite.close()
+  }
+}
+
+function recorder (audit: ReturnType<typeof createAuditRepository>, now: () => Date): RecordEvent {
+  return (type, fields) => {
+    // Written synchronously: the CLI exits right after, and the event must not be lost.
+    audit.record({ type, at: now(), userId: fields.userId ?? null, sessionId: fields.sessionId ?? null, userAgent: 'admin-cli', detail: { ...fields.detail, by: 'cli' } })
+      .catch((e: unknown) => { process.stderr.write(`admin: audit event ${type} not recorded: ${(e as Error).message}\n`) })
+  }
+}
+
+function abortOnSigint (): AbortSignal {
+  const controller = new AbortController()
+  process.once('SIGINT', () => { controller.abort() })
+  return controller.signal
+}
+
+function isMain (): boolean {
+  if (process.argv[1] === undefined) return false
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+if (isMain()) {
+  process.exitCode = await runAdminCommand(process.argv.slice(2))
+}

@@ -1,0 +1,101 @@
+import t from 'tap'
+import { buildTestApp, DAY, fakeDate, HOUR, login, refreshWithBody, register, SECOND, testConfig } from './helper.js'
+import { metric, scrape } from './ops-helper.js'
+
+const count = (app: Awaited<ReturnType<typeof buildTestApp>>, table: string): number =>
+  Number(app.sqlite.prepare(`SELECT count(*) FROM ${table}`).pluck().get())
+
+t.test('prunes expired refresh tokens, sessions ended before SESSION_RETENTION and audit events past AUDIT_RETENTION; keeps the rest', async (t) => {
+  const clock = fakeDate(t)
+  const app = await buildTestApp(t, {
+    REFRESH_TOKEN_TTL: '1d', SESSION_MAX_AGE: '30d', SESSION_RETENTION: '7d', AUDIT_RETENTION: '20d', HOUSEKEEPING_INTERVAL: '0'
+  })
+  // Day 0: register; a session that idles out on day 1; a session logged out at once.
+  await register(app)
+  const idle = await login(app, { transport: 'body' })
+  const loggedOut = await login(app, { transport: 'body' })
+  await app.inject({ method: 'POST', url: '/api/auth/logout', payload: { refreshToken: loggedOut.refreshToken } })
+  // Day 15: a session logged out (within SESSION_RETENTION of the pass below).
+  clock.advance(15 * DAY)
+  const recent = await login(app, { transport: 'body' })
+  await app.inject({ method: 'POST', url: '/api/auth/logout', payload: { refreshToken: recent.refreshToken } })
+  // Day 21.5: a live session, refreshed once.
+  clock.advance(6 * DAY + 12 * HOUR)
+  const live = await login(app, { transport: 'body' })
+  const rotated = await refreshWithBody(app, live.refreshToken)
+
+  t.equal(count(app, 'sessions'), 4)
+  const auditBefore = count(app, 'audit_events')
+  const result = await app.housekeeping.run()
+  t.ok(result)
+  t.equal(result!.sessions, 2, 'the one that idled out on day 1 and the one logged out on day 0')
+  t.equal(result!.refreshTokens, 3, 'the tokens past their expiry (days 1, 1 and 16)')
+  t.equal(result!.auditEvents, 4, 'register, two logins and a logout of day 0')
+  t.equal(count(app, 'audit_events'), auditBefore - 4)
+  t.equal(count(app, 'sessions'), 2, 'the live session and the one that ended within SESSION_RETENTION')
+  t.equal((await refreshWithBody(app, idle.refreshToken)).statusCode, 401)
+  t.equal((await refreshWithBody(app, rotated.json().refreshToken)).statusCode, 200, 'the live session goes on')
+
+  const text = await scrape(app)
+  t.equal(metric(text, 'auth_housekeeping_deleted_total', { kind: 'sessions' }), 2)
+  t.equal(metric(text, 'auth_housekeeping_deleted_total', { kind: 'refresh_tokens' }), 3)
+  t.equal(metric(text, 'auth_housekeeping_deleted_total', { kind: 'audit_events' }), 4)
+})
+
+t.test('a live session and its current token are never touched', async (t) => {
+  const clock = fakeDate(t)
+  const app = await buildTestApp(t, { SESSION_RETENTION: '0', HOUSEKEEPING_INTERVAL: '0', REFRESH_REUSE_INTERVAL: '0' })
+  await register(app)
+  const session = await login(app, { transport: 'body' })
+  const next = await refreshWithBody(app, session.refreshToken)
+  clock.advance(HOUR)
+  await app.housekeeping.run()
+  t.equal(count(app, 'sessions'), 1)
+  t.equal((await refreshWithBody(app, next.json().refreshToken)).statusCode, 200, 'still rotates')
+  t.equal((await refreshWithBody(app, session.refreshToken)).statusCode, 401, 'a spent token is still recognised as reuse')
+})
+
+t.test('deletes in batches of HOUSEKEEPING_BATCH_SIZE, yielding to requests in between, until everything old is gone', async (t) => {
+  const app = await buildTestApp(t, { HOUSEKEEPING_BATCH_SIZE: '3', AUDIT_RETENTION: '1d', HOUSEKEEPING_INTERVAL: '0' })
+  const insert = app.sqlite.prepare("INSERT INTO audit_events (at, type) VALUES (?, 'login_failed')")
+  for (let i = 0; i < 10; i++) insert.run(Date.now() - 2 * DAY)
+  insert.run(Date.now())
+  const pruning = app.repos.audit.pruneBefore(new Date(Date.now() - DAY), 3)
+  t.equal(count(app, 'audit_events'), 8, 'one batch of three, then the event loop is free')
+  t.equal((await app.inject({ url: '/health' })).statusCode, 200, 'a request is served mid-purge')
+  t.equal(await pruning, 10)
+  t.equal(count(app, 'audit_events'), 1, 'the recent event stays')
+
+  for (let i = 0; i < 7; i++) insert.run(Date.now() - 2 * DAY)
+  const result = await app.housekeeping.run()
+  t.equal(result!.auditEvents, 7, 'the scheduled pass uses the configured batch size and finishes')
+  t.equal(count(app, 'audit_events'), 1)
+})
+
+t.test('runs on its own every HOUSEKEEPING_INTERVAL', async (t) => {
+  const app = await buildTestApp(t, { HOUSEKEEPING_INTERVAL: '1s', AUDIT_RETENTION: '1d' })
+  app.sqlite.prepare("INSERT INTO audit_events (at, type) VALUES (?, 'login_failed')").run(Date.now() - 2 * DAY)
+  t.equal(count(app, 'audit_events'), 1)
+  for (let i = 0; i < 60 && count(app, 'audit_events') > 0; i++) await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(count(app, 'audit_events'), 0, 'pruned by the schedule')
+})
+
+t.test('with several instances on one database, one pass per interval (a lease)', async (t) => {
+  const dir = t.testdir()
+  const env = { DATABASE_URL: `file:${dir}/auth.db`, HOUSEKEEPING_INTERVAL: '1h' }
+  const a = await buildTestApp(t, env)
+  const b = await buildTestApp(t, env)
+  const now = new Date()
+  t.ok(await a.housekeeping.run(now), 'the first instance runs')
+  t.equal(await b.housekeeping.run(now), null, 'the second sees the lease and skips')
+  t.ok(await a.housekeeping.run(new Date(now.getTime() + 10 * SECOND)), 'the holder may run again')
+  t.ok(await b.housekeeping.run(new Date(now.getTime() + 2 * HOUR)), 'once the lease has run out, anyone may')
+})
+
+t.test('settings: defaults and validation', async (t) => {
+  t.same(testConfig().housekeeping, { interval: 3600, batchSize: 1000, sessionRetention: 7 * 86400, auditRetention: 90 * 86400 })
+  t.same(testConfig({ AUDIT_RETENTION: '30d', HOUSEKEEPING_INTERVAL: '0', SESSION_RETENTION: '0' }).housekeeping.auditRetention, 30 * 86400)
+  t.throws(() => testConfig({ AUDIT_RETENTION: '0' }), /invalid configuration/)
+  t.throws(() => testConfig({ HOUSEKEEPING_BATCH_SIZE: '0' }), /invalid configuration/)
+  t.throws(() => testConfig({ AUDIT_RETENTION: 'forever' }), /AUDIT_RETENTION/)
+})
