@@ -1,0 +1,61 @@
+/**
+ * Runs the real entry point (src/server.ts, through tsx) as a child process on 127.0.0.1 and a
+ * random free port (PORT=0; the port is read from the "Server listening at" log line), so a
+ * test can SIGKILL it mid-request and start it again on the same database file. Not a test
+ * file itself.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { dirname, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+export interface ServerProcess {
+  base: string
+  pid: number
+  child: ChildProcess
+  /** Resolves with the exit code / signal once the process has gone. */
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  /** The last lines the process wrote to stderr (for failure messages). */
+  stderr: () => string
+  kill: (signal?: NodeJS.Signals) => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+export async function startServer (env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TMPDIR: process.env.TMPDIR ?? '', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
+  let errText = ''
+  child.stderr!.setEncoding('utf8')
+  child.stderr!.on('data', (chunk: string) => { errText = (errText + chunk).slice(-4000) })
+
+  const lines = createInterface({ input: child.stdout! })
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`server did not start within ${timeoutMs} ms: ${errText}`)) }, timeoutMs)
+    lines.on('line', (line) => {
+      const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(line)
+      if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
+    })
+    void exited.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`server exited (${String(code ?? signal)}) before listening: ${errText}`)) })
+  })
+  // Keep draining stdout (one log line per request) so the child never blocks on a full pipe.
+  lines.removeAllListeners('line')
+  lines.on('line', () => {})
+
+  return {
+    base: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    child,
+    exited,
+    stderr: () => errText,
+    kill: async (signal: NodeJS.Signals = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return await exited
+    }
+  }
+}
