@@ -18,7 +18,17 @@ try {
   throw err
 }
 
-const app = await buildApp(config)
+let app
+try {
+  app = await buildApp(config)
+} catch (err) {
+  // A stored signing key that KEY_ENCRYPTION_KEY does not open: a setting to fix, not a crash.
+  if (err instanceof Error && err.name === 'KeyProtectionError') {
+    console.error(`auth-service: ${err.message}`)
+    process.exit(78) // EX_CONFIG
+  }
+  throw err
+}
 
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an error')

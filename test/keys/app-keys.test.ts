@@ -2,11 +2,12 @@
  * The key ring inside the service: restarts on a database file, KEY_ENCRYPTION_KEY, two
  * instances on one file, the automatic check, and the contract for a change of JWT_ALGORITHM.
  */
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
-import { buildTestApp, login, testConfig } from '../helper.js'
+import { buildTestApp, login, TEST_ENV, testConfig } from '../helper.js'
 import { decode, me, session, timeTravel } from './support.js'
 
 const KEK = Buffer.alloc(32, 0x5a).toString('base64')
@@ -45,6 +46,25 @@ t.test('KEY_ENCRYPTION_KEY: sealed in the database, the same key restarts, a wro
     name: 'KeyProtectionError',
     message: /encrypted at rest; set KEY_ENCRYPTION_KEY/
   })
+})
+
+t.test('the server process refuses to start on a wrong KEY_ENCRYPTION_KEY with a one-line message', async (t) => {
+  const path = join(t.testdir(), 'auth.db')
+  const app = await buildApp(testConfig({ DATABASE_URL: `file:${path}`, KEY_ENCRYPTION_KEY: KEK }))
+  await app.close()
+  const root = join(import.meta.dirname, '..', '..')
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: root,
+    env: { ...process.env, ...TEST_ENV, DATABASE_URL: `file:${path}`, PORT: '0', KEY_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64') },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let err = ''
+  child.stderr.on('data', (c) => { err += String(c) })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  clearTimeout(timer)
+  t.equal(code, 78, 'EX_CONFIG')
+  t.match(err, /^auth-service: signing key \S+ could not be decrypted: KEY_ENCRYPTION_KEY is not the key it was sealed with\n$/)
 })
 
 t.test('two instances on one database file, maintaining at the same moment, rotate once', async (t) => {
