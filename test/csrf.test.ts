@@ -83,7 +83,8 @@ t.test('neither Origin nor Sec-Fetch-Site: a request with the cookie needs an al
 
 t.test('logout in cookie mode is checked the same way and ends nothing when refused', async (t) => {
   const { app, refreshToken, accessToken } = await setup(t)
-  for (const headers of [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, {}]) {
+  const attempts: Headers[] = [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, {}]
+  for (const headers of attempts) {
     const res = await logout(app, refreshToken, headers)
     t.equal(res.statusCode, 403, JSON.stringify(headers))
     t.equal(res.json().code, 'CROSS_SITE_REQUEST')

@@ -168,10 +168,12 @@ async function callProtected (): Promise<void> {
 $('sessions-reload').addEventListener('click', () => { void loadSessions().catch((err: unknown) => { log(messageOf(err)) }) })
 $('logout-button').addEventListener('click', () => { void auth.logout().catch(() => undefined) })
 
-setInterval(() => {
+function renderExpiry (): void {
   const left = Math.max(0, Math.round((auth.expiresAt - Date.now()) / 1000))
   $('token-expiry').textContent = auth.authenticated ? (left >= 120 ? `${Math.round(left / 60)} min` : `${left} s`) : '–'
-}, 500)
+}
+auth.onChange(renderExpiry)
+setInterval(renderExpiry, 500)
 
 try {
   if (await auth.restore()) {
