@@ -263,8 +263,9 @@ t.test('private keys are sealed at rest with KEY_ENCRYPTION_KEY, also those writ
   }
   t.equal(sealed.signingKey(at(2000)).kid, plain.signingKey(T0).kid, 'the same key, now sealed')
 
-  await t.rejects(ring(repo).maintain(at(3000)), { name: 'KeyProtectionError', message: /encrypted at rest; set KEY_ENCRYPTION_KEY/ })
-  await t.rejects(ring(repo, { encryptionKey: Buffer.alloc(32, 8) }).maintain(at(3000)), { message: /could not be decrypted: KEY_ENCRYPTION_KEY is not the key/ })
+  // Even a change that needs no stored key opened (an immediate rotation writes a new one) is refused first.
+  await t.rejects(ring(repo).rotate(at(3000), true), { name: 'KeyProtectionError', message: /encrypted at rest; set KEY_ENCRYPTION_KEY/ })
+  await t.rejects(ring(repo, { encryptionKey: Buffer.alloc(32, 8) }).rotate(at(3000), true), { message: /could not be decrypted: KEY_ENCRYPTION_KEY is not the key/ })
   t.equal(stored().length, 2, 'a refused start writes nothing')
 })
 
@@ -275,7 +276,7 @@ t.test('a sealed key moved to another row, or a row whose kid was altered, is re
   await r.rotate(T0)
   const [a, b] = sqlite.prepare('select kid, private_key from signing_keys').all() as Array<{ kid: string, private_key: string }>
   sqlite.prepare('update signing_keys set private_key = ? where kid = ?').run(b!.private_key, a!.kid)
-  await t.rejects(ring(repo, { encryptionKey: KEK }).reload(), KeyProtectionError, 'the kid is bound to the ciphertext')
+  await t.rejects(ring(repo, { encryptionKey: KEK }).reload(), new KeyProtectionError(`signing key ${a!.kid} could not be decrypted: KEY_ENCRYPTION_KEY is not the key it was sealed with`), 'the kid is bound to the ciphertext (AES-GCM associated data)')
 
   const plain = openRepo(t)
   const p = ring(plain.repo)
