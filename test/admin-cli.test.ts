@@ -170,6 +170,7 @@ t.test('backup: an online copy of the live database, checked; restoring it bring
   const backup = await run(['backup', target, '--json'])
   t.equal(backup.code, 0, backup.err)
   t.match(JSON.parse(backup.out), { file: target, users: 1, integrity: 'ok' })
+  t.notOk(existsSync(`${target}-wal`) || existsSync(`${target}-shm`), 'one self-contained file')
   t.match((await run(['backup', target])).err, /exists/, 'never overwrites')
   t.equal((await run(['backup', join(dir, 'no/such/dir/b.db')])).code, 1)
   await register(app, 'after-the-backup')

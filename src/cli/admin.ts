@@ -333,10 +333,13 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
         const started = Date.now()
         // The online backup API copies the pages while the service keeps running.
         const progress = await sqlite.backup(target)
-        const check = new Database(target, { readonly: true })
+        // The copy is a WAL database like its source; switched to a rollback journal it is one
+        // self-contained file, with no -wal or -shm beside it, ready to be copied away.
+        const check = new Database(target)
         let integrity: string
         let users: number
         try {
+          check.pragma('journal_mode = DELETE')
           integrity = String(check.pragma('integrity_check', { simple: true }))
           users = Number(check.prepare('SELECT count(*) FROM users').pluck().get())
         } finally {
