@@ -65,6 +65,9 @@ export default fp(async function jwtPlugin (app) {
   const ring = createKeyRing(app.repos.signingKeys, keyRingOptions(config))
   // A wrong or missing KEY_ENCRYPTION_KEY stops the boot here, with a message naming the setting.
   logRingEvents(app.log, await ring.maintain(new Date()))
+  if (config.keys.encryptionKey === undefined && config.jwt.algorithm !== 'HS256' && config.env === 'production') {
+    app.log.warn('KEY_ENCRYPTION_KEY is not set: private signing keys are stored as plain PEM in the database; anyone who can read the database file or a backup can sign access tokens')
+  }
   app.decorate('keyRing', ring)
 
   const algorithms = ['ES256', 'RS256', 'EdDSA', ...(config.jwt.algorithm === 'HS256' ? ['HS256'] : [])]

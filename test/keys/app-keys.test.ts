@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
 import { buildTestApp, login, TEST_ENV, testConfig } from '../helper.js'
 import { decode, me, session, timeTravel } from './support.js'
 
@@ -46,6 +47,19 @@ t.test('KEY_ENCRYPTION_KEY: sealed in the database, the same key restarts, a wro
     name: 'KeyProtectionError',
     message: /encrypted at rest; set KEY_ENCRYPTION_KEY/
   })
+})
+
+t.test('in production, a missing KEY_ENCRYPTION_KEY is warned about at boot', async (t) => {
+  const dir = t.testdir()
+  const boot = async (extra: Record<string, string>): Promise<string> => {
+    let log = ''
+    const logStream = new Writable({ write (chunk, _enc, cb) { log += String(chunk); cb() } })
+    const app = await buildApp(loadConfig({ NODE_ENV: 'production', PUBLIC_URL: 'https://auth.example.com', DATABASE_URL: `file:${join(dir, 'auth.db')}`, LOG_LEVEL: 'warn', ...extra }), { logStream })
+    await app.close()
+    return log
+  }
+  t.match(await boot({}), /KEY_ENCRYPTION_KEY is not set: private signing keys are stored as plain PEM/)
+  t.notMatch(await boot({ KEY_ENCRYPTION_KEY: KEK }), /KEY_ENCRYPTION_KEY/)
 })
 
 t.test('the server process refuses to start on a wrong KEY_ENCRYPTION_KEY with a one-line message', async (t) => {
