@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
@@ -70,7 +70,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // instead of Fastify's default body, which echoes the URL.
     frameworkErrors: (err, _request, reply) => {
       const { statusCode, body } = toPublicError(err)
-      void reply.code(statusCode).type('application/json; charset=utf-8').send(body)
+      void (reply as FastifyReply).code(statusCode).type('application/json; charset=utf-8').send(body)
     },
     routerOptions: { maxParamLength: 128 },
     ajv: { customOptions: { removeAdditional: 'all', coerceTypes: false, useDefaults: true, allErrors: false } }
