@@ -179,7 +179,8 @@ t.test('a refresh cookie with odd characters is a plain 401, never a 500 — OWA
 t.test('a forged Host or X-Forwarded-Host does not change the issuer or the JWKS URL — OWASP WSTG-INPV-17 (Host header injection)', async (t) => {
   const s = await listen(t, { TRUST_PROXY: 'true' })
   const honest = (await call(s, '/.well-known/openid-configuration')).json
-  for (const headers of [{ host: 'evil.example' }, { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' }]) {
+  const forged: Array<Record<string, string>> = [{ host: 'evil.example' }, { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' }]
+  for (const headers of forged) {
     const a = await call(s, '/.well-known/openid-configuration', { headers })
     t.equal(a.status, 200)
     t.same(a.json, honest)
