@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import { bearer, buildTestApp, cookieOf, PASSWORD, SAME_ORIGIN } from './helper.js'
 
@@ -21,8 +21,8 @@ interface Flow {
 async function fullFlow (app: FastifyInstance): Promise<Flow> {
   const responses: LightMyRequestResponse[] = []
   const secrets = [PASSWORD, NEW_PASSWORD, 'wrong password typed']
-  const send = async (opts: Parameters<FastifyInstance['inject']>[0]): Promise<LightMyRequestResponse> => {
-    const res = await app.inject(opts as never)
+  const send = async (opts: InjectOptions): Promise<LightMyRequestResponse> => {
+    const res = await app.inject(opts)
     responses.push(res)
     return res
   }
