@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { openDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
 import { createSessionsRepository } from '../../db/repositories/sessions.js'
@@ -6,7 +6,7 @@ import { createUsersRepository } from '../../db/repositories/users.js'
 import { deriveSuccessor, hashRefreshToken, parseRefreshToken } from '../../src/auth/refresh-token.js'
 import { createSessionManager } from '../../src/auth/sessions.js'
 
-async function setup (t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+async function setup (t: Test) {
   const { db, sqlite } = openDatabase({ path: ':memory:' })
   t.teardown(() => sqlite.close())
   runMigrations(db)
