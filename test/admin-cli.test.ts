@@ -224,7 +224,8 @@ t.test('usage and configuration errors have their own exit codes', async (t) => 
 
 t.test('npm run admin -- ... runs the same commands as a program', async (t) => {
   const { db, run } = setup(t)
-  await run(['create-user', 'erin'])
+  const created = await run(['create-user', 'erin'])
+  t.equal(created.code, 0, created.err)
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/admin.ts', 'users', '--json'], {
     env: { ...process.env, ...TEST_ENV, DATABASE_URL: `file:${db}` },
     timeout: 30_000
