@@ -84,7 +84,8 @@ wait_for_health
 took "start to first 200 on /health"
 test "$(podman exec "$NAME" id -u)" = 1000 || { echo "not running as uid 1000"; exit 1; }
 echo "    runs as $(podman exec "$NAME" id -un) (uid $(podman exec "$NAME" id -u)), NODE_ENV=$(podman exec "$NAME" printenv NODE_ENV)"
-podman healthcheck run "$NAME" >/dev/null && echo "    HEALTHCHECK: healthy"
+podman healthcheck run "$NAME" >/dev/null || { echo "the image's HEALTHCHECK failed"; exit 1; }
+echo "    HEALTHCHECK: healthy"
 if podman exec "$NAME" sh -c 'command -v gcc || command -v g++ || command -v make || command -v python3' >/dev/null 2>&1; then
   echo "a compiler or python is in the runtime image"; exit 1
 fi
