@@ -15,10 +15,11 @@
  */
 import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
+import { createSigner } from 'fast-jwt'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, SessionEnded } from '../src/errors.js'
-import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent } from '../src/keys/key-ring.js'
+import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
 import type { AccessTokenClaims, Authenticate } from '../src/verifier/index.js'
 
 /** The claims this service signs; the verifier plugin exposes the same type to other services. */
@@ -100,6 +101,19 @@ export default fp(async function jwtPlugin (app) {
 
   app.decorateRequest('principal', null)
 
+  // One fast-jwt signer per ring key, made at the key's first token: making a signer imports
+  // the private key (PEM to KeyObject), which per token would cost more than the signature.
+  // Keyed by the ring's key object, so a reloaded ring gets fresh signers and old ones go.
+  const signers = new WeakMap<RingKey, (payload: Record<string, unknown>) => string>()
+  const signerOf = (key: RingKey): (payload: Record<string, unknown>) => string => {
+    let signer = signers.get(key)
+    if (signer === undefined) {
+      signer = createSigner({ key: key.signKey, algorithm: key.alg, kid: key.kid, header: { alg: key.alg, typ: 'at+jwt' } })
+      signers.set(key, signer)
+    }
+    return signer
+  }
+
   app.decorate('issueAccessToken', (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => {
     const key = ring.signingKey(now)
     const ttl = config.jwt.accessTokenTtl
@@ -113,10 +127,8 @@ export default fp(async function jwtPlugin (app) {
       sid: subject.sessionId,
       roles: subject.roles
     }
-    // iat = now, exp = iat + expiresIn (seconds), set by the signer.
-    const accessToken = app.jwt.sign(claims as AccessClaims, {
-      key: key.signKey, algorithm: key.alg, kid: key.kid, typ: 'at+jwt', expiresIn, clockTimestamp: now.getTime()
-    } as never)
+    const iat = Math.floor(now.getTime() / 1000)
+    const accessToken = signerOf(key)({ ...claims, iat, exp: iat + expiresIn })
     return { accessToken, expiresIn }
   })
 
