@@ -3,35 +3,108 @@
  * second process (the admin CLI, another instance) waits for the write lock instead of failing,
  * foreign keys on. `synchronous` is FULL by default (every commit survives a power cut);
  * NORMAL in WAL mode is still crash-safe for the process but may lose the last commits on a
- * power cut or OS crash, never corrupting the file.
+ * power cut or OS crash, never corrupting the file (docs/performance.md).
+ *
+ * Checkpoints. In WAL mode every commit appends pages to the -wal file; a checkpoint copies them
+ * back into the database file. SQLite does it by itself ('auto') inside the commit that takes
+ * the WAL past 1,000 pages, so every few hundred refreshes one request pays for copying and
+ * syncing a few megabytes, on the event loop. With 'background' (the default for a file
+ * database) a worker thread with its own connection checkpoints every 200 ms instead
+ * (checkpointer.ts), and requests only append. Nothing changes for durability: a commit is
+ * acknowledged once it is in the WAL (synced there under FULL), whoever copies it later, and
+ * after a crash SQLite replays the WAL. The WAL stays bounded: it restarts from its beginning
+ * once a checkpoint has caught up, `journal_size_limit` truncates the file when it does, and if
+ * the worker ever falls behind or fails, SQLite's own automatic checkpoint still runs at 10,000
+ * pages (about 40 MB) as a backstop.
  */
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { Worker } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
+import type { CheckpointerData, CheckpointerMessage } from './checkpointer.js'
 import * as schema from './schema.js'
 
 export type Db = BetterSQLite3Database<typeof schema>
+
+export type CheckpointMode = 'auto' | 'background'
 
 export interface DatabaseOptions {
   path: string
   synchronous?: 'FULL' | 'NORMAL'
   busyTimeoutMs?: number
   readonly?: boolean
+  /** Who checkpoints the WAL (see above). Default 'auto'; only a writable file database has a WAL. */
+  checkpoint?: CheckpointMode
+  /** Called when a background checkpoint fails (it is retried at the next tick). */
+  onCheckpointError?: (message: string) => void
 }
 
 export interface OpenDatabase {
   sqlite: Database.Database
   db: Db
+  /** Stops the checkpointer (after a last checkpoint), then closes the connection. */
+  close: () => Promise<void>
 }
+
+const CHECKPOINT_INTERVAL_MS = 200
+/** SQLite's own automatic checkpoint, kept as a backstop when the worker checkpoints. */
+const BACKSTOP_PAGES = 10_000
+const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 export function openDatabase (options: DatabaseOptions): OpenDatabase {
   const { path } = options
-  if (path !== ':memory:' && !options.readonly) mkdirSync(dirname(path), { recursive: true })
+  const synchronous = options.synchronous ?? 'FULL'
+  const writableFile = path !== ':memory:' && !options.readonly
+  if (writableFile) mkdirSync(dirname(path), { recursive: true })
   const sqlite = new Database(path, { readonly: options.readonly ?? false })
   sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
-  if (path !== ':memory:' && !options.readonly) sqlite.pragma('journal_mode = WAL')
-  sqlite.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
+  if (writableFile) {
+    sqlite.pragma('journal_mode = WAL')
+    sqlite.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`)
+  }
+  sqlite.pragma(`synchronous = ${synchronous}`)
   sqlite.pragma('foreign_keys = ON')
-  return { sqlite, db: drizzle(sqlite, { schema }) }
+
+  const worker = writableFile && options.checkpoint === 'background'
+    ? startCheckpointer(sqlite, { path, intervalMs: CHECKPOINT_INTERVAL_MS, synchronous }, options.onCheckpointError)
+    : null
+
+  return {
+    sqlite,
+    db: drizzle(sqlite, { schema }),
+    async close () {
+      if (worker !== null) await worker.stop()
+      if (sqlite.open) sqlite.close()
+    }
+  }
+}
+
+function startCheckpointer (sqlite: Database.Database, data: CheckpointerData, onError?: (message: string) => void): { stop: () => Promise<void> } {
+  sqlite.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`)
+  // From the sources (tsx, tests) the worker is the .ts file, which Node runs as is (type
+  // stripping); from dist/ it is the compiled .js.
+  const file = import.meta.url.endsWith('.ts') ? './checkpointer.ts' : './checkpointer.js'
+  const worker = new Worker(new URL(file, import.meta.url), { workerData: data })
+  // The thread must never keep the process alive on its own.
+  worker.unref()
+  let failed: Error | null = null
+  worker.on('message', (message: CheckpointerMessage) => {
+    if (message.type === 'error') onError?.(message.message)
+  })
+  worker.on('error', (err) => {
+    // The worker is gone: SQLite's automatic checkpoint (the backstop) keeps the WAL bounded.
+    failed = err
+    if (sqlite.open) sqlite.pragma('wal_autocheckpoint = 1000')
+    onError?.(`checkpointer stopped: ${err.message}`)
+  })
+  const exited = new Promise<void>((resolve) => { worker.once('exit', () => { resolve() }) })
+  return {
+    async stop () {
+      if (failed === null) worker.postMessage('stop')
+      const timeout = setTimeout(() => { void worker.terminate() }, 5000)
+      await exited
+      clearTimeout(timeout)
+    }
+  }
 }

@@ -32,15 +32,18 @@ declare module 'fastify' {
 
 export default fp(async function dbPlugin (app) {
   const { config } = app
-  const { db, sqlite } = openDatabase({
+  const opened = openDatabase({
     path: config.databasePath,
     synchronous: config.databaseSynchronous,
-    busyTimeoutMs: config.databaseBusyTimeoutMs
+    busyTimeoutMs: config.databaseBusyTimeoutMs,
+    checkpoint: config.databaseCheckpoint,
+    onCheckpointError: (message) => { app.log.error({ message }, 'WAL checkpoint failed') }
   })
+  const { db, sqlite } = opened
   try {
     runMigrations(db)
   } catch (err) {
-    sqlite.close()
+    await opened.close()
     throw err
   }
   app.decorate('db', db)
@@ -54,6 +57,6 @@ export default fp(async function dbPlugin (app) {
     leases: createLeasesRepository(db)
   })
   app.addHook('onClose', async () => {
-    sqlite.close()
+    await opened.close()
   })
 }, { name: 'db', fastify: '5.x', dependencies: ['config'] })

@@ -3,6 +3,7 @@
  * against `ConfigSchema`, applies the production safety rules, and returns a frozen object
  * that is passed to `buildApp`. Tests build their config with `loadConfig({ ... })` too.
  */
+import { availableParallelism } from 'node:os'
 import { parse as parseMs } from '@lukeed/ms'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
@@ -24,6 +25,13 @@ export const ConfigSchema = Type.Object({
   databasePath: Type.String({ minLength: 1 }),
   databaseSynchronous: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')]),
   databaseBusyTimeoutMs: Type.Integer({ minimum: 0 }),
+  /** Who checkpoints the WAL: a background thread (default) or SQLite inside a commit (db/client.ts). */
+  databaseCheckpoint: Type.Union([Type.Literal('background'), Type.Literal('auto')]),
+  /**
+   * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs: how many password hashes run
+   * at once. Default: the CPU count, at least 2 and at most 16 (see docs/performance.md).
+   */
+  threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
   trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 1 }), Type.String()]),
   jwt: Type.Object({
@@ -187,6 +195,8 @@ export function loadConfig (env: Env = process.env): Config {
     databasePath: databasePathOf(databaseUrl),
     databaseSynchronous: read(env, 'DATABASE_SYNCHRONOUS', 'FULL', (_n, v) => v.trim().toUpperCase()) as 'FULL' | 'NORMAL',
     databaseBusyTimeoutMs: read(env, 'DATABASE_BUSY_TIMEOUT_MS', 5000, parseInteger),
+    databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
+    threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(16, Math.max(2, availableParallelism())), parseInteger),
     logLevel: read(env, 'LOG_LEVEL', 'info', (_n, v) => v.trim().toLowerCase()) as Config['logLevel'],
     trustProxy,
     jwt: {
