@@ -1,0 +1,119 @@
+/**
+ * What Drizzle costs on the hot path: the service's own repository methods (Drizzle, prepared
+ * queries) against the same SQL as raw better-sqlite3 prepared statements, on a copy of a
+ * seeded database (BENCH_SEED_SESSIONS sessions, default 1,000,000), in one process.
+ *
+ *   rotation: find the token by its hash (with session and user), then the rotation
+ *             transaction (spend, insert successor, link, touch session)
+ *   /me:      the live-session lookup every Bearer request makes
+ *
+ * The variants alternate in short rounds and each keeps its fastest round, so a busy machine
+ * slows both alike and cannot favour one. DATABASE_SYNCHRONOUS applies (default FULL; NORMAL
+ * shows the CPU cost without the per-commit fsync).
+ *
+ *   npm run bench:drizzle
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openDatabase } from '../db/client.js'
+import { createSessionsRepository } from '../db/repositories/sessions.js'
+import { loadConfig } from '../src/config.js'
+import { ensureSeed, seededToken } from './seed.js'
+
+const sessions = Number(process.env.BENCH_SEED_SESSIONS ?? 1_000_000)
+const rounds = Number(process.env.BENCH_ROUNDS ?? 15)
+const perRound = Number(process.env.BENCH_PER_ROUND ?? 400)
+const config = loadConfig({ ...process.env, NODE_ENV: 'development', DATABASE_URL: ':memory:' })
+const { password } = config
+
+const seeded = await ensureSeed({ users: 1000, sessions, argon2: { memoryCost: password.memoryCost, timeCost: password.timeCost, parallelism: password.parallelism } }, console.error)
+const dir = mkdtempSync(join(tmpdir(), 'auth-bench-drizzle-'))
+const path = join(dir, 'db.db')
+copyFileSync(seeded.path, path)
+const { db, sqlite } = openDatabase({ path, synchronous: config.databaseSynchronous })
+const repo = createSessionsRepository(db)
+
+const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest()
+// Each variant rotates its own sessions, so every rotation spends a token never spent before.
+const pools = [0, 1].map((v) => Array.from({ length: 2000 }, (_, i) => {
+  const j = (v * 2000 + i) * Math.max(1, Math.floor(sessions / 4000)) % sessions
+  return sha256(Buffer.from(seededToken(j), 'base64url'))
+}))
+const sids = (sqlite.prepare('SELECT id FROM sessions LIMIT 2000').pluck().all() as string[])
+
+const raw = {
+  find: sqlite.prepare(`SELECT t.id, t.session_id, t.created_at, t.expires_at, t.spent_at,
+      s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
+      u.id, u.username, u.roles, u.disabled
+    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.token_hash = ?`).raw(),
+  spend: sqlite.prepare('UPDATE refresh_tokens SET spent_at = ? WHERE id = ? AND spent_at IS NULL'),
+  insert: sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, parent_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id').pluck(),
+  link: sqlite.prepare('UPDATE refresh_tokens SET successor_id = ? WHERE id = ?'),
+  touch: sqlite.prepare('UPDATE sessions SET last_used_at = ?, refresh_expires_at = ? WHERE id = ?'),
+  live: sqlite.prepare(`SELECT s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
+      u.id, u.username, u.roles, u.disabled
+    FROM sessions s JOIN users u ON u.id = s.user_id
+    WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`).raw()
+}
+const rawRotate = sqlite.transaction((parentId: number, sessionId: string, hash: Buffer, now: number, expiresAt: number) => {
+  if (raw.spend.run(now, parentId).changes === 0) return false
+  const id = raw.insert.get(hash, sessionId, parentId, now, expiresAt) as number
+  raw.link.run(id, parentId)
+  raw.touch.run(now, expiresAt, sessionId)
+  return true
+}).immediate
+
+let drizzleCursor = 0
+let rawCursor = 0
+const variants: Record<string, () => Promise<void>> = {
+  'rotation, Drizzle (the service)': async () => {
+    const pool = pools[0]!
+    const k = drizzleCursor++ % pool.length
+    const found = await repo.findByTokenHash(pool[k]!)
+    if (found === null || found.token.spentAt !== null) throw new Error('drizzle: token not found or spent')
+    const next = sha256(randomBytes(32))
+    const now = new Date()
+    if (await repo.rotate({ parentId: found.token.id, sessionId: found.session.id, tokenHash: next, expiresAt: new Date(now.getTime() + 3600_000), now }) !== 'rotated') throw new Error('drizzle: not rotated')
+    pool[k] = next
+  },
+  'rotation, raw better-sqlite3': async () => {
+    const pool = pools[1]!
+    const k = rawCursor++ % pool.length
+    const row = raw.find.get(pool[k]!) as unknown[] | undefined
+    if (row === undefined || row[4] !== null) throw new Error('raw: token not found or spent')
+    const next = sha256(randomBytes(32))
+    const now = Date.now()
+    if (!rawRotate(row[0] as number, row[1] as string, next, now, now + 3600_000)) throw new Error('raw: not rotated')
+    pool[k] = next
+  },
+  'live-session lookup, Drizzle (the service)': async () => {
+    if (await repo.findLive(sids[drizzleCursor++ % sids.length]!, new Date()) === null) throw new Error('drizzle: no live session')
+  },
+  'live-session lookup, raw better-sqlite3': async () => {
+    const now = Date.now()
+    if (raw.live.get(sids[rawCursor++ % sids.length]!, now, now) === undefined) throw new Error('raw: no live session')
+  }
+}
+
+const best: Record<string, number> = {}
+for (let r = 0; r < rounds; r++) {
+  for (const [name, fn] of Object.entries(variants)) {
+    const started = performance.now()
+    for (let i = 0; i < perRound; i++) await fn()
+    const usPerOp = (performance.now() - started) * 1000 / perRound
+    best[name] = Math.min(best[name] ?? Infinity, usPerOp)
+  }
+}
+sqlite.close()
+rmSync(dir, { recursive: true, force: true })
+
+console.log(`Drizzle vs raw better-sqlite3, ${sessions.toLocaleString('en')} sessions, synchronous=${config.databaseSynchronous}, best of ${rounds} rounds of ${perRound}:`)
+const names = Object.keys(variants)
+for (let i = 0; i < names.length; i += 2) {
+  const [a, b] = [names[i]!, names[i + 1]!]
+  console.log(`  ${a.padEnd(44)} ${best[a]!.toFixed(1).padStart(7)} µs  (${(1e6 / best[a]!).toFixed(0)}/s)`)
+  console.log(`  ${b.padEnd(44)} ${best[b]!.toFixed(1).padStart(7)} µs  (${(1e6 / best[b]!).toFixed(0)}/s)`)
+  console.log(`  Drizzle's overhead: ${((best[a]! / best[b]! - 1) * 100).toFixed(0)} %`)
+}

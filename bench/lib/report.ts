@@ -1,0 +1,168 @@
+/**
+ * The benchmark's results: the scenario rows, the targets of the performance issue evaluated
+ * against same-run baselines, and their renderings (Markdown table, console lines).
+ */
+
+export interface Row {
+  id: string
+  label: string
+  /** 'baseline' rows are the references; 'service' rows are the auth service; 'consumer' is the verifier app. */
+  kind: 'baseline' | 'service' | 'consumer'
+  /** Correct answers per second (for loops: operations per second). */
+  rps: number
+  p50: number | null
+  p99: number | null
+  statuses: Record<string, number>
+  /** The status of a correct answer (0 for loops, which have none). */
+  expect: number
+  unexpected: number
+  errors: number
+  /** The server's CPU time (user + system) per answer, in milliseconds; null for loops. */
+  cpuMsPerReq: number | null
+  /** Peak resident memory of the process under load, in MB. */
+  rssMb: number | null
+  /** What this row is compared with, and how it is read. */
+  baseline?: { id: string, label: string, rps: number, p99: number | null }
+  note?: string
+}
+
+export interface Target {
+  name: string
+  /** What was measured, as a short phrase with the figures. */
+  measured: string
+  ratio: number | null
+  threshold: string
+  met: boolean
+}
+
+export interface Report {
+  meta: Record<string, unknown>
+  settings: Record<string, unknown>
+  rows: Row[]
+  composite: { hello: number, fastJwtVerify: number, joseVerify: number, me: number, consumer: number }
+  boots: { label: string, readyMs: number, firstBoot: boolean }[]
+  targets: Target[]
+}
+
+const fmt = (n: number | null | undefined, digits = 0): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+const ms = (n: number | null): string => n === null ? '–' : n < 10 ? fmt(n, 1) : fmt(n, 0)
+
+function failures (row: Row): string {
+  const parts = Object.entries(row.statuses).filter(([status, count]) => status !== String(row.expect) && count > 0).map(([s, c]) => `${c}×${s}`)
+  if (row.errors > 0) parts.push(`${row.errors} errors`)
+  return parts.length === 0 ? '0' : parts.join(', ')
+}
+
+export function evaluateTargets (rows: Row[], composite: Report['composite'], boots: Report['boots'], rssLimitMb: number, readyLimitMs: number): Target[] {
+  const get = (id: string): Row | undefined => rows.find((r) => r.id === id)
+  const targets: Target[] = []
+  const ratioTarget = (name: string, a: Row | undefined, b: { rps: number, label: string } | undefined, min: number): void => {
+    if (a === undefined || b === undefined || b.rps <= 0) return
+    const ratio = a.rps / b.rps
+    targets.push({
+      name,
+      measured: `${fmt(a.rps)} vs ${fmt(b.rps)} req/s (${b.label})`,
+      ratio,
+      threshold: `≥ ${min}`,
+      met: ratio >= min
+    })
+  }
+
+  const login = get('login')
+  const argon2 = get('argon2-verify')
+  ratioTarget('login ≥ 0.9 × raw argon2id verify ceiling', login, argon2, 0.9)
+
+  for (const mode of ['cookie', 'body']) {
+    const refresh = get(`refresh-${mode}-1k`)
+    const minimal = get('minimal-refresh-1k')
+    ratioTarget(`refresh (${mode} mode) ≥ 0.7 × minimal refresh server`, refresh, minimal, 0.7)
+    if (refresh?.p99 != null && minimal?.p99 != null && minimal.p99 > 0) {
+      const ratio = refresh.p99 / minimal.p99
+      targets.push({
+        name: `refresh (${mode} mode) p99 ≤ 1.5 × minimal refresh server's p99`,
+        measured: `p99 ${ms(refresh.p99)} ms vs ${ms(minimal.p99)} ms`,
+        ratio,
+        threshold: '≤ 1.5',
+        met: ratio <= 1.5
+      })
+    }
+  }
+
+  const me = get('me-1k')
+  if (me !== undefined && composite.me > 0) {
+    ratioTarget('/me ≥ 0.8 × composite ceiling 1/(1/hello + 1/verify)', me, { rps: composite.me, label: 'composite' }, 0.8)
+  }
+  for (const id of ['me-1k', 'me-1m']) {
+    const row = get(id)
+    if (row?.p99 != null) {
+      targets.push({ name: `${row.label}: p99 < 50 ms`, measured: `p99 ${ms(row.p99)} ms`, ratio: null, threshold: '< 50 ms', met: row.p99 < 50 })
+    }
+  }
+
+  for (const [big, small] of [['refresh-cookie-1m', 'refresh-cookie-1k'], ['refresh-body-1m', 'refresh-body-1k'], ['me-1m', 'me-1k']] as const) {
+    const b = get(big)
+    const s = get(small)
+    if (b !== undefined && s !== undefined) ratioTarget(`${b.label} ≥ 0.9 × the same at 1k sessions`, b, { rps: s.rps, label: s.label }, 0.9)
+  }
+
+  const service = rows.filter((r) => r.kind === 'service' && r.rssMb !== null)
+  if (service.length > 0) {
+    const worst = service.reduce((a, b) => ((a.rssMb ?? 0) >= (b.rssMb ?? 0) ? a : b))
+    targets.push({
+      name: `server RSS < ${rssLimitMb} MB in every scenario`,
+      measured: `peak ${fmt(worst.rssMb, 0)} MB (${worst.label})`,
+      ratio: null,
+      threshold: `< ${rssLimitMb} MB`,
+      met: service.every((r) => (r.rssMb ?? 0) < rssLimitMb)
+    })
+  }
+
+  const warm = boots.filter((b) => !b.firstBoot)
+  if (warm.length > 0) {
+    const sorted = warm.map((b) => b.readyMs).sort((a, b) => a - b)
+    const worst = sorted[sorted.length - 1]!
+    const median = sorted[Math.floor(sorted.length / 2)]!
+    targets.push({
+      name: 'start to ready on an existing database < 1 s',
+      measured: `worst ${fmt(worst)} ms, median ${fmt(median)} ms over ${warm.length} starts`,
+      ratio: null,
+      threshold: `< ${readyLimitMs} ms`,
+      met: worst < readyLimitMs
+    })
+  }
+  return targets
+}
+
+export function markdown (report: Report): string {
+  const { meta, rows, composite, targets } = report
+  const lines: string[] = []
+  lines.push(`Run ${String(meta.date)} on ${String(meta.cpu)} (${String(meta.cores)} cores), Node ${String(meta.node)}, commit ${String(meta.commit)}; ` +
+    `${String(meta.connections)} connections, ${String(meta.duration)} s per scenario after ${String(meta.warmup)} s of warm-up; ` +
+    `load average before the run ${String(meta.loadBefore)}.`)
+  lines.push('')
+  lines.push(`Settings: ${Object.entries(report.settings).map(([k, v]) => `${k}=${String(v)}`).join(', ')}.`)
+  lines.push('')
+  lines.push('| scenario | req/s | p50 ms | p99 ms | non-2xx / errors | server CPU ms/req | peak RSS MB | compared with | ratio |')
+  lines.push('|---|--:|--:|--:|--:|--:|--:|---|--:|')
+  for (const row of rows) {
+    const base = row.baseline
+    lines.push(`| ${row.label}${row.note === undefined ? '' : ` (${row.note})`} | ${fmt(row.rps)} | ${ms(row.p50)} | ${ms(row.p99)} | ${failures(row)} | ${fmt(row.cpuMsPerReq, 3)} | ${fmt(row.rssMb)} | ` +
+      `${base === undefined ? '' : `${base.label} (${fmt(base.rps)}/s)`} | ${base === undefined || base.rps <= 0 ? '' : fmt(row.rps / base.rps, 2)} |`)
+  }
+  lines.push('')
+  lines.push(`Composite ceilings: /me = 1 / (1/${fmt(composite.hello)} + 1/${fmt(composite.fastJwtVerify)}) = ${fmt(composite.me)} req/s (hello-world, fast-jwt ES256 verify); ` +
+    `consumer = 1 / (1/${fmt(composite.hello)} + 1/${fmt(composite.joseVerify)}) = ${fmt(composite.consumer)} req/s (hello-world, jose ES256 verify).`)
+  lines.push('')
+  lines.push('| target | measured | ratio | threshold | |')
+  lines.push('|---|---|--:|---|---|')
+  for (const t of targets) {
+    lines.push(`| ${t.name} | ${t.measured} | ${t.ratio === null ? '' : fmt(t.ratio, 2)} | ${t.threshold} | ${t.met ? 'met' : '**not met**'} |`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+export function targetLines (targets: Target[]): string[] {
+  return targets.map((t) => `${t.met ? 'MET    ' : 'NOT MET'}  ${t.name}: ${t.measured}${t.ratio === null ? '' : `, ratio ${fmt(t.ratio, 2)}`} (${t.threshold})`)
+}
