@@ -9,9 +9,15 @@ export const ErrorSchema = Type.Object({
 
 export const errorRef = Type.Ref('Error')
 
-/** Error responses for the given statuses, for a route's `response` map. */
+/**
+ * Statuses any route can answer whatever it does: a body that cannot be parsed (400, 413,
+ * 415), a rate limit (429), an unexpected failure (500) or an unavailable database (503).
+ */
+const ANY_ROUTE = [400, 413, 415, 429, 500, 503]
+
+/** Error responses for a route's `response` map: its own statuses plus those of every route. */
 export function errors (...statuses: number[]): Record<number, typeof errorRef> {
-  return Object.fromEntries(statuses.map((s) => [s, errorRef]))
+  return Object.fromEntries([...new Set([...statuses, ...ANY_ROUTE])].sort().map((s) => [s, errorRef]))
 }
 
 // Bounds are generous for login (the server answers "invalid credentials" for anything that is

@@ -86,6 +86,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   }
 
   const app = Fastify(fastifyOptions).withTypeProvider<TypeBoxTypeProvider>()
+  // JSON only: a text/plain body (what a cross-site HTML form or a careless client sends) is
+  // refused as 415 before it reaches validation.
+  app.removeContentTypeParser('text/plain')
   const { onRoute } = options
   if (onRoute !== undefined) app.addHook('onRoute', (route) => { onRoute(route as RouteOptions) })
   app.addSchema(ErrorSchema)

@@ -85,6 +85,7 @@ t.test('malformed requests are 4xx JSON errors, never 500', async (t) => {
     ['missing field', { 'content-type': 'application/json' }, '{"username":"alice"}', 400, 'VALIDATION_FAILED'],
     ['wrong content type', { 'content-type': 'application/xml' }, '<a/>', 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['form encoded', { 'content-type': 'application/x-www-form-urlencoded' }, 'username=a&password=b', 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['text/plain json', { 'content-type': 'text/plain' }, '{"username":"alice","password":"correct horse battery"}', 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['prototype pollution', { 'content-type': 'application/json' }, '{"__proto__":{"roles":["admin"]},"username":"eve","password":"correct horse battery"}', 400, 'INVALID_JSON'],
     ['oversized', { 'content-type': 'application/json' }, JSON.stringify({ username: 'big', password: 'x'.repeat(20_000) }), 413, 'PAYLOAD_TOO_LARGE']
   ]
