@@ -64,8 +64,20 @@ export function logRingEvents (log: FastifyBaseLogger, events: RingEvent[]): voi
 export default fp(async function jwtPlugin (app) {
   const { config } = app
   const ring = createKeyRing(app.repos.signingKeys, keyRingOptions(config))
+  /** Logs the ring's changes and records them in the audit log (the CLI records its own). */
+  const report = (events: RingEvent[], now: Date): void => {
+    logRingEvents(app.log, events)
+    for (const e of events) {
+      if (e.type === 'removed') continue
+      app.repos.audit.record({
+        type: 'key_rotated', at: now, userId: null, sessionId: null, ip: null, userAgent: null, requestId: null,
+        detail: { event: e.type, kid: e.kid, alg: e.alg, by: 'schedule' }
+      }).catch((err: unknown) => { app.log.error({ err }, 'audit event could not be recorded') })
+    }
+  }
   // A wrong or missing KEY_ENCRYPTION_KEY stops the boot here, with a message naming the setting.
-  logRingEvents(app.log, await ring.maintain(new Date()))
+  const bootTime = new Date()
+  report(await ring.maintain(bootTime), bootTime)
   if (config.keys.encryptionKey === undefined && config.jwt.algorithm !== 'HS256' && config.env === 'production') {
     app.log.warn('KEY_ENCRYPTION_KEY is not set: private signing keys are stored as plain PEM in the database; anyone who can read the database file or a backup can sign access tokens')
   }
@@ -160,7 +172,8 @@ export default fp(async function jwtPlugin (app) {
   })
 
   const timer = setInterval(() => {
-    ring.maintain(new Date()).then((events) => { logRingEvents(app.log, events) },
+    const now = new Date()
+    ring.maintain(now).then((events) => { report(events, now) },
       (err: unknown) => { app.log.error({ err }, 'key ring maintenance failed') })
   }, config.keys.checkInterval * 1000)
   timer.unref()

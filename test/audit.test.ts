@@ -43,7 +43,8 @@ t.test('the security events of a user\'s life are recorded with time, user, sess
   const all = await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: { ...headers, ...bearer(third.accessToken) } })
   t.equal(all.statusCode, 204)
 
-  const rows = app.sqlite.prepare('SELECT * FROM audit_events ORDER BY id').all() as Row[]
+  // Key-ring events of the boot (key_rotated) have no request; this test is about requests.
+  const rows = app.sqlite.prepare("SELECT * FROM audit_events WHERE type != 'key_rotated' ORDER BY id").all() as Row[]
   t.same(rows.map((r) => r.type), [
     'register',
     'login_failed', 'login_failed',
@@ -162,4 +163,25 @@ t.test('GET /api/admin/audit lists events newest first, filtered by user and typ
   t.equal((await get('?limit=abc')).statusCode, 400)
   const { accessToken } = await login(app)
   t.equal((await app.inject({ url: '/api/admin/audit', headers: bearer(accessToken) })).statusCode, 403, 'not for non-admins')
+})
+
+t.test('the service\'s own key-ring changes are audited as key_rotated (never key material)', async (t) => {
+  const dir = t.testdir()
+  const env = { DATABASE_URL: `file:${dir}/auth.db` }
+  const first = await buildTestApp(t, env)
+  const events = () => first.sqlite.prepare("SELECT detail FROM audit_events WHERE type = 'key_rotated' ORDER BY id").all()
+    .map((r) => JSON.parse((r as { detail: string }).detail) as Record<string, unknown>)
+  const boot = events()
+  const kid = first.keyRing.signingKey(new Date()).kid
+  t.same(boot.map((e) => e.event), ['created', 'activated'], 'the first key, created and signing at once')
+  t.match(boot[0], { kid, alg: 'ES256', by: 'schedule' })
+  await first.close()
+
+  // A restart with another algorithm schedules a key of that algorithm: recorded too.
+  const second = await buildTestApp(t, { ...env, JWT_ALGORITHM: 'EdDSA' })
+  const rows = second.sqlite.prepare("SELECT detail FROM audit_events WHERE type = 'key_rotated' ORDER BY id").all()
+    .map((r) => JSON.parse((r as { detail: string }).detail) as Record<string, unknown>)
+  t.match(rows.at(-1), { event: 'created', alg: 'EdDSA', by: 'schedule' })
+  const raw = JSON.stringify(second.sqlite.prepare('SELECT * FROM audit_events').all())
+  t.notMatch(raw, /PRIVATE KEY|"d":/, 'no key material in the audit log')
 })

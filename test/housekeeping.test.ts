@@ -5,11 +5,17 @@ import { metric, scrape } from './ops-helper.js'
 const count = (app: Awaited<ReturnType<typeof buildTestApp>>, table: string): number =>
   Number(app.sqlite.prepare(`SELECT count(*) FROM ${table}`).pluck().get())
 
+/** The counts below start from an empty audit log (a fresh database records its first key at boot). */
+function emptyAuditLog (app: { sqlite: { exec: (sql: string) => unknown } }): void {
+  app.sqlite.exec('DELETE FROM audit_events')
+}
+
 t.test('prunes expired refresh tokens, sessions ended before SESSION_RETENTION and audit events past AUDIT_RETENTION; keeps the rest', async (t) => {
   const clock = fakeDate(t)
   const app = await buildTestApp(t, {
     REFRESH_TOKEN_TTL: '1d', SESSION_MAX_AGE: '30d', SESSION_RETENTION: '7d', AUDIT_RETENTION: '20d', HOUSEKEEPING_INTERVAL: '0'
   })
+  emptyAuditLog(app)
   // Day 0: register; a session that idles out on day 1; a session logged out at once.
   await register(app)
   const idle = await login(app, { transport: 'body' })
@@ -57,6 +63,7 @@ t.test('a live session and its current token are never touched', async (t) => {
 
 t.test('deletes in batches of HOUSEKEEPING_BATCH_SIZE, yielding to requests in between, until everything old is gone', async (t) => {
   const app = await buildTestApp(t, { HOUSEKEEPING_BATCH_SIZE: '3', AUDIT_RETENTION: '1d', HOUSEKEEPING_INTERVAL: '0' })
+  emptyAuditLog(app)
   const insert = app.sqlite.prepare("INSERT INTO audit_events (at, type) VALUES (?, 'login_failed')")
   for (let i = 0; i < 10; i++) insert.run(Date.now() - 2 * DAY)
   insert.run(Date.now())
@@ -74,6 +81,7 @@ t.test('deletes in batches of HOUSEKEEPING_BATCH_SIZE, yielding to requests in b
 
 t.test('runs on its own every HOUSEKEEPING_INTERVAL', async (t) => {
   const app = await buildTestApp(t, { HOUSEKEEPING_INTERVAL: '1s', AUDIT_RETENTION: '1d' })
+  emptyAuditLog(app)
   app.sqlite.prepare("INSERT INTO audit_events (at, type) VALUES (?, 'login_failed')").run(Date.now() - 2 * DAY)
   t.equal(count(app, 'audit_events'), 1)
   for (let i = 0; i < 60 && count(app, 'audit_events') > 0; i++) await new Promise((resolve) => setTimeout(resolve, 100))
