@@ -47,7 +47,7 @@ const raw = {
   find: sqlite.prepare(`SELECT t.id, t.session_id, t.created_at, t.expires_at, t.spent_at,
       s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
       u.id, u.username, u.roles, u.disabled
-    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.token_hash = ?`).raw(),
+    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.token_hash = CAST(? AS BLOB)`).raw(),
   spend: sqlite.prepare('UPDATE refresh_tokens SET spent_at = ? WHERE id = ? AND spent_at IS NULL'),
   insert: sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, parent_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id').pluck(),
   link: sqlite.prepare('UPDATE refresh_tokens SET successor_id = ? WHERE id = ?'),
@@ -55,7 +55,7 @@ const raw = {
   live: sqlite.prepare(`SELECT s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
       u.id, u.username, u.roles, u.disabled
     FROM sessions s JOIN users u ON u.id = s.user_id
-    WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`).raw()
+    WHERE s.id = CAST(? AS TEXT) AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`).raw()
 }
 const rawRotate = sqlite.transaction((parentId: number, sessionId: string, hash: Buffer, now: number, expiresAt: number) => {
   if (raw.spend.run(now, parentId).changes === 0) return false

@@ -56,7 +56,9 @@ const opts = {
   only: process.env.BENCH_ONLY === undefined || process.env.BENCH_ONLY === '' ? null : new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())),
   logLevel: process.env.BENCH_LOG_LEVEL ?? 'info',
   profile: process.env.BENCH_PROFILE === '1',
-  keep: process.env.BENCH_KEEP === '1'
+  keep: process.env.BENCH_KEEP === '1',
+  /** Node flags for the service's processes (as the service's start command gives them). */
+  nodeFlags: (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '')
 }
 const USERS = 1000
 const RSS_LIMIT_MB = 150
@@ -120,7 +122,7 @@ interface Running { child: Child, url: string, port: number }
 async function bootService (label: string, dbPath: string, firstBoot = false): Promise<Running> {
   const port = await freePort()
   const name = `service-${++childSeq}-${label}`
-  const args = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(runDir, 'profiles')}`, `--cpu-prof-name=${name}.cpuprofile`] : []
+  const args = [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(runDir, 'profiles')}`, `--cpu-prof-name=${name}.cpuprofile`] : [])]
   const startedAt = performance.now()
   const child = start({ name, command: process.execPath, args: [...args, join(ROOT, 'dist', 'src', 'server.js')], env: serviceEnv(dbPath, port), cwd: ROOT, logFile: join(runDir, `${name}.log`) })
   const url = `http://127.0.0.1:${port}`

@@ -81,27 +81,45 @@ export function openDatabase (options: DatabaseOptions): OpenDatabase {
 }
 
 function startCheckpointer (sqlite: Database.Database, data: CheckpointerData, onError?: (message: string) => void): { stop: () => Promise<void> } {
-  sqlite.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`)
+  // Until the worker runs, and for good if it cannot: SQLite's own checkpoint at 1,000 pages.
+  const fallBack = (message: string): void => {
+    if (sqlite.open) sqlite.pragma('wal_autocheckpoint = 1000')
+    onError?.(message)
+  }
   // From the sources (tsx, tests) the worker is the .ts file, which Node runs as is (type
-  // stripping); from dist/ it is the compiled .js.
+  // stripping); from dist/ it is the compiled .js. The worker inherits the parent's flags, but
+  // not `--input-type` (`node --input-type=module -e ...`), which would stop it at birth.
   const file = import.meta.url.endsWith('.ts') ? './checkpointer.ts' : './checkpointer.js'
-  const worker = new Worker(new URL(file, import.meta.url), { workerData: data })
+  const execArgv = process.execArgv.some((arg) => arg.startsWith('--input-type'))
+    ? process.execArgv.filter((arg) => !arg.startsWith('--input-type'))
+    : undefined
+  let worker: Worker
+  try {
+    worker = new Worker(new URL(file, import.meta.url), {
+      workerData: data,
+      ...(execArgv === undefined ? {} : { execArgv }),
+      // It runs one statement on a timer: a small heap keeps its isolate's memory small.
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, codeRangeSizeMb: 2 }
+    })
+  } catch (err) {
+    fallBack(`checkpointer not started: ${(err as Error).message}`)
+    return { stop: async () => {} }
+  }
+  sqlite.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`)
   // The thread must never keep the process alive on its own.
   worker.unref()
-  let failed: Error | null = null
+  let failed = false
   worker.on('message', (message: CheckpointerMessage) => {
     if (message.type === 'error') onError?.(message.message)
   })
   worker.on('error', (err) => {
-    // The worker is gone: SQLite's automatic checkpoint (the backstop) keeps the WAL bounded.
-    failed = err
-    if (sqlite.open) sqlite.pragma('wal_autocheckpoint = 1000')
-    onError?.(`checkpointer stopped: ${err.message}`)
+    failed = true
+    fallBack(`checkpointer stopped: ${err.message}`)
   })
   const exited = new Promise<void>((resolve) => { worker.once('exit', () => { resolve() }) })
   return {
     async stop () {
-      if (failed === null) worker.postMessage('stop')
+      if (!failed) worker.postMessage('stop')
       const timeout = setTimeout(() => { void worker.terminate() }, 5000)
       await exited
       clearTimeout(timeout)

@@ -65,6 +65,18 @@ export interface Rotation {
 
 export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
 
+/**
+ * A bound parameter the query planner cannot see. better-sqlite3 clears a statement's bindings
+ * after every run, and SQLite re-prepares (parses and plans again) a statement whose plan might
+ * depend on a bound value once its bindings are cleared; in a join, SQLite marks every
+ * `column = ?` it weighs as such. So the two lookups below (joins) were re-prepared on every
+ * run (callgrind: 1,999 re-prepares in 2,000 runs). Inside CAST the value is out of the
+ * planner's sight, the plan stays the same (the unique index), and the lookup costs 6.9 µs
+ * instead of 17.5 µs (token) and 4.5 µs instead of 10 µs (session). Single-table statements
+ * take SQLite's shortcut planner and are not affected.
+ */
+const opaque = (name: string, type: 'text' | 'blob') => sql`cast(${sql.placeholder(name)} as ${sql.raw(type)})`
+
 export function createSessionsRepository (db: Db) {
   const lookupByHash = db.select({
     token: {
@@ -80,7 +92,7 @@ export function createSessionsRepository (db: Db) {
     .from(refreshTokens)
     .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
     .innerJoin(users, eq(users.id, sessions.userId))
-    .where(eq(refreshTokens.tokenHash, sql.placeholder('hash')))
+    .where(eq(refreshTokens.tokenHash, opaque('hash', 'blob')))
     .prepare()
 
   const liveSession = db.select({
@@ -90,7 +102,7 @@ export function createSessionsRepository (db: Db) {
     .from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))
     .where(and(
-      eq(sessions.id, sql.placeholder('sid')),
+      eq(sessions.id, opaque('sid', 'text')),
       isNull(sessions.revokedAt),
       sql`${sessions.expiresAt} > ${sql.placeholder('now')}`,
       sql`${sessions.refreshExpiresAt} > ${sql.placeholder('now')}`

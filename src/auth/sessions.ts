@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { RevokeReason, SessionRow, SessionsRepository, SessionUser } from '../../db/repositories/sessions.js'
-import { deriveSuccessor, encodeRefreshToken, generateRefreshToken, hashRefreshToken, parseRefreshToken } from './refresh-token.js'
+import { derivationKeyOf, deriveSuccessor, encodeRefreshToken, generateRefreshToken, hashRefreshToken, parseRefreshToken } from './refresh-token.js'
 
 export interface SessionPolicy {
   refreshTtlSeconds: number
@@ -37,7 +37,8 @@ const MAX_CHAIN = 32
 
 const newSessionId = (): string => randomBytes(16).toString('base64url')
 
-export function createSessionManager (repo: SessionsRepository, derivationKey: Buffer, policy: SessionPolicy) {
+export function createSessionManager (repo: SessionsRepository, derivationKeyBytes: Buffer, policy: SessionPolicy) {
+  const derivationKey = derivationKeyOf(derivationKeyBytes)
   const ttlMs = policy.refreshTtlSeconds * 1000
   const reuseMs = policy.reuseIntervalSeconds * 1000
   const tokenExpiry = (now: Date, sessionEnd: Date): Date => new Date(Math.min(now.getTime() + ttlMs, sessionEnd.getTime()))
