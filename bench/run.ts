@@ -41,6 +41,11 @@ import { cookieToken, Wallet, type Held } from './lib/wallet.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const smoke = process.argv.includes('--smoke')
+/** The node flags of package.json's start script (`node <flags> dist/src/server.js`), so the service runs here as `npm start` runs it. */
+function startFlags (): string {
+  const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts?: Record<string, string> }).scripts ?? {}
+  return /\bnode\s+((?:--?[\w-]+(?:=\S+)?\s+)*)dist\/src\/server\.js/.exec(scripts.start ?? '')?.[1]?.trim() ?? ''
+}
 const envNumber = (name: string, fallback: number): number => {
   const raw = process.env[name]
   if (raw === undefined || raw.trim() === '') return fallback
@@ -57,8 +62,8 @@ const opts = {
   logLevel: process.env.BENCH_LOG_LEVEL ?? 'info',
   profile: process.env.BENCH_PROFILE === '1',
   keep: process.env.BENCH_KEEP === '1',
-  /** Node flags for the service's processes (as the service's start command gives them). */
-  nodeFlags: (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '')
+  /** Node flags for the service's processes: those of `npm start`, unless BENCH_NODE_FLAGS is set. */
+  nodeFlags: (process.env.BENCH_NODE_FLAGS ?? startFlags()).split(' ').filter((f) => f !== '')
 }
 const USERS = 1000
 const RSS_LIMIT_MB = 150
@@ -429,6 +434,7 @@ async function main (): Promise<Report> {
 
   const composite = { hello, fastJwtVerify, joseVerify, me: compositeMe, consumer: compositeConsumer }
   const settings = {
+    'node flags': opts.nodeFlags.join(' ') || '(none)',
     UV_THREADPOOL_SIZE: threadPool,
     DATABASE_SYNCHRONOUS: serviceConfig.databaseSynchronous,
     DATABASE_CHECKPOINT: serviceConfig.databaseCheckpoint,

@@ -25,7 +25,7 @@ export const ConfigSchema = Type.Object({
   databasePath: Type.String({ minLength: 1 }),
   databaseSynchronous: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')]),
   databaseBusyTimeoutMs: Type.Integer({ minimum: 0 }),
-  /** Who checkpoints the WAL: a background thread (default) or SQLite inside a commit (db/client.ts). */
+  /** Who checkpoints the WAL: a background thread, or SQLite inside a commit (db/client.ts). Default: background with NORMAL, auto with FULL. */
   databaseCheckpoint: Type.Union([Type.Literal('background'), Type.Literal('auto')]),
   /**
    * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs: how many password hashes run
@@ -179,6 +179,7 @@ export function loadConfig (env: Env = process.env): Config {
   const publicUrl = read(env, 'PUBLIC_URL', `http://localhost:${port}`, str).replace(/\/+$/, '')
   const publicOrigin = parseOrigin('PUBLIC_URL', publicUrl)
   const databaseUrl = read(env, 'DATABASE_URL', 'file:data/auth.db', str)
+  const databaseSynchronous = read(env, 'DATABASE_SYNCHRONOUS', 'FULL', (_n, v) => v.trim().toUpperCase()) as 'FULL' | 'NORMAL'
   const trustProxyRaw = read(env, 'TRUST_PROXY', 'false', str)
   let trustProxy: boolean | number | string
   if (/^(true|false|1|0|yes|no|on|off)$/i.test(trustProxyRaw)) trustProxy = parseBoolean('TRUST_PROXY', trustProxyRaw)
@@ -193,9 +194,11 @@ export function loadConfig (env: Env = process.env): Config {
     publicOrigin,
     databaseUrl,
     databasePath: databasePathOf(databaseUrl),
-    databaseSynchronous: read(env, 'DATABASE_SYNCHRONOUS', 'FULL', (_n, v) => v.trim().toUpperCase()) as 'FULL' | 'NORMAL',
+    databaseSynchronous,
     databaseBusyTimeoutMs: read(env, 'DATABASE_BUSY_TIMEOUT_MS', 5000, parseInteger),
-    databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
+    // With FULL every commit waits for its own fsync, which dwarfs the checkpoint: the thread
+    // gains nothing measurable there and costs ~12 MB. With NORMAL it is worth +15-30 %.
+    databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', databaseSynchronous === 'NORMAL' ? 'background' : 'auto', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(16, Math.max(2, availableParallelism())), parseInteger),
     logLevel: read(env, 'LOG_LEVEL', 'info', (_n, v) => v.trim().toLowerCase()) as Config['logLevel'],
     trustProxy,

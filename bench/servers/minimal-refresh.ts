@@ -12,12 +12,16 @@
 import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import { createSigner } from 'fast-jwt'
-import { openDatabase } from '../../db/client.js'
+import { registerFastResolve } from '../../src/fast-resolve.js'
+
+// As the service's entry point does, so that loading db/client.js (Drizzle) costs the same.
+registerFastResolve()
+const { openDatabase } = await import('../../db/client.js')
 
 const path = process.env.DATABASE_URL?.replace(/^file:/, '')
 if (path === undefined) throw new Error('DATABASE_URL is required')
 const synchronous = (process.env.DATABASE_SYNCHRONOUS ?? 'FULL').toUpperCase() === 'NORMAL' ? 'NORMAL' : 'FULL'
-const checkpoint = (process.env.DATABASE_CHECKPOINT ?? 'background').toLowerCase() === 'auto' ? 'auto' : 'background'
+const checkpoint = (process.env.DATABASE_CHECKPOINT ?? (synchronous === 'NORMAL' ? 'background' : 'auto')).toLowerCase() === 'background' ? 'background' : 'auto'
 // The service's own opener, for the same pragmas and checkpointing; only the raw connection is used.
 const opened = openDatabase({ path, synchronous, checkpoint })
 const db = opened.sqlite

@@ -120,6 +120,26 @@ export function createSessionsRepository (db: Db) {
     createdAt: sql.placeholder('now'),
     expiresAt: sql.placeholder('expiresAt')
   }).returning({ id: refreshTokens.id }).prepare()
+  const insertSession = db.insert(sessions).values({
+    id: sql.placeholder('id'),
+    userId: sql.placeholder('userId'),
+    createdAt: sql.placeholder('now'),
+    lastUsedAt: sql.placeholder('now'),
+    expiresAt: sql.placeholder('expiresAt'),
+    refreshExpiresAt: sql.placeholder('tokenExpiresAt'),
+    userAgent: sql.placeholder('userAgent'),
+    ip: sql.placeholder('ip')
+  }).prepare()
+  const insertFirstToken = db.insert(refreshTokens).values({
+    tokenHash: sql.placeholder('hash'),
+    sessionId: sql.placeholder('sessionId'),
+    createdAt: sql.placeholder('now'),
+    expiresAt: sql.placeholder('expiresAt')
+  }).prepare()
+  const startTx = (s: NewSession): void => db.transaction(() => {
+    insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip })
+    insertFirstToken.run({ hash: s.tokenHash, sessionId: s.id, now: s.now, expiresAt: s.tokenExpiresAt })
+  }, { behavior: 'immediate' })
   const linkSuccessor = db.update(refreshTokens)
     .set({ successorId: sql`${sql.placeholder('successorId')}` })
     .where(eq(refreshTokens.id, sql.placeholder('id')))
@@ -150,24 +170,7 @@ export function createSessionsRepository (db: Db) {
   return {
     /** A login: the session and its first refresh token, together or not at all. */
     async start (s: NewSession): Promise<void> {
-      db.transaction((tx) => {
-        tx.insert(sessions).values({
-          id: s.id,
-          userId: s.userId,
-          createdAt: s.now,
-          lastUsedAt: s.now,
-          expiresAt: s.expiresAt,
-          refreshExpiresAt: s.tokenExpiresAt,
-          userAgent: s.userAgent,
-          ip: s.ip
-        }).run()
-        tx.insert(refreshTokens).values({
-          tokenHash: s.tokenHash,
-          sessionId: s.id,
-          createdAt: s.now,
-          expiresAt: s.tokenExpiresAt
-        }).run()
-      }, { behavior: 'immediate' })
+      startTx(s)
     },
 
     async findByTokenHash (hash: Buffer): Promise<TokenLookup | null> {
