@@ -96,12 +96,7 @@ function startCheckpointer (sqlite: Database.Database, data: CheckpointerData, o
     : undefined
   let worker: Worker
   try {
-    worker = new Worker(new URL(file, import.meta.url), {
-      workerData: data,
-      ...(execArgv === undefined ? {} : { execArgv }),
-      // It runs one statement on a timer: a small heap keeps its isolate's memory small.
-      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16, codeRangeSizeMb: 2 }
-    })
+    worker = new Worker(new URL(file, import.meta.url), { workerData: data, ...(execArgv === undefined ? {} : { execArgv }) })
   } catch (err) {
     fallBack(`checkpointer not started: ${(err as Error).message}`)
     return { stop: async () => {} }
