@@ -11,7 +11,7 @@
  * Results: bench/results/<stamp>.{json,md,svg} and latest.{json,md,svg}.
  *
  * Settings (environment):
- *   BENCH_DURATION      seconds measured per scenario (10; --smoke: 1)
+ *   BENCH_DURATION      seconds measured per scenario (10; --smoke: 0.5)
  *   BENCH_WARMUP        seconds of load before measuring (2; --smoke: 0)
  *   BENCH_CONNECTIONS   concurrent connections (50)
  *   BENCH_SEED_SESSIONS sessions in the large database (1,000,000; --smoke: 20,000)
@@ -54,7 +54,7 @@ const envNumber = (name: string, fallback: number): number => {
   return n
 }
 const opts = {
-  duration: envNumber('BENCH_DURATION', smoke ? 1 : 10),
+  duration: envNumber('BENCH_DURATION', smoke ? 0.5 : 10),
   warmup: envNumber('BENCH_WARMUP', smoke ? 0 : 2),
   connections: envNumber('BENCH_CONNECTIONS', 50),
   seedSessions: envNumber('BENCH_SEED_SESSIONS', smoke ? 20_000 : 1_000_000),
@@ -489,7 +489,7 @@ try {
   console.log(markdown(report))
   for (const line of targetLines(report.targets)) console.log(line)
   const met = report.targets.filter((t) => t.met).length
-  console.log(`\nbench: ${met} of ${report.targets.length} targets met; results in ${files.filter((f) => !/(latest|smoke)\.[a-z]+$/.test(f)).join(', ')}`)
+  console.log(`\nbench: ${met} of ${report.targets.length} targets met; results in ${files.filter((f) => !/\/(latest|smoke)\.[a-z]+$/.test(f)).join(', ')}`)
   // A smoke run checks the harness, not the figures: every scenario must have answered correctly.
   const silent = report.rows.filter((r) => r.expect !== 0 && r.rps === 0)
   if (silent.length > 0) {

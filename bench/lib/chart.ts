@@ -22,7 +22,7 @@ export function chart (rows: Row[], title: string): string {
   const bars = rows.filter((r) => r.baseline !== undefined && r.baseline.rps > 0)
   const labelWidth = 330
   const barWidth = 420
-  const valueWidth = 300
+  const valueWidth = 430
   const rowHeight = 30
   const top = 58
   const width = labelWidth + barWidth + valueWidth
