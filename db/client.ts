@@ -26,7 +26,8 @@ import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
 import type { CheckpointerData, CheckpointerMessage } from './checkpointer.js'
 import * as schema from './schema.js'
 
-export type Db = BetterSQLite3Database<typeof schema>
+/** Drizzle over the connection; `$client` is the better-sqlite3 connection itself. */
+export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Database }
 
 export type CheckpointMode = 'auto' | 'background'
 

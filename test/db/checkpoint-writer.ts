@@ -5,6 +5,9 @@
  */
 import { openDatabase } from '../../db/client.js'
 
+// Run by itself (a test runner given the whole folder), there is nothing to do.
+if (process.env.DB_PATH === undefined) process.exit(0)
+
 const { sqlite } = openDatabase({ path: process.env.DB_PATH!, synchronous: 'FULL', checkpoint: 'background' })
 sqlite.exec('CREATE TABLE IF NOT EXISTS acked (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)')
 const insert = sqlite.prepare('INSERT INTO acked (payload) VALUES (randomblob(2000)) RETURNING id')
