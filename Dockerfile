@@ -48,4 +48,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/health').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node is PID 1 and handles SIGTERM itself (src/server.ts: close-with-grace), so `docker stop`
 # drains in-flight requests, closes the database and exits 0.
-CMD ["node", "dist/src/server.js"]
+# The same V8 flag as `npm start`: a 4 MB young generation keeps ~40 MB off the RSS under load.
+CMD ["node", "--max-semi-space-size=4", "dist/src/server.js"]
