@@ -12,9 +12,8 @@
  * JSON with --json. Exit codes: 0 done, 1 refused or not found, 64 usage, 78 configuration.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, realpathSync, statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { openDatabase, type OpenDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
@@ -28,6 +27,7 @@ import { createPasswordPolicy } from '../auth/credentials.js'
 import { createPasswordHasher } from '../auth/passwords.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
 import { formatKeyList, rotateKeys, runKeysCommand } from './keys.js'
+import { isMain } from './is-main.js'
 
 export const USAGE = `usage: npm run admin -- <command> [options]
        node dist/src/cli/admin.js <command> [options]        (in the container)
@@ -383,15 +383,6 @@ function abortOnSigint (): AbortSignal {
   return controller.signal
 }
 
-function isMain (): boolean {
-  if (process.argv[1] === undefined) return false
-  try {
-    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
-  } catch {
-    return false
-  }
-}
-
-if (isMain()) {
+if (isMain(import.meta.url)) {
   process.exitCode = await runAdminCommand(process.argv.slice(2))
 }

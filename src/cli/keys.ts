@@ -16,14 +16,14 @@
  *
  * Every function is exported so that an admin CLI can offer `admin keys ...` by delegating here.
  */
-import { existsSync, realpathSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { existsSync } from 'node:fs'
 import { openDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
 import { createSigningKeysRepository, type SigningKeyRow } from '../../db/repositories/signing-keys.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
 import { createKeyRing, keyRingOptions, type RingEvent } from '../keys/key-ring.js'
 import { isSealed, KeyProtectionError } from '../keys/signing-key.js'
+import { isMain } from './is-main.js'
 
 export interface KeyListing {
   kid: string
@@ -210,15 +210,6 @@ export async function runKeysCommand (argv: string[], io: KeysCommandIO = {}): P
   }
 }
 
-function isMain (): boolean {
-  if (process.argv[1] === undefined) return false
-  try {
-    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
-  } catch {
-    return false
-  }
-}
-
-if (isMain()) {
+if (isMain(import.meta.url)) {
   process.exitCode = await runKeysCommand(process.argv.slice(2))
 }
