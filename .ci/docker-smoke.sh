@@ -9,6 +9,8 @@
 # ../shared/tools/container-base provides a local stand-in for the node:24-slim base image
 # (see its README). Called by .ci/run after the tests; runs on its own too: .ci/docker-smoke.sh
 set -euo pipefail
+# podman, debootstrap and runc live in the sbin directories, which a minimal PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CB=${CONTAINER_BASE:-$ROOT/../shared/tools/container-base}
