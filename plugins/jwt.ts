@@ -30,6 +30,8 @@ export interface Principal {
   username: string
   sessionId: string
   roles: string[]
+  /** When the account was created; read with the session, so /me needs no second query. */
+  createdAt: Date
   claims: AccessClaims
 }
 
@@ -167,6 +169,7 @@ export default fp(async function jwtPlugin (app) {
       username: live.user.username,
       sessionId: claims.sid,
       roles: live.user.roles,
+      createdAt: live.user.createdAt,
       claims
     }
   })

@@ -36,6 +36,7 @@ export interface SessionUser {
   username: string
   roles: string[]
   disabled: boolean
+  createdAt: Date
 }
 
 export interface TokenLookup {
@@ -87,7 +88,7 @@ export function createSessionsRepository (db: Db) {
       spentAt: refreshTokens.spentAt
     },
     session: sessions,
-    user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled }
+    user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
   })
     .from(refreshTokens)
     .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
@@ -97,7 +98,7 @@ export function createSessionsRepository (db: Db) {
 
   const liveSession = db.select({
     session: sessions,
-    user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled }
+    user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
   })
     .from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))

@@ -55,9 +55,9 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: app.authenticate
   }, async (request) => {
-    const user = await repos.users.findById(request.principal!.userId)
-    if (user === null) throw new AccessTokenInvalid()
-    return userView(user)
+    // authenticate read the user together with the session; nothing to read again.
+    const { userId, username, roles, createdAt } = request.principal!
+    return userView({ id: userId, username, roles, createdAt })
   })
 
   app.post('/password', {
