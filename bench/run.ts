@@ -390,12 +390,17 @@ async function main (): Promise<Report> {
     ARGON2_PARALLELISM: String(argon2.parallelism),
     BENCH_CONCURRENCY: String(opts.connections)
   }
+  /** Raw argon2id operations per second at the service's parameters and pool size: a baseline row. */
+  const argon2Ceiling = async (op: 'verify' | 'hash'): Promise<Row> => {
+    const { result, rssMb } = await runLoop<{ opsPerSec: number, p50: number, p99: number }>(`argon2-${op}`, 'ceilings/argon2.ts', { ...argon2Env, BENCH_ARGON2_OP: op })
+    const ceiling: Row = { id: `argon2-${op}`, label: `raw argon2id ${op} (${threadPool} threads)`, kind: 'baseline', rps: result.opsPerSec, p50: result.p50, p99: result.p99, statuses: {}, expect: 0, cpuMsPerReq: null, unexpected: 0, errors: 0, rssMb }
+    rows.push(ceiling)
+    log(`  raw argon2id ${op}: ${result.opsPerSec.toFixed(1)}/s, p99 ${result.p99.toFixed(0)} ms, rss ${rssMb.toFixed(0)} MB`)
+    return ceiling
+  }
   if (wanted('argon2') || wanted('login')) {
     log('login')
-    const { result, rssMb } = await runLoop<{ opsPerSec: number, p50: number, p99: number }>('argon2-verify', 'ceilings/argon2.ts', { ...argon2Env, BENCH_ARGON2_OP: 'verify' })
-    const ceiling: Row = { id: 'argon2-verify', label: `raw argon2id verify (${threadPool} threads)`, kind: 'baseline', rps: result.opsPerSec, p50: result.p50, p99: result.p99, statuses: {}, expect: 0, cpuMsPerReq: null, unexpected: 0, errors: 0, rssMb }
-    rows.push(ceiling)
-    log(`  raw argon2id verify: ${result.opsPerSec.toFixed(1)}/s, p99 ${result.p99.toFixed(0)} ms, rss ${rssMb.toFixed(0)} MB`)
+    const ceiling = await argon2Ceiling('verify')
     if (wanted('login')) {
       let n = 0
       const running = await bootService('login', db1k.path)
@@ -412,10 +417,7 @@ async function main (): Promise<Report> {
   }
   if (wanted('register') || wanted('argon2')) {
     log('register')
-    const { result, rssMb } = await runLoop<{ opsPerSec: number, p50: number, p99: number }>('argon2-hash', 'ceilings/argon2.ts', { ...argon2Env, BENCH_ARGON2_OP: 'hash' })
-    const ceiling: Row = { id: 'argon2-hash', label: `raw argon2id hash (${threadPool} threads)`, kind: 'baseline', rps: result.opsPerSec, p50: result.p50, p99: result.p99, statuses: {}, expect: 0, cpuMsPerReq: null, unexpected: 0, errors: 0, rssMb }
-    rows.push(ceiling)
-    log(`  raw argon2id hash: ${result.opsPerSec.toFixed(1)}/s, p99 ${result.p99.toFixed(0)} ms, rss ${rssMb.toFixed(0)} MB`)
+    const ceiling = await argon2Ceiling('hash')
     if (wanted('register')) {
       const tag = Date.now().toString(36)
       let n = 0
