@@ -118,7 +118,10 @@ stop_container
 step "image"
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 printf '    %s: %d MB (%s bytes)\n' "$IMAGE" $((size / 1000000)) "$size"
-podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | head -8 | cut -c1-120 | sed 's/^/    /'
+# The whole history is read before it is cut to 8 lines: with pipefail, `podman history | head`
+# fails (SIGPIPE, exit 141) whenever head closes the pipe before podman has written everything.
+layers=$(podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE")
+printf '%s\n' "$layers" | sed -n '1,8p' | cut -c1-120 | sed 's/^/    /'
 
 total=$(( $(now_ms) - START ))
 echo
