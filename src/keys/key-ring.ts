@@ -21,7 +21,7 @@
  * a database (and the key CLI) never rotate twice. Key generation (slow for RSA) happens before
  * it, outside the lock.
  */
-import { createHash, type KeyObject } from 'node:crypto'
+import { createHash, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto'
 import type { NewSigningKey, SigningKeyRow, SigningKeysRepository } from '../../db/repositories/signing-keys.js'
 import { decodeKeyEncryptionKey, type Config } from '../config.js'
 import {
@@ -65,8 +65,10 @@ export interface RingKey {
   state: 'next' | 'current' | 'retired'
   activatesAt: Date
   removeAfter: Date | null
-  /** What fast-jwt verifies with: SPKI PEM, or the HS256 secret. */
+  /** SPKI PEM, or the HS256 secret. */
   verifyKey: string
+  /** The same key imported once (public key, or the HS256 secret), what each token is verified with. */
+  verifyKeyObject: KeyObject
   /** What fast-jwt signs with: PKCS#8 PEM, or the HS256 secret. */
   signKey: string
   jwk: PublicJwk | null
@@ -88,6 +90,7 @@ const secondsMs = (s: number): number => s * 1000
 /** The opened form of a stored key: derived once per stored value and kept while the row lives. */
 interface Material {
   verifyKey: string
+  verifyKeyObject: KeyObject
   signKey: string
   jwk: PublicJwk
 }
@@ -109,6 +112,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
         activatesAt: new Date(0),
         removeAfter: null,
         verifyKey: options.secret!,
+        verifyKeyObject: createSecretKey(Buffer.from(options.secret!, 'utf8')),
         signKey: options.secret!,
         jwk: null
       }
@@ -141,6 +145,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     if (jwk.kid !== row.kid) throw new KeyProtectionError(`signing key ${row.kid}: the stored kid is not the thumbprint of its key`)
     const opened = {
       verifyKey: publicPemOf(privateKey),
+      verifyKeyObject: createPublicKey(privateKey),
       signKey: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
       jwk
     }
@@ -162,6 +167,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
         activatesAt: row.activatesAt,
         removeAfter: row.removeAfter,
         verifyKey: m.verifyKey,
+        verifyKeyObject: m.verifyKeyObject,
         signKey: m.signKey,
         jwk: m.jwk
       })
