@@ -5,7 +5,7 @@
 import fp from 'fastify-plugin'
 import { createPasswordPolicy, type PasswordPolicy } from '../src/auth/credentials.js'
 import { createLoginThrottle, type LoginThrottle } from '../src/auth/login-throttle.js'
-import { createPasswordHasher, type PasswordHasher } from '../src/auth/passwords.js'
+import { createPasswordHasher, hashConcurrency, type PasswordHasher } from '../src/auth/passwords.js'
 import { createSessionManager, type SessionManager } from '../src/auth/sessions.js'
 
 declare module 'fastify' {
@@ -19,7 +19,7 @@ declare module 'fastify' {
 
 export default fp(async function authPlugin (app) {
   const { config, repos } = app
-  app.decorate('passwords', await createPasswordHasher(config.password))
+  app.decorate('passwords', await createPasswordHasher(config.password, hashConcurrency(config.threadPoolSize)))
   app.decorate('passwordPolicy', createPasswordPolicy(config.password.minLength))
   const derivationKey = await repos.serverSecrets.getOrCreate('refresh-token-derivation')
   app.decorate('sessionManager', createSessionManager(repos.sessions, derivationKey, {

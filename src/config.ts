@@ -28,8 +28,9 @@ export const ConfigSchema = Type.Object({
   /** Who checkpoints the WAL: a background thread, or SQLite inside a commit (db/client.ts). Default: background with NORMAL, auto with FULL. */
   databaseCheckpoint: Type.Union([Type.Literal('background'), Type.Literal('auto')]),
   /**
-   * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs: how many password hashes run
-   * at once. Default: the CPU count, at least 2 and at most 16 (see docs/performance.md).
+   * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs and access-token signatures are
+   * verified. Password hashes use all its threads but one (src/auth/passwords.ts), so that many
+   * run at once. Default: the CPU count plus one, at least 3 and at most 17 (README, "Performance").
    */
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
@@ -199,7 +200,7 @@ export function loadConfig (env: Env = process.env): Config {
     // With FULL every commit waits for its own fsync, which dwarfs the checkpoint: the thread
     // gains nothing measurable there and costs ~12 MB. With NORMAL it is worth +15-30 %.
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', databaseSynchronous === 'NORMAL' ? 'background' : 'auto', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
-    threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(16, Math.max(2, availableParallelism())), parseInteger),
+    threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
     logLevel: read(env, 'LOG_LEVEL', 'info', (_n, v) => v.trim().toLowerCase()) as Config['logLevel'],
     trustProxy,
     jwt: {

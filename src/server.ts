@@ -11,8 +11,8 @@ import { registerFastResolve } from './fast-resolve.js'
 //    and so must Node's on-disk compile cache (NODE_COMPILE_CACHE, default <tmp>/node-compile-cache),
 //    which spares later starts most of the compiling of some 3,500 modules.
 // 2. libuv reads UV_THREADPOOL_SIZE once, when its thread pool is first used (argon2 runs
-//    there, and so do async fs and crypto); the configured size (config.ts: the CPU count,
-//    at least 2, unless UV_THREADPOOL_SIZE is set) is written to the environment before
+//    there, and so do token signature checks, async fs and crypto); the configured size
+//    (config.ts: the CPU count plus one, at least 3, unless UV_THREADPOOL_SIZE is set) is written to the environment before
 //    anything that can use the pool is loaded. Loading config.js uses no pool.
 registerFastResolve()
 nodeModule.enableCompileCache?.()

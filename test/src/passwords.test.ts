@@ -1,6 +1,6 @@
 import t from 'tap'
 import { checkUsername, createPasswordPolicy, usernameKey } from '../../src/auth/credentials.js'
-import { createPasswordHasher, needsRehash } from '../../src/auth/passwords.js'
+import { createPasswordHasher, hashConcurrency, needsRehash } from '../../src/auth/passwords.js'
 
 t.test('hashes are argon2id PHC strings with the configured parameters, and verify', async (t) => {
   const hasher = await createPasswordHasher({ memoryCost: 2048, timeCost: 2, parallelism: 1 })
@@ -10,6 +10,22 @@ t.test('hashes are argon2id PHC strings with the configured parameters, and veri
   t.equal(await hasher.verify(phc, 'a long enough passphrasE'), false)
   t.equal(await hasher.verify('not a hash', 'x'), false, 'a corrupt stored hash fails closed, without throwing')
   t.equal(await hasher.verifyDummy('anything at all'), false)
+})
+
+t.test('at most `concurrency` hashes run at once; the rest wait in order and all finish', async (t) => {
+  const hasher = await createPasswordHasher({ memoryCost: 2048, timeCost: 2, parallelism: 1 }, 2)
+  const phc = await hasher.hash('a long enough passphrase')
+  let most = 0
+  const sample = setInterval(() => { most = Math.max(most, hasher.running) }, 0)
+  const results = Promise.all(Array.from({ length: 8 }, async (_, i) => await hasher.verify(phc, i % 2 === 0 ? 'a long enough passphrase' : 'wrong')))
+  t.equal(hasher.running, 2, 'two started')
+  t.equal(hasher.waiting, 6, 'six wait')
+  t.same(await results, [true, false, true, false, true, false, true, false])
+  clearInterval(sample)
+  t.equal(most, 2, 'never more than two at once')
+  t.equal(hasher.running + hasher.waiting, 0)
+  t.equal(hashConcurrency(3), 2, 'a pool of 3 runs 2 hashes')
+  t.equal(hashConcurrency(1), 1, 'a pool of one still hashes')
 })
 
 t.test('needsRehash: weaker parameters or another variant need a new hash', async (t) => {
