@@ -108,18 +108,25 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     return reply.code(error.statusCode).type('application/json; charset=utf-8').send(error.body)
   })
 
-  // One JSON line per request, with its id (also sent back as x-request-id).
-  app.addHook('onRequest', async (request, reply) => {
+  // One JSON line per request, with its id (also sent back as x-request-id). The line holds
+  // only these fixed fields, none of them secret, so it is written through a child logger
+  // without the redaction pass: with wildcard paths that pass visits every field and cost more
+  // than the rest of the line (about 15 µs a request). Every other log call keeps redaction.
+  const requestLog = app.log.child({}, { redact: [] })
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info({
+  app.addHook('onResponse', (request, reply, done) => {
+    requestLog.info({
+      reqId: request.id,
       method: request.method,
       route: request.routeOptions.url ?? null,
       statusCode: reply.statusCode,
       ip: request.ip,
       ms: Math.round(reply.elapsedTime * 10) / 10
     }, 'request')
+    done()
   })
 
   await app.register(fp(async (instance) => { instance.decorate('config', config) }, { name: 'config' }))
