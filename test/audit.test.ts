@@ -121,6 +121,24 @@ t.test('a failed audit write is logged and the request goes on', async (t) => {
   t.equal(failed[0].reqId, res.res.headers['x-request-id'])
 })
 
+t.test('a login writes its audit event inside the session\'s transaction (one commit, not two)', async (t) => {
+  const app = await buildTestApp(t)
+  await register(app)
+  const seen: Array<{ type: string, inTransaction: boolean, sessionExists: boolean }> = []
+  const recordNow = app.repos.audit.recordNow
+  app.repos.audit.recordNow = (e) => {
+    const sessionExists = e.sessionId != null && app.sqlite.prepare('SELECT 1 FROM sessions WHERE id = ?').get(e.sessionId) !== undefined
+    seen.push({ type: e.type, inTransaction: app.sqlite.inTransaction, sessionExists })
+    recordNow(e)
+  }
+  const { res } = await login(app)
+  t.equal(res.statusCode, 200)
+  t.same(seen, [{ type: 'login_succeeded', inTransaction: true, sessionExists: true }])
+  const rows = app.sqlite.prepare("SELECT session_id FROM audit_events WHERE type = 'login_succeeded'").pluck().all()
+  t.equal(rows.length, 1, 'one event, stored')
+  t.equal(app.sqlite.prepare('SELECT count(*) FROM sessions WHERE id = ?').pluck().get(rows[0]), 1, 'naming the new session')
+})
+
 t.test('admin actions are recorded with the target user and who acted', async (t) => {
   const app = await buildTestApp(t)
   const bob = (await register(app, 'bob')).json().id as string

@@ -74,19 +74,25 @@ export function createAuditRepository (db: Db) {
     detail: sql.placeholder('detail')
   }).prepare()
 
+  /** One INSERT, synchronous: inside a better-sqlite3 transaction it joins that transaction. */
+  function recordNow (e: AuditEventInput): void {
+    insert.run({
+      at: e.at,
+      type: e.type,
+      userId: e.userId ?? null,
+      sessionId: e.sessionId ?? null,
+      ip: e.ip ?? null,
+      userAgent: e.userAgent === undefined || e.userAgent === null ? null : e.userAgent.slice(0, USER_AGENT_MAX),
+      requestId: e.requestId ?? null,
+      detail: e.detail ?? null
+    })
+  }
+
   return {
-    /** One INSERT; synchronous under the hood, so it adds microseconds to a request. */
+    recordNow,
+    /** One INSERT in its own transaction (one commit). */
     async record (e: AuditEventInput): Promise<void> {
-      insert.run({
-        at: e.at,
-        type: e.type,
-        userId: e.userId ?? null,
-        sessionId: e.sessionId ?? null,
-        ip: e.ip ?? null,
-        userAgent: e.userAgent === undefined || e.userAgent === null ? null : e.userAgent.slice(0, USER_AGENT_MAX),
-        requestId: e.requestId ?? null,
-        detail: e.detail ?? null
-      })
+      recordNow(e)
     },
 
     /**

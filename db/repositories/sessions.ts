@@ -141,9 +141,10 @@ export function createSessionsRepository (db: Db) {
   // statements (which run on the same connection, so inside the transaction). Drizzle's
   // db.transaction() builds a transaction object per call, with a query builder for every
   // table of the schema: about a third of a rotation's database time (npm run bench:drizzle).
-  const startTx = db.$client.transaction((s: NewSession): void => {
+  const startTx = db.$client.transaction((s: NewSession, alongside?: (sessionId: string) => void): void => {
     insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip })
     insertFirstToken.run({ hash: s.tokenHash, sessionId: s.id, now: s.now, expiresAt: s.tokenExpiresAt })
+    alongside?.(s.id)
   }).immediate
   const linkSuccessor = db.update(refreshTokens)
     .set({ successorId: sql`${sql.placeholder('successorId')}` })
@@ -174,8 +175,12 @@ export function createSessionsRepository (db: Db) {
 
   return {
     /** A login: the session and its first refresh token, together or not at all. */
-    async start (s: NewSession): Promise<void> {
-      startTx(s)
+    /**
+     * Inserts the session and its first token in one transaction. `alongside` runs inside it
+     * (synchronous writes only, such as the login's audit event), so both land in one commit.
+     */
+    async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<void> {
+      startTx(s, alongside)
     },
 
     async findByTokenHash (hash: Buffer): Promise<TokenLookup | null> {

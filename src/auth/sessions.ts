@@ -43,13 +43,14 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
   const reuseMs = policy.reuseIntervalSeconds * 1000
   const tokenExpiry = (now: Date, sessionEnd: Date): Date => new Date(Math.min(now.getTime() + ttlMs, sessionEnd.getTime()))
 
-  async function start (user: SessionUser, client: { userAgent: string | null, ip: string | null }, now: Date): Promise<Issued> {
+  /** `alongside(sessionId)` runs inside the session's transaction (see the repository's `start`). */
+  async function start (user: SessionUser, client: { userAgent: string | null, ip: string | null }, now: Date, alongside?: (sessionId: string) => void): Promise<Issued> {
     const secret = generateRefreshToken()
     const expiresAt = new Date(now.getTime() + policy.sessionMaxAgeSeconds * 1000)
     const tokenExpiresAt = tokenExpiry(now, expiresAt)
     const id = newSessionId()
     const userAgent = client.userAgent === null ? null : client.userAgent.slice(0, 512)
-    await repo.start({ id, userId: user.id, userAgent, ip: client.ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt })
+    await repo.start({ id, userId: user.id, userAgent, ip: client.ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt }, alongside)
     const session: SessionRow = {
       id, userId: user.id, createdAt: now, lastUsedAt: now, expiresAt, refreshExpiresAt: tokenExpiresAt,
       userAgent, ip: client.ip, revokedAt: null, revokedReason: null
