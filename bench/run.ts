@@ -305,19 +305,26 @@ async function main (): Promise<Report> {
   let hello = 0
   let fastJwtVerify = 0
   let joseVerify = 0
+  let nodeVerify = 0
 
   if (wanted('hello') || wanted('me') || wanted('jwks') || wanted('consumer')) {
     log('hello-world and raw verification')
     const h = addRow('hello', 'Fastify hello-world', 'baseline', await measure(await bootScript('hello', 'servers/hello.ts', {}), { path: '/', expect: 200 }), 200)
     hello = h.rps
-    const { result, rssMb } = await runLoop<{ fastJwtPerSec: number, josePerSec: number }>('verify', 'ceilings/verify.ts', { ...ceilingEnv, BENCH_DURATION: String(Math.min(opts.duration, 5)) })
+    const { result, rssMb } = await runLoop<{ fastJwtPerSec: number, nodePerSec: number, josePerSec: number }>('verify', 'ceilings/verify.ts', { ...ceilingEnv, BENCH_DURATION: String(Math.min(opts.duration, 5)) })
     fastJwtVerify = result.fastJwtPerSec
     joseVerify = result.josePerSec
+    nodeVerify = result.nodePerSec
     rows.push({ id: 'verify-fast-jwt', label: 'raw ES256 verify, fast-jwt (1 core)', kind: 'baseline', rps: fastJwtVerify, p50: null, p99: null, statuses: {}, expect: 0, cpuMsPerReq: null, unexpected: 0, errors: 0, rssMb })
+    rows.push({ id: 'verify-node', label: 'raw ES256 verify, node:crypto (1 core)', kind: 'baseline', rps: nodeVerify, p50: null, p99: null, statuses: {}, expect: 0, cpuMsPerReq: null, unexpected: 0, errors: 0, rssMb })
     rows.push({ id: 'verify-jose', label: 'raw ES256 verify, jose (1 core)', kind: 'baseline', rps: joseVerify, p50: null, p99: null, statuses: {}, expect: 0, cpuMsPerReq: null, unexpected: 0, errors: 0, rssMb })
-    log(`  raw verify: fast-jwt ${fastJwtVerify.toFixed(0)}/s, jose ${joseVerify.toFixed(0)}/s`)
+    log(`  raw verify: fast-jwt ${fastJwtVerify.toFixed(0)}/s, node:crypto ${nodeVerify.toFixed(0)}/s, jose ${joseVerify.toFixed(0)}/s`)
   }
-  const compositeMe = hello > 0 && fastJwtVerify > 0 ? 1 / (1 / hello + 1 / fastJwtVerify) : 0
+  // The /me ceiling takes the fastest raw verification measured, not the one that makes the
+  // service look best.
+  const rawVerify = Math.max(fastJwtVerify, nodeVerify)
+  const rawVerifyBy = nodeVerify >= fastJwtVerify ? 'node:crypto' : 'fast-jwt'
+  const compositeMe = hello > 0 && rawVerify > 0 ? 1 / (1 / hello + 1 / rawVerify) : 0
   const compositeConsumer = hello > 0 && joseVerify > 0 ? 1 / (1 / hello + 1 / joseVerify) : 0
   const helloRef = { id: 'hello', label: 'hello-world', rps: hello, p99: rows.find((r) => r.id === 'hello')?.p99 ?? null }
 
@@ -434,7 +441,7 @@ async function main (): Promise<Report> {
     }
   }
 
-  const composite = { hello, fastJwtVerify, joseVerify, me: compositeMe, consumer: compositeConsumer }
+  const composite = { hello, rawVerify, rawVerifyBy, joseVerify, me: compositeMe, consumer: compositeConsumer }
   const settings = {
     'node flags': opts.nodeFlags.join(' ') || '(none)',
     UV_THREADPOOL_SIZE: threadPool,

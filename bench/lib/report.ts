@@ -39,7 +39,7 @@ export interface Report {
   meta: Record<string, unknown>
   settings: Record<string, unknown>
   rows: Row[]
-  composite: { hello: number, fastJwtVerify: number, joseVerify: number, me: number, consumer: number }
+  composite: { hello: number, rawVerify: number, rawVerifyBy: string, joseVerify: number, me: number, consumer: number }
   boots: { label: string, readyMs: number, firstBoot: boolean }[]
   targets: Target[]
 }
@@ -152,7 +152,7 @@ export function markdown (report: Report): string {
       `${base === undefined ? '' : `${base.label} (${fmt(base.rps)}/s)`} | ${base === undefined || base.rps <= 0 ? '' : fmt(row.rps / base.rps, 2)} |`)
   }
   lines.push('')
-  lines.push(`Composite ceilings: /me = 1 / (1/${fmt(composite.hello)} + 1/${fmt(composite.fastJwtVerify)}) = ${fmt(composite.me)} req/s (hello-world, fast-jwt ES256 verify); ` +
+  lines.push(`Composite ceilings: /me = 1 / (1/${fmt(composite.hello)} + 1/${fmt(composite.rawVerify)}) = ${fmt(composite.me)} req/s (hello-world, the fastest raw ES256 verify: ${composite.rawVerifyBy}); ` +
     `consumer = 1 / (1/${fmt(composite.hello)} + 1/${fmt(composite.joseVerify)}) = ${fmt(composite.consumer)} req/s (hello-world, jose ES256 verify).`)
   lines.push('')
   lines.push('| target | measured | ratio | threshold | |')
