@@ -1,13 +1,16 @@
 /**
  * Access tokens: the key ring, @fastify/jwt set up to sign with the ring's current key and to
- * verify strictly, and the one `authenticate` hook every Bearer route uses.
+ * verify strictly, and the one `authenticate` hook every Bearer route uses. `authenticate`
+ * checks tokens with src/keys/token-verifier.ts (the same rules, with keys imported once and
+ * the signature checked on the thread pool), not with @fastify/jwt's verify, which cost a
+ * third more per token.
  *
  * Verification never trusts the token's header to choose how it is checked: the `kid` must
  * name a key of the ring, the header's `alg` must be that key's algorithm, headers that point
  * at other keys (`jku`, `x5u`, `jwk`, `x5c`) or demand extensions (`crit`) are refused, and
- * issuer, audience, `typ: at+jwt` and the required claims are pinned. fast-jwt's verify cache
- * stays off; after the signature the session (`sid`) is checked in the database on every
- * request, so a logout takes effect on this service at once.
+ * issuer, audience, `typ: at+jwt` and the required claims are pinned. No verification is
+ * cached (fast-jwt's cache stays off too): after the signature the session (`sid`) is checked
+ * in the database on every request, so a logout takes effect on this service at once.
  *
  * The ring is brought up to date at boot and every KEY_CHECK_INTERVAL (rotation on schedule,
  * retirement, removal, and picking up what other instances or the key CLI changed).
