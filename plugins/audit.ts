@@ -23,7 +23,7 @@ export interface AuditRecorder {
   /**
    * Records the event now, synchronously: called inside a database transaction (a login's
    * session insert), the event joins that transaction's commit instead of paying for its own.
-   * A failed insert is still only logged.
+   * A failed insert is only logged, unless SQLite rolled the whole transaction back with it.
    */
   recordNow: (request: FastifyRequest, type: AuditEventType, fields?: AuditFields, now?: Date) => void
 }
@@ -57,9 +57,13 @@ export default fp(async function auditPlugin (app) {
       repos.audit.record(eventOf(request, type, fields, now)).catch((err: unknown) => { failed(request, type, err) })
     },
     recordNow (request, type, fields = {}, now = new Date()) {
+      const inTransaction = app.sqlite.inTransaction
       try {
         repos.audit.recordNow(eventOf(request, type, fields, now))
       } catch (err) {
+        // Some errors (disk full, I/O) make SQLite roll the enclosing transaction back: then
+        // the caller's own writes are gone too, and it must fail with the database's error.
+        if (inTransaction && !app.sqlite.inTransaction) throw err
         failed(request, type, err)
       }
     }
