@@ -24,7 +24,7 @@ import fp from 'fastify-plugin'
 import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, SessionEnded } from '../src/errors.js'
 import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
 import type { Algorithm } from '../src/keys/signing-key.js'
-import { createTokenVerifier, TokenRejected } from '../src/keys/token-verifier.js'
+import { createTokenVerifier, FOREIGN_KEY_HEADERS, TokenRejected } from '../src/keys/token-verifier.js'
 import type { AccessTokenClaims, Authenticate } from '../src/verifier/index.js'
 
 /** The claims this service signs; the verifier plugin exposes the same type to other services. */
@@ -58,7 +58,6 @@ declare module 'fastify' {
   }
 }
 
-const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'x5t', 'x5t#S256', 'crit'] as const
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*) *$/i
 
 /** One log line per change of the ring; kids are public, key material never appears. */
@@ -175,7 +174,6 @@ export default fp(async function jwtPlugin (app) {
     } catch (err) {
       throw err instanceof TokenRejected && err.reason === 'expired' ? new AccessTokenExpired() : new AccessTokenInvalid()
     }
-    if (typeof claims.sid !== 'string' || typeof claims.sub !== 'string') throw new AccessTokenInvalid()
     const live = await app.repos.sessions.findLive(claims.sid, new Date())
     if (live === null || live.user.id !== claims.sub || live.user.disabled) throw new SessionEnded()
     request.principal = {

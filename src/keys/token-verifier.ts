@@ -47,7 +47,8 @@ export class TokenRejected extends Error {
   }
 }
 
-const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'x5t', 'x5t#S256', 'crit'] as const
+/** Headers that point at other keys or demand extensions: a token carrying any of them is refused. */
+export const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'x5t', 'x5t#S256', 'crit'] as const
 const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'iat', 'exp', 'jti', 'sid'] as const
 const SEGMENT = /^[A-Za-z0-9_-]+$/
 
