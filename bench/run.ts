@@ -447,6 +447,7 @@ async function main (): Promise<Report> {
     UV_THREADPOOL_SIZE: threadPool,
     DATABASE_SYNCHRONOUS: serviceConfig.databaseSynchronous,
     DATABASE_CHECKPOINT: serviceConfig.databaseCheckpoint,
+    THREAD_POOL_NICE: serviceConfig.threadPoolNice,
     ARGON2: `m=${argon2.memoryCost},t=${argon2.timeCost},p=${argon2.parallelism}`,
     LOG_LEVEL: opts.logLevel,
     JWT_ALGORITHM: serviceConfig.jwt.algorithm

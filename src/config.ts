@@ -33,6 +33,8 @@ export const ConfigSchema = Type.Object({
    * run at once. Default: the CPU count plus one, at least 3 and at most 17 (README, "Performance").
    */
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
+  /** The nice value of the pool's threads (src/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
+  threadPoolNice: Type.Integer({ minimum: 0, maximum: 19 }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
   trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 1 }), Type.String()]),
   jwt: Type.Object({
@@ -201,6 +203,7 @@ export function loadConfig (env: Env = process.env): Config {
     // gains nothing measurable there and costs ~12 MB. With NORMAL it is worth +15-30 %.
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', databaseSynchronous === 'NORMAL' ? 'background' : 'auto', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
+    threadPoolNice: read(env, 'THREAD_POOL_NICE', 10, parseInteger),
     logLevel: read(env, 'LOG_LEVEL', 'info', (_n, v) => v.trim().toLowerCase()) as Config['logLevel'],
     trustProxy,
     jwt: {

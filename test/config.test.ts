@@ -19,6 +19,8 @@ t.test('defaults are the contract\'s and safe', async (t) => {
   t.match(c.refresh, { ttl: 7 * 86400, sessionMaxAge: 30 * 86400, reuseInterval: 10, cookieName: 'refresh_token', cookieSameSite: 'Strict', transportDefault: 'cookie' })
   t.match(c.password, { minLength: 12, maxLength: 256, memoryCost: 19456, timeCost: 2, parallelism: 1 })
   t.equal(c.rateLimit.enabled, true)
+  t.equal(c.threadPoolNice, 10, 'the thread pool runs below the event loop')
+  t.equal(loadConfig({ THREAD_POOL_NICE: '0' }).threadPoolNice, 0)
   t.equal(loadConfig({ PORT: '8080' }).publicUrl, 'http://localhost:8080', 'PUBLIC_URL follows PORT')
 })
 
@@ -49,7 +51,10 @@ t.test('invalid settings are refused with a message naming them', async (t) => {
     [{ PUBLIC_URL: 'ftp://example.com' }, /PUBLIC_URL/],
     [{ REFRESH_TOKEN_TTL: '40d' }, /REFRESH_TOKEN_TTL must not exceed SESSION_MAX_AGE/],
     [{ ALLOW_REGISTRATION: 'maybe' }, /ALLOW_REGISTRATION/],
-    [{ KEY_ENCRYPTION_KEY: 'short' }, /KEY_ENCRYPTION_KEY/]
+    [{ KEY_ENCRYPTION_KEY: 'short' }, /KEY_ENCRYPTION_KEY/],
+    [{ THREAD_POOL_NICE: '20' }, /threadPoolNice/],
+    [{ THREAD_POOL_NICE: '-5' }, /threadPoolNice/],
+    [{ THREAD_POOL_NICE: 'low' }, /THREAD_POOL_NICE/]
   ]
   for (const [env, message] of cases) t.throws(() => loadConfig(env), { name: 'ConfigError', message }, JSON.stringify(env))
 })
