@@ -96,19 +96,17 @@ export function createSessionsRepository (db: Db) {
     .where(eq(refreshTokens.tokenHash, opaque('hash', 'blob')))
     .prepare()
 
-  const liveSession = db.select({
-    session: sessions,
-    user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
-  })
-    .from(sessions)
-    .innerJoin(users, eq(users.id, sessions.userId))
-    .where(and(
-      eq(sessions.id, opaque('sid', 'text')),
-      isNull(sessions.revokedAt),
-      sql`${sessions.expiresAt} > ${sql.placeholder('now')}`,
-      sql`${sessions.refreshExpiresAt} > ${sql.placeholder('now')}`
-    ))
-    .prepare()
+  // The lookup every Bearer request makes (authenticate), so it skips Drizzle: its prepared
+  // select maps every column of both tables through the schema's codecs and took twice the
+  // time of the statement itself (npm run bench:drizzle: 11.7 against 5.5 µs). The same SQL
+  // as Drizzle generated, with the columns mapped here as the schema says (timestamp_ms to
+  // Date, the JSON roles, the boolean). CAST: see `opaque`.
+  const liveSession = db.$client.prepare(`SELECT s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at,
+      s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
+      u.id, u.username, u.roles, u.disabled, u.created_at
+    FROM sessions s INNER JOIN users u ON u.id = s.user_id
+    WHERE s.id = CAST(? AS TEXT) AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`).raw()
+  const date = (ms: unknown): Date | null => ms === null ? null : new Date(ms as number)
 
   const spend = db.update(refreshTokens)
     .set({ spentAt: sql`${sql.placeholder('now')}` })
@@ -197,7 +195,24 @@ export function createSessionsRepository (db: Db) {
 
     /** The session when it is live (not revoked, not past either expiry), with its user. */
     async findLive (sessionId: string, now: Date): Promise<{ session: SessionRow, user: SessionUser } | null> {
-      return liveSession.get({ sid: sessionId, now: now.getTime() }) ?? null
+      const t = now.getTime()
+      const r = liveSession.get(sessionId, t, t) as unknown[] | undefined
+      if (r === undefined) return null
+      return {
+        session: {
+          id: r[0] as string,
+          userId: r[1] as string,
+          createdAt: new Date(r[2] as number),
+          lastUsedAt: new Date(r[3] as number),
+          expiresAt: new Date(r[4] as number),
+          refreshExpiresAt: new Date(r[5] as number),
+          userAgent: r[6] as string | null,
+          ip: r[7] as string | null,
+          revokedAt: date(r[8]),
+          revokedReason: r[9] as string | null
+        },
+        user: { id: r[10] as string, username: r[11] as string, roles: JSON.parse(r[12] as string) as string[], disabled: r[13] === 1, createdAt: new Date(r[14] as number) }
+      }
     },
 
     async listLive (userId: string, now: Date): Promise<SessionRow[]> {

@@ -66,3 +66,36 @@ t.test('parseRefreshToken accepts only canonical 43-character base64url of 32 by
   t.equal(parseRefreshToken(good.slice(1)), null)
   t.equal(parseRefreshToken('+'.repeat(43)), null)
 })
+
+t.test('findLive answers a live session with its user, typed as the schema says, and nothing else', async (t) => {
+  const { manager, repo, user, now, sqlite } = await setup(t)
+  sqlite.prepare("UPDATE users SET roles = '[\"user\",\"admin\"]' WHERE id = ?").run(user.id)
+  const started = await manager.start(user, { userAgent: 'ua', ip: '127.0.0.1' }, now)
+  const sid = started.session.id
+  const live = await repo.findLive(sid, now)
+  t.same(live, {
+    session: {
+      id: sid,
+      userId: 'u1',
+      createdAt: now,
+      lastUsedAt: now,
+      expiresAt: new Date(now.getTime() + 86400_000),
+      refreshExpiresAt: new Date(now.getTime() + 3600_000),
+      userAgent: 'ua',
+      ip: '127.0.0.1',
+      revokedAt: null,
+      revokedReason: null
+    },
+    user: { id: 'u1', username: 'alice', roles: ['user', 'admin'], disabled: false, createdAt: now }
+  })
+  t.ok(live!.session.createdAt instanceof Date && live!.user.createdAt instanceof Date, 'timestamps are Dates')
+
+  sqlite.prepare('UPDATE users SET disabled = 1 WHERE id = ?').run(user.id)
+  t.equal((await repo.findLive(sid, now))?.user.disabled, true, 'a disabled user reads as disabled (authenticate refuses it)')
+
+  t.equal(await repo.findLive(sid, new Date(now.getTime() + 3600_000)), null, 'idle past the refresh token: not live')
+  t.equal(await repo.findLive(sid, new Date(now.getTime() + 86400_000)), null, 'past the absolute expiry: not live')
+  t.equal(await repo.findLive('no-such-session', now), null)
+  await repo.revoke(sid, 'logout', now)
+  t.equal(await repo.findLive(sid, now), null, 'revoked: not live')
+})
