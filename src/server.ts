@@ -45,10 +45,12 @@ try {
 }
 
 // The hasher has used the pool while the app was built, so its threads exist now.
-const { lowerThreadPoolPriority } = await import('./thread-priority.js')
-const priority = lowerThreadPoolPriority(config.threadPoolNice)
-if (priority.applied) app.log.info({ threads: priority.threads, nice: priority.nice }, 'thread pool runs below the event loop')
-else if (config.threadPoolNice !== 0) app.log.warn({ reason: priority.reason }, 'thread pool priority unchanged')
+if (config.threadPoolNice !== 0) {
+  const { lowerThreadPoolPriority } = await import('./thread-priority.js')
+  const priority = lowerThreadPoolPriority(config.threadPoolNice)
+  if (priority.applied) app.log.info({ threads: priority.threads, nice: priority.nice }, 'thread pool runs below the event loop')
+  else app.log.warn({ reason: priority.reason }, 'thread pool priority unchanged')
+}
 
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an error')

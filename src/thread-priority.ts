@@ -28,7 +28,6 @@ export type PriorityResult =
   | { applied: false, reason: string }
 
 export function lowerThreadPoolPriority (nice: number): PriorityResult {
-  if (nice === 0) return { applied: false, reason: 'THREAD_POOL_NICE is 0' }
   let tasks: string[]
   try {
     tasks = readdirSync('/proc/self/task')
