@@ -1,9 +1,11 @@
 /**
  * Opens the SQLite database: WAL so readers never wait for the writer, a busy timeout so a
  * second process (the admin CLI, another instance) waits for the write lock instead of failing,
- * foreign keys on. `synchronous` is FULL by default (every commit survives a power cut);
- * NORMAL in WAL mode is still crash-safe for the process but may lose the last commits on a
- * power cut or OS crash, never corrupting the file (docs/performance.md).
+ * foreign keys on. Durability is FULL by default (every acknowledged commit survives a power
+ * cut): for the server through group commit (durability.ts: SQLite at synchronous=NORMAL, and
+ * the WAL synced off the event loop before anyone is answered), for short-lived tools through
+ * SQLite's own synchronous=FULL. NORMAL in WAL mode is still crash-safe for the process but may
+ * lose the last commits on a power cut or OS crash, never corrupting the file.
  *
  * Checkpoints. In WAL mode every commit appends pages to the -wal file; a checkpoint copies them
  * back into the database file. SQLite does it by itself ('auto') inside the commit that takes
@@ -11,9 +13,9 @@
  * syncing a few megabytes, on the event loop. With 'background' a worker thread with its own
  * connection checkpoints every 200 ms instead (checkpointer.ts), and requests only append
  * (the service's default with synchronous=NORMAL, where it is worth 15-30 % more refreshes;
- * with FULL the per-commit fsync dominates and the thread's ~12 MB buy nothing measurable). Nothing changes for durability: a commit is
- * acknowledged once it is in the WAL (synced there under FULL), whoever copies it later, and
- * after a crash SQLite replays the WAL. The WAL stays bounded: it restarts from its beginning
+ * with FULL it is worth less and the thread's isolate costs ~12 MB). Nothing changes for
+ * durability: a commit is acknowledged once it is in the WAL and synced there, whoever copies
+ * it later, and after a crash SQLite replays the WAL. The WAL stays bounded: it restarts from its beginning
  * once a checkpoint has caught up, `journal_size_limit` truncates the file when it does, and if
  * the worker ever falls behind or fails, SQLite's own automatic checkpoint still runs at 10,000
  * pages (about 40 MB) as a backstop.
@@ -24,6 +26,7 @@ import { Worker } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3'
 import type { CheckpointerData, CheckpointerMessage } from './checkpointer.js'
+import { createGroupCommit, type GroupCommit } from './durability.js'
 import * as schema from './schema.js'
 
 /** Drizzle over the connection; `$client` is the better-sqlite3 connection itself. */
@@ -40,11 +43,19 @@ export interface DatabaseOptions {
   checkpoint?: CheckpointMode
   /** Called when a background checkpoint fails (it is retried at the next tick). */
   onCheckpointError?: (message: string) => void
+  /**
+   * FULL through group commit (durability.ts): SQLite runs at synchronous=NORMAL and the
+   * caller awaits `durability.sync()` before it tells anyone about a commit. For servers; a
+   * short-lived tool (the admin CLI) keeps SQLite's own FULL, which needs no cooperation.
+   */
+  groupCommit?: boolean
 }
 
 export interface OpenDatabase {
   sqlite: Database.Database
   db: Db
+  /** The group commit, when FULL is kept that way (see `groupCommit`); null otherwise. */
+  durability: GroupCommit | null
   /** Stops the checkpointer (after a last checkpoint), then closes the connection. */
   close: () => Promise<void>
 }
@@ -65,8 +76,10 @@ export function openDatabase (options: DatabaseOptions): OpenDatabase {
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`)
   }
-  sqlite.pragma(`synchronous = ${synchronous}`)
+  const groupCommit = writableFile && synchronous === 'FULL' && options.groupCommit === true
+  sqlite.pragma(`synchronous = ${groupCommit ? 'NORMAL' : synchronous}`)
   sqlite.pragma('foreign_keys = ON')
+  const durability = groupCommit ? createGroupCommit(sqlite, `${path}-wal`) : null
 
   const worker = writableFile && options.checkpoint === 'background'
     ? startCheckpointer(sqlite, { path, intervalMs: CHECKPOINT_INTERVAL_MS, synchronous }, options.onCheckpointError)
@@ -75,8 +88,10 @@ export function openDatabase (options: DatabaseOptions): OpenDatabase {
   return {
     sqlite,
     db: drizzle(sqlite, { schema }),
+    durability,
     async close () {
       if (worker !== null) await worker.stop()
+      if (durability !== null) await durability.close()
       if (sqlite.open) sqlite.close()
     }
   }

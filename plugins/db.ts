@@ -1,10 +1,16 @@
 /**
  * Opens the database named by DATABASE_URL, applies pending migrations, and exposes the
  * repositories. Nothing else in the service holds a database handle.
+ *
+ * With DATABASE_SYNCHRONOUS=FULL (the default) on a file, commits are made durable by group
+ * commit (db/durability.ts): an onSend hook holds every response until the commits made
+ * before it are on disk. Error responses of 500 and above wait for nothing: they promise
+ * nothing, and the one for a failed sync must be able to leave.
  */
 import fp from 'fastify-plugin'
 import type Database from 'better-sqlite3'
 import { openDatabase, type Db } from '../db/client.js'
+import type { GroupCommit } from '../db/durability.js'
 import { runMigrations } from '../db/migrate.js'
 import { createAuditRepository } from '../db/repositories/audit.js'
 import { createLeasesRepository } from '../db/repositories/leases.js'
@@ -27,6 +33,8 @@ declare module 'fastify' {
     db: Db
     sqlite: Database.Database
     repos: Repositories
+    /** Group commit (DATABASE_SYNCHRONOUS=FULL on a file), or null. */
+    durability: GroupCommit | null
   }
 }
 
@@ -37,9 +45,10 @@ export default fp(async function dbPlugin (app) {
     synchronous: config.databaseSynchronous,
     busyTimeoutMs: config.databaseBusyTimeoutMs,
     checkpoint: config.databaseCheckpoint,
+    groupCommit: true,
     onCheckpointError: (message) => { app.log.error({ message }, 'WAL checkpoint failed') }
   })
-  const { db, sqlite } = opened
+  const { db, sqlite, durability } = opened
   try {
     runMigrations(db)
   } catch (err) {
@@ -48,6 +57,16 @@ export default fp(async function dbPlugin (app) {
   }
   app.decorate('db', db)
   app.decorate('sqlite', sqlite)
+  app.decorate('durability', durability)
+  if (durability !== null) {
+    durability.onFailure((err) => {
+      app.log.fatal({ err }, 'database durability lost: no write is acknowledged until the service restarts')
+    })
+    app.addHook('onSend', (_request, reply, payload, done) => {
+      if (reply.statusCode >= 500 || !durability.pending) { done(null, payload); return }
+      durability.sync().then(() => { done(null, payload) }, (err: Error) => { done(err) })
+    })
+  }
   app.decorate('repos', {
     users: createUsersRepository(db),
     sessions: createSessionsRepository(db),

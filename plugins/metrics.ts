@@ -91,6 +91,17 @@ export function createMetrics (app: FastifyInstance): Metrics {
     }
   })
 
+  new Counter({ // eslint-disable-line no-new
+    name: 'auth_db_wal_syncs_total',
+    help: 'fdatasync calls of the write-ahead log by the group commit (DATABASE_SYNCHRONOUS=FULL); each covers every commit made before it began',
+    registers: [registry],
+    collect () {
+      if (app.durability === null) return
+      this.reset()
+      this.inc(app.durability.syncs)
+    }
+  })
+
   return {
     registry,
     loginOutcomes,

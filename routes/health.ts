@@ -23,6 +23,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
     } catch {
       throw new ServiceUnavailable('The database is not available')
     }
+    if (app.durability?.failure != null) throw new ServiceUnavailable('The database can no longer be written durably; restart the service')
     return { status: 'ok' as const }
   })
 }

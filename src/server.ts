@@ -52,6 +52,16 @@ if (config.threadPoolNice !== 0) {
   else app.log.warn({ reason: priority.reason }, 'thread pool priority unchanged')
 }
 
+// A failed fsync of the WAL leaves the disk's state unknown (db/durability.ts): from then on
+// every write is refused, and the process ends so that its supervisor starts it again and
+// SQLite recovers from what really is on disk.
+app.durability?.onFailure(() => {
+  app.log.fatal('stopping: a restart recovers the database from what is on disk')
+  // Requests in flight are answered (503); a kept-alive connection is not waited for.
+  setTimeout(() => process.exit(1), 2000)
+  void app.close().finally(() => process.exit(1))
+})
+
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
   else app.log.info({ signal }, 'shutting down')

@@ -31,9 +31,13 @@ t.test('the database is in WAL mode with foreign keys on and a busy timeout', as
   t.equal(app.sqlite.pragma('journal_mode', { simple: true }), 'wal')
   t.equal(app.sqlite.pragma('foreign_keys', { simple: true }), 1)
   t.equal(app.sqlite.pragma('busy_timeout', { simple: true }), 5000)
-  t.equal(app.sqlite.pragma('synchronous', { simple: true }), 2, 'FULL by default')
+  // FULL by default, kept by the service's group commit (test/db/group-commit.test.ts).
+  t.equal(app.config.databaseSynchronous, 'FULL', 'FULL by default')
+  t.not(app.durability, null, 'through group commit')
+  t.equal(app.sqlite.pragma('synchronous', { simple: true }), 1, 'SQLite itself at NORMAL under it')
   const normal = await buildTestApp(t, { DATABASE_URL: `file:${dir}/other.db`, DATABASE_SYNCHRONOUS: 'normal' })
   t.equal(normal.sqlite.pragma('synchronous', { simple: true }), 1, 'NORMAL when configured')
+  t.equal(normal.durability, null, 'and no group commit')
 })
 
 t.test('migrations: idempotent, and an existing database at the first migration is upgraded with its data kept', async (t) => {
