@@ -3,7 +3,7 @@
  * queries) against the same SQL as raw better-sqlite3 prepared statements, on a copy of a
  * seeded database (BENCH_SEED_SESSIONS sessions, default 1,000,000), in one process.
  *
- *   rotation: find the token by its hash (with session and user), then the rotation
+ *   rotation: find the token by its id (with session and user), then the rotation
  *             transaction (spend, insert successor, link, touch session)
  *   /me:      the live-session lookup every Bearer request makes. The service now runs it as
  *             a raw statement (this comparison is why); here its former Drizzle form, the
@@ -24,7 +24,8 @@ import { openDatabase } from '../db/client.js'
 import { createSessionsRepository } from '../db/repositories/sessions.js'
 import { sessions as sessionsTable, users } from '../db/schema.js'
 import { loadConfig } from '../src/config.js'
-import { ensureSeed, seededToken } from './seed.js'
+import { createRefreshTokenCodec, secretMatches } from '../src/auth/refresh-token.js'
+import { BENCH_SERVER_KEY, ensureSeed, seededToken } from './seed.js'
 
 const sessions = Number(process.env.BENCH_SEED_SESSIONS ?? 1_000_000)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 15)
@@ -40,29 +41,33 @@ const { db, sqlite } = openDatabase({ path, synchronous: config.databaseSynchron
 const repo = createSessionsRepository(db)
 
 const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest()
+const codec = createRefreshTokenCodec(BENCH_SERVER_KEY)
+interface Held { id: number, secret: Buffer }
 // Each variant rotates its own sessions, so every rotation spends a token never spent before.
-const pools = [0, 1].map((v) => Array.from({ length: 2000 }, (_, i) => {
+const pools = [0, 1].map((v) => Array.from({ length: 2000 }, (_, i): Held => {
   const j = (v * 2000 + i) * Math.max(1, Math.floor(sessions / 4000)) % sessions
-  return sha256(Buffer.from(seededToken(j), 'base64url'))
+  const parsed = codec.parse(seededToken(j))
+  if (parsed?.kind !== 'selector') throw new Error('seeded token does not parse')
+  return { id: parsed.id, secret: parsed.secret }
 }))
 const sids = (sqlite.prepare('SELECT id FROM sessions LIMIT 2000').pluck().all() as string[])
 
 const raw = {
-  find: sqlite.prepare(`SELECT t.id, t.session_id, t.created_at, t.expires_at, t.spent_at,
+  find: sqlite.prepare(`SELECT t.id, t.session_id, t.created_at, t.expires_at, t.spent_at, t.token_hash, t.successor_id,
       s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
       u.id, u.username, u.roles, u.disabled
-    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.token_hash = CAST(? AS BLOB)`).raw(),
+    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.id = CAST(? AS INTEGER)`).raw(),
   spend: sqlite.prepare('UPDATE refresh_tokens SET spent_at = ? WHERE id = ? AND spent_at IS NULL'),
   insert: sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, parent_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id').pluck(),
   link: sqlite.prepare('UPDATE refresh_tokens SET successor_id = ? WHERE id = ?'),
   touch: sqlite.prepare('UPDATE sessions SET last_used_at = ?, refresh_expires_at = ? WHERE id = ?')
 }
-const rawRotate = sqlite.transaction((parentId: number, sessionId: string, hash: Buffer, now: number, expiresAt: number) => {
-  if (raw.spend.run(now, parentId).changes === 0) return false
+const rawRotate = sqlite.transaction((parentId: number, sessionId: string, hash: Buffer, now: number, expiresAt: number): number | null => {
+  if (raw.spend.run(now, parentId).changes === 0) return null
   const id = raw.insert.get(hash, sessionId, parentId, now, expiresAt) as number
   raw.link.run(id, parentId)
   raw.touch.run(now, expiresAt, sessionId)
-  return true
+  return id
 }).immediate
 
 // The live-session lookup as the service ran it through Drizzle before it became raw.
@@ -86,22 +91,26 @@ const variants: Record<string, () => Promise<void>> = {
   'rotation, Drizzle (the service)': async () => {
     const pool = pools[0]!
     const k = drizzleCursor++ % pool.length
-    const found = await repo.findByTokenHash(pool[k]!)
-    if (found === null || found.token.spentAt !== null) throw new Error('drizzle: token not found or spent')
-    const next = sha256(randomBytes(32))
+    const held = pool[k]!
+    const found = await repo.findToken(held.id)
+    if (found === null || !secretMatches(found.token.tokenHash, held.secret) || found.token.spentAt !== null) throw new Error('drizzle: token not found or spent')
+    const next = randomBytes(32)
     const now = new Date()
-    if (await repo.rotate({ parentId: found.token.id, sessionId: found.session.id, tokenHash: next, expiresAt: new Date(now.getTime() + 3600_000), now }) !== 'rotated') throw new Error('drizzle: not rotated')
-    pool[k] = next
+    const rotated = await repo.rotate({ parentId: found.token.id, sessionId: found.session.id, tokenHash: sha256(next), expiresAt: new Date(now.getTime() + 3600_000), now })
+    if (rotated.outcome !== 'rotated') throw new Error('drizzle: not rotated')
+    pool[k] = { id: rotated.id, secret: next }
   },
   'rotation, raw better-sqlite3': async () => {
     const pool = pools[1]!
     const k = rawCursor++ % pool.length
-    const row = raw.find.get(pool[k]!) as unknown[] | undefined
-    if (row === undefined || row[4] !== null) throw new Error('raw: token not found or spent')
-    const next = sha256(randomBytes(32))
+    const held = pool[k]!
+    const row = raw.find.get(held.id) as unknown[] | undefined
+    if (row === undefined || !secretMatches(row[5] as Buffer, held.secret) || row[4] !== null) throw new Error('raw: token not found or spent')
+    const next = randomBytes(32)
     const now = Date.now()
-    if (!rawRotate(row[0] as number, row[1] as string, next, now, now + 3600_000)) throw new Error('raw: not rotated')
-    pool[k] = next
+    const id = rawRotate(row[0] as number, row[1] as string, sha256(next), now, now + 3600_000)
+    if (id === null) throw new Error('raw: not rotated')
+    pool[k] = { id, secret: next }
   },
   'live-session lookup, Drizzle (mapped)': async () => {
     if (drizzleLive.get({ sid: sids[drizzleCursor++ % sids.length]!, now: Date.now() }) === undefined) throw new Error('drizzle: no live session')

@@ -4,9 +4,12 @@
  * migrations create the schema first, so the tables and indexes are exactly the service's).
  *
  * Everything is derived from the row number, so the harness can present session j's refresh
- * token without storing it: secret_j = SHA-256("bench-rt:" + j), stored as SHA-256(secret_j),
- * like every token the service issues. Session j belongs to user j % USERS; every user has the
- * password BENCH_PASSWORD, hashed once with argon2id at the service's parameters.
+ * token without storing it: its secret is SHA-256("bench-rt:" + j), stored as SHA-256 of that
+ * like every token the service issues, in the token row with id j + 1; the token is that id's
+ * selector and the secret, made under a fixed server key (BENCH_SERVER_KEY) that the seed
+ * writes where the service keeps its own, so the service issues and reads tokens under it.
+ * Session j belongs to user j % USERS; every user has the password BENCH_PASSWORD, hashed once
+ * with argon2id at the service's parameters.
  *
  * Seeded files are cached (BENCH_CACHE_DIR, default <tmp>/auth-service-bench-cache) under a
  * name keyed by the schema (every migration file), this file's format version, the counts and
@@ -23,8 +26,9 @@ import { fileURLToPath } from 'node:url'
 import { hash } from '@node-rs/argon2'
 import { openDatabase } from '../db/client.js'
 import { migrationsFolder, runMigrations } from '../db/migrate.js'
+import { createRefreshTokenCodec } from '../src/auth/refresh-token.js'
 
-export const SEED_FORMAT = 1
+export const SEED_FORMAT = 2
 export const BENCH_PASSWORD = 'bench-password-correct-horse-battery'
 /** Seeded sessions and tokens expire this long after the seed was written; older caches are reseeded. */
 const SEED_LIFETIME_MS = 365 * 24 * 3600_000
@@ -47,9 +51,14 @@ export interface Seeded {
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest()
 
+/** The service's refresh-token key in seeded databases (server_secrets 'refresh-token-derivation'). */
+export const BENCH_SERVER_KEY = sha256('bench-server-key')
+const codec = createRefreshTokenCodec(BENCH_SERVER_KEY)
+const secretOf = (j: number): Buffer => sha256(`bench-rt:${j}`)
+
 /** The refresh token of seeded session `j`, as a client presents it. */
 export function seededToken (j: number): string {
-  return sha256(`bench-rt:${j}`).toString('base64url')
+  return codec.encode(j + 1, secretOf(j))
 }
 
 export function seededUsername (u: number): string {
@@ -106,13 +115,14 @@ function write (path: string, spec: SeedSpec, passwordHash: string): void {
 
     const insertSession = sqlite.prepare(`INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, refresh_expires_at, user_agent, ip)
       VALUES (?, ?, ?, ?, ?, ?, 'bench-seed', '127.0.0.1')`)
-    const insertToken = sqlite.prepare(`INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
-      VALUES (?, ?, ?, ?)`)
+    const insertToken = sqlite.prepare(`INSERT INTO refresh_tokens (id, token_hash, session_id, created_at, expires_at)
+      VALUES (?, ?, ?, ?, ?)`)
+    sqlite.prepare("INSERT INTO server_secrets (name, value, created_at) VALUES ('refresh-token-derivation', ?, ?)").run(BENCH_SERVER_KEY, now)
     const batch = sqlite.transaction((from: number, to: number) => {
       for (let j = from; j < to; j++) {
         const sid = sessionIdOf(j)
         insertSession.run(sid, userIdOf(j % spec.users), now, now, until, until)
-        insertToken.run(createHash('sha256').update(sha256(`bench-rt:${j}`)).digest(), sid, now, until)
+        insertToken.run(j + 1, createHash('sha256').update(secretOf(j)).digest(), sid, now, until)
       }
     })
     for (let from = 0; from < spec.sessions; from += BATCH) {

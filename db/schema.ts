@@ -44,20 +44,39 @@ export const sessions = sqliteTable('sessions', {
   index('sessions_expires_at_idx').on(t.expiresAt)
 ])
 
+/**
+ * One row per refresh token, found by its id: a token is `selector ‖ secret`, the selector being
+ * this id, encrypted (src/auth/refresh-token.ts), and `token_hash` the SHA-256 of the secret,
+ * compared in constant time. Rows are appended in id order, so a rotation touches the newest
+ * pages of this table and the session's row, and no index keyed by a random value: at a
+ * million sessions, the unique index on the digest and the index on `session_id` that the
+ * lookup used to need cost a rotation two random B-tree pages to read and write (in-process,
+ * 160 -> 72 µs per rotation with 1M sessions; bench/README Performance).
+ *
+ * `session_id` is deliberately not a foreign key: ON DELETE CASCADE would need an index on it
+ * (without one every deleted session scans this table). A token of a session that is gone
+ * finds no session when presented (401) and is deleted with the other expired tokens by
+ * housekeeping. Ids are not AUTOINCREMENT, so an id may come back after the newest rows were
+ * pruned; a token naming such an id fails the digest check like any wrong secret.
+ *
+ * `legacy` marks rows from before selectors (tokens were then 32 bytes, found by digest): they
+ * keep a partial unique index on the digest, which rows written since never enter, until they
+ * expire (REFRESH_TOKEN_TTL after issue).
+ */
 export const refreshTokens = sqliteTable('refresh_tokens', {
-  id: integer('id').primaryKey({ autoIncrement: true }),
+  id: integer('id').primaryKey(),
   /** SHA-256 of the token's secret; the token itself is never stored. */
   tokenHash: blob('token_hash', { mode: 'buffer' }).notNull(),
-  sessionId: text('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
+  sessionId: text('session_id').notNull(),
   parentId: integer('parent_id'),
   successorId: integer('successor_id'),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
-  spentAt: integer('spent_at', { mode: 'timestamp_ms' })
+  spentAt: integer('spent_at', { mode: 'timestamp_ms' }),
+  legacy: integer('legacy', { mode: 'boolean' }).notNull().default(false)
 }, (t) => [
-  uniqueIndex('refresh_tokens_token_hash_unique').on(t.tokenHash),
-  index('refresh_tokens_session_id_idx').on(t.sessionId),
-  index('refresh_tokens_expires_at_idx').on(t.expiresAt)
+  index('refresh_tokens_expires_at_idx').on(t.expiresAt),
+  uniqueIndex('refresh_tokens_legacy_token_hash_unique').on(t.tokenHash).where(sql`legacy = 1`)
 ])
 
 /**

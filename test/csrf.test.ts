@@ -147,6 +147,6 @@ t.test('Strict and Lax do not require the custom header; the cookie carries the 
     await register(app)
     const { res } = await login(app, { headers: { origin: SELF } })
     t.equal(res.statusCode, 200)
-    t.match(String(res.headers['set-cookie']), new RegExp(`^refresh_token=[A-Za-z0-9_-]{43}; Max-Age=604800; Path=/api/auth; HttpOnly; Secure; SameSite=${sameSite}$`))
+    t.match(String(res.headers['set-cookie']), new RegExp(`^refresh_token=[A-Za-z0-9_-]{64}; Max-Age=604800; Path=/api/auth; HttpOnly; Secure; SameSite=${sameSite}$`))
   }
 })

@@ -1,17 +1,20 @@
 /**
  * Baseline: the floor of what a refresh can cost. A hand-built node:http server that does only
- * what a rotation must: read the cookie, SHA-256 the token, one better-sqlite3 IMMEDIATE
- * transaction (find the token with its session, spend it, insert the successor, link it, touch
- * the session), sign an ES256 access token, set the new cookie. No framework, no validation
- * beyond the token's own checks, no logging, no rate limiting, no metrics.
+ * what a rotation must: read the cookie, decrypt the token's selector, SHA-256 its secret, one
+ * better-sqlite3 IMMEDIATE transaction (find the token by id with its session, compare the
+ * digest, spend it, insert the successor, link it, touch the session), sign an ES256 access
+ * token, set the new cookie. No framework, no validation beyond the token's own checks, no
+ * logging, no rate limiting, no metrics.
  *
  * It opens the database with the same settings as the service (DATABASE_SYNCHRONOUS,
- * DATABASE_CHECKPOINT, WAL, busy timeout, foreign keys), so the ratio between the two measures
- * code, not durability.
+ * DATABASE_CHECKPOINT, WAL, busy timeout, foreign keys) and, under FULL, keeps it the same way:
+ * group commit, the answer written once the WAL's fdatasync covers the commit. So the ratio
+ * between the two measures code, not durability.
  */
-import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
+import { createHash, generateKeyPairSync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import { createSigner } from 'fast-jwt'
+import { createRefreshTokenCodec } from '../../src/auth/refresh-token.js'
 import { registerFastResolve } from '../../src/fast-resolve.js'
 
 // As the service's entry point does, so that loading db/client.js (Drizzle) costs the same.
@@ -23,8 +26,12 @@ if (path === undefined) throw new Error('DATABASE_URL is required')
 const synchronous = (process.env.DATABASE_SYNCHRONOUS ?? 'FULL').toUpperCase() === 'NORMAL' ? 'NORMAL' : 'FULL'
 const checkpoint = (process.env.DATABASE_CHECKPOINT ?? (synchronous === 'NORMAL' ? 'background' : 'auto')).toLowerCase() === 'background' ? 'background' : 'auto'
 // The service's own opener, for the same pragmas and checkpointing; only the raw connection is used.
-const opened = openDatabase({ path, synchronous, checkpoint })
+const opened = openDatabase({ path, synchronous, checkpoint, groupCommit: true })
 const db = opened.sqlite
+const durability = opened.durability
+const serverKey = db.prepare("SELECT value FROM server_secrets WHERE name = 'refresh-token-derivation'").pluck().get() as Buffer | undefined
+if (serverKey === undefined) throw new Error('no refresh-token key in the database (start the service on it once)')
+const codec = createRefreshTokenCodec(serverKey)
 
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 const sign = createSigner({
@@ -35,26 +42,26 @@ const sign = createSigner({
   expiresIn: 900_000
 })
 
-const find = db.prepare(`SELECT t.id, t.session_id AS sessionId, t.spent_at AS spentAt, t.expires_at AS expiresAt,
+const find = db.prepare(`SELECT t.id, t.token_hash AS tokenHash, t.session_id AS sessionId, t.spent_at AS spentAt, t.expires_at AS expiresAt,
     s.user_id AS userId, s.revoked_at AS revokedAt, s.expires_at AS sessionExpiresAt
-  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?`)
+  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.id = CAST(? AS INTEGER)`)
 const spend = db.prepare('UPDATE refresh_tokens SET spent_at = ? WHERE id = ? AND spent_at IS NULL')
 const insert = db.prepare('INSERT INTO refresh_tokens (token_hash, session_id, parent_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id')
 const link = db.prepare('UPDATE refresh_tokens SET successor_id = ? WHERE id = ?')
 const touch = db.prepare('UPDATE sessions SET last_used_at = ?, refresh_expires_at = ? WHERE id = ?')
 
-interface Found { id: number, sessionId: string, spentAt: number | null, expiresAt: number, userId: string, revokedAt: number | null, sessionExpiresAt: number }
+interface Found { id: number, tokenHash: Buffer, sessionId: string, spentAt: number | null, expiresAt: number, userId: string, revokedAt: number | null, sessionExpiresAt: number }
 
 const TTL_MS = 7 * 24 * 3600_000
-const rotate = db.transaction((hash: Buffer, successorHash: Buffer, now: number): { userId: string, sessionId: string, expiresAt: number } | null => {
-  const row = find.get(hash) as Found | undefined
-  if (row === undefined || row.spentAt !== null || row.revokedAt !== null || row.expiresAt <= now || row.sessionExpiresAt <= now) return null
+const rotate = db.transaction((tokenId: number, hash: Buffer, successorHash: Buffer, now: number): { id: number, userId: string, sessionId: string, expiresAt: number } | null => {
+  const row = find.get(tokenId) as Found | undefined
+  if (row === undefined || !timingSafeEqual(row.tokenHash, hash) || row.spentAt !== null || row.revokedAt !== null || row.expiresAt <= now || row.sessionExpiresAt <= now) return null
   if (spend.run(now, row.id).changes === 0) return null
   const expiresAt = Math.min(now + TTL_MS, row.sessionExpiresAt)
   const { id } = insert.get(successorHash, row.sessionId, row.id, now, expiresAt) as { id: number }
   link.run(id, row.id)
   touch.run(now, expiresAt, row.sessionId)
-  return { userId: row.userId, sessionId: row.sessionId, expiresAt }
+  return { id, userId: row.userId, sessionId: row.sessionId, expiresAt }
 })
 const immediate = rotate.immediate
 
@@ -63,20 +70,25 @@ const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest()
 const server = createServer((req, res) => {
   if (req.url === '/ready') { res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'); return }
   req.resume()
-  const token = /(?:^|;\s*)refresh_token=([A-Za-z0-9_-]{43})/.exec(req.headers.cookie ?? '')?.[1]
+  const cookie = /(?:^|;\s*)refresh_token=([A-Za-z0-9_-]{64})/.exec(req.headers.cookie ?? '')?.[1]
+  const token = cookie === undefined ? null : codec.parse(cookie)
   const now = Date.now()
   const successor = randomBytes(32)
-  const done = token === undefined ? null : immediate(sha256(Buffer.from(token, 'base64url')), sha256(successor), now)
+  const done = token?.kind !== 'selector' ? null : immediate(token.id, sha256(token.secret), sha256(successor), now)
   if (done === null) {
     res.writeHead(401, { 'content-type': 'application/json' }).end('{"statusCode":401,"code":"REFRESH_TOKEN_INVALID","message":"invalid"}')
     return
   }
   const accessToken = sign({ iss: 'http://localhost', aud: 'http://localhost', sub: done.userId, sid: done.sessionId, jti: randomUUID(), roles: ['user'] })
-  res.writeHead(200, {
-    'content-type': 'application/json; charset=utf-8',
-    'cache-control': 'no-store',
-    'set-cookie': `refresh_token=${successor.toString('base64url')}; Max-Age=${Math.floor((done.expiresAt - now) / 1000)}; Path=/api/auth; HttpOnly; Secure; SameSite=Strict`
-  }).end(JSON.stringify({ accessToken, tokenType: 'Bearer', expiresIn: 900 }))
+  const answer = (): void => {
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      'set-cookie': `refresh_token=${codec.encode(done.id, successor)}; Max-Age=${Math.floor((done.expiresAt - now) / 1000)}; Path=/api/auth; HttpOnly; Secure; SameSite=Strict`
+    }).end(JSON.stringify({ accessToken, tokenType: 'Bearer', expiresIn: 900 }))
+  }
+  if (durability === null) answer()
+  else durability.sync().then(answer, () => { res.writeHead(503).end() })
 })
 
 process.once('SIGTERM', () => { server.close(); void opened.close().then(() => process.exit(0)) })

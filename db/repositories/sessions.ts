@@ -25,7 +25,10 @@ export interface SessionRow {
 
 export interface TokenRow {
   id: number
+  /** SHA-256 of the token's secret. */
+  tokenHash: Buffer
   sessionId: string
+  successorId: number | null
   createdAt: Date
   expiresAt: Date
   spentAt: Date | null
@@ -64,6 +67,8 @@ export interface Rotation {
   now: Date
 }
 
+export type RotateOutcome = { outcome: 'rotated', id: number } | { outcome: 'already_spent' }
+
 export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
 
 /**
@@ -76,25 +81,37 @@ export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'delete
  * instead of 17.5 µs (token) and 4.5 µs instead of 10 µs (session). Single-table statements
  * take SQLite's shortcut planner and are not affected.
  */
-const opaque = (name: string, type: 'text' | 'blob') => sql`cast(${sql.placeholder(name)} as ${sql.raw(type)})`
+const opaque = (name: string, type: 'text' | 'blob' | 'integer') => sql`cast(${sql.placeholder(name)} as ${sql.raw(type)})`
 
 export function createSessionsRepository (db: Db) {
-  const lookupByHash = db.select({
-    token: {
-      id: refreshTokens.id,
-      sessionId: refreshTokens.sessionId,
-      createdAt: refreshTokens.createdAt,
-      expiresAt: refreshTokens.expiresAt,
-      spentAt: refreshTokens.spentAt
-    },
+  const tokenColumns = {
+    id: refreshTokens.id,
+    tokenHash: refreshTokens.tokenHash,
+    sessionId: refreshTokens.sessionId,
+    successorId: refreshTokens.successorId,
+    createdAt: refreshTokens.createdAt,
+    expiresAt: refreshTokens.expiresAt,
+    spentAt: refreshTokens.spentAt
+  }
+  const withSessionAndUser = {
+    token: tokenColumns,
     session: sessions,
     user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
-  })
+  }
+  const lookupById = db.select(withSessionAndUser)
     .from(refreshTokens)
     .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
     .innerJoin(users, eq(users.id, sessions.userId))
-    .where(eq(refreshTokens.tokenHash, opaque('hash', 'blob')))
+    .where(eq(refreshTokens.id, opaque('id', 'integer')))
     .prepare()
+  // Tokens issued before selectors, through the partial index that only their rows are in.
+  const lookupLegacy = db.select(withSessionAndUser)
+    .from(refreshTokens)
+    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(and(eq(refreshTokens.tokenHash, opaque('hash', 'blob')), sql`${refreshTokens.legacy} = 1`))
+    .prepare()
+  const tokenById = db.select(tokenColumns).from(refreshTokens).where(eq(refreshTokens.id, sql.placeholder('id'))).prepare()
 
   // The lookup every Bearer request makes (authenticate), so it skips Drizzle: its prepared
   // select maps every column of both tables through the schema's codecs and took as long as
@@ -134,15 +151,16 @@ export function createSessionsRepository (db: Db) {
     sessionId: sql.placeholder('sessionId'),
     createdAt: sql.placeholder('now'),
     expiresAt: sql.placeholder('expiresAt')
-  }).prepare()
+  }).returning({ id: refreshTokens.id }).prepare()
   // The two write transactions are better-sqlite3's own, made once, around Drizzle's prepared
   // statements (which run on the same connection, so inside the transaction). Drizzle's
   // db.transaction() builds a transaction object per call, with a query builder for every
   // table of the schema: about a third of a rotation's database time (npm run bench:drizzle).
-  const startTx = db.$client.transaction((s: NewSession, alongside?: (sessionId: string) => void): void => {
+  const startTx = db.$client.transaction((s: NewSession, alongside?: (sessionId: string) => void): number => {
     insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip })
-    insertFirstToken.run({ hash: s.tokenHash, sessionId: s.id, now: s.now, expiresAt: s.tokenExpiresAt })
+    const token = insertFirstToken.get({ hash: s.tokenHash, sessionId: s.id, now: s.now, expiresAt: s.tokenExpiresAt })
     alongside?.(s.id)
+    return token!.id
   }).immediate
   const linkSuccessor = db.update(refreshTokens)
     .set({ successorId: sql`${sql.placeholder('successorId')}` })
@@ -155,14 +173,14 @@ export function createSessionsRepository (db: Db) {
 
   // Placeholders compared with or inserted into timestamp columns take Dates (Drizzle maps
   // them); those inside raw sql`` take epoch milliseconds.
-  const rotateTx = db.$client.transaction((r: Rotation): 'rotated' | 'already_spent' => {
+  const rotateTx = db.$client.transaction((r: Rotation): RotateOutcome => {
     const now = r.now.getTime()
     // Conditional on spent_at IS NULL: of two racing rotations only one may win.
-    if (spend.run({ id: r.parentId, now }).changes === 0) return 'already_spent'
+    if (spend.run({ id: r.parentId, now }).changes === 0) return { outcome: 'already_spent' }
     const inserted = insertToken.get({ hash: r.tokenHash, sessionId: r.sessionId, parentId: r.parentId, now: r.now, expiresAt: r.expiresAt })
     linkSuccessor.run({ id: r.parentId, successorId: inserted!.id })
     touchSession.run({ sessionId: r.sessionId, now, expiresAt: r.expiresAt.getTime() })
-    return 'rotated'
+    return { outcome: 'rotated', id: inserted!.id }
   }).immediate
 
   const live = (now: Date) => and(
@@ -174,22 +192,34 @@ export function createSessionsRepository (db: Db) {
   return {
     /** A login: the session and its first refresh token, together or not at all. */
     /**
-     * Inserts the session and its first token in one transaction. `alongside` runs inside it
-     * (synchronous writes only, such as the login's audit event), so both land in one commit.
+     * Inserts the session and its first token in one transaction and answers the token's id.
+     * `alongside` runs inside it (synchronous writes only, such as the login's audit event),
+     * so both land in one commit.
      */
-    async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<void> {
-      startTx(s, alongside)
+    async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number> {
+      return startTx(s, alongside)
     },
 
-    async findByTokenHash (hash: Buffer): Promise<TokenLookup | null> {
-      return lookupByHash.get({ hash }) ?? null
+    /** The token with this id, with its session and user (the caller checks the secret). */
+    async findToken (id: number): Promise<TokenLookup | null> {
+      return lookupById.get({ id }) ?? null
+    },
+
+    /** A token issued before selectors, by the digest of its secret. */
+    async findLegacyToken (hash: Buffer): Promise<TokenLookup | null> {
+      return lookupLegacy.get({ hash }) ?? null
+    },
+
+    /** The token row alone (following a chain of successors). */
+    async tokenRow (id: number): Promise<TokenRow | null> {
+      return tokenById.get({ id }) ?? null
     },
 
     /**
-     * Spends the parent token and stores its successor, in one transaction. Answers
-     * 'already_spent' (and changes nothing) when another request spent the parent first.
+     * Spends the parent token and stores its successor, in one transaction, and answers the
+     * successor's id; 'already_spent' (changing nothing) when another request spent the parent first.
      */
-    async rotate (r: Rotation): Promise<'rotated' | 'already_spent'> {
+    async rotate (r: Rotation): Promise<RotateOutcome> {
       return rotateTx(r)
     },
 
@@ -240,8 +270,9 @@ export function createSessionsRepository (db: Db) {
 
     /**
      * Deletes, in batches, refresh tokens past their expiry and sessions that ended before
-     * `endedBefore` (their tokens go with them through ON DELETE CASCADE). Short transactions
-     * keep the write lock free for requests in between.
+     * `endedBefore`. A session's tokens expire no later than it does, and one that is revoked
+     * leaves its tokens to expire on their own (no index leads from a session to its tokens:
+     * db/schema.ts). Short transactions keep the write lock free for requests in between.
      */
     async pruneExpired (now: Date, endedBefore: Date, batchSize = 1000): Promise<{ tokens: number, sessions: number }> {
       let tokens = 0

@@ -4,14 +4,15 @@
  *
  * - Each refresh rotates: the presented token is spent and its successor returned.
  * - A spent token presented again within REFRESH_REUSE_INTERVAL of being spent (two tabs at
- *   once, a retry after a lost response) gets the session's current token: the successor is
- *   recomputed from the presented token (see refresh-token.ts) and followed down the chain.
+ *   once, a retry after a lost response) gets the session's current token: the successor's
+ *   secret is recomputed from the presented one (see refresh-token.ts), its row found through
+ *   the parent's `successor_id`, and so on down the chain.
  * - A spent token presented later is treated as stolen: the whole session ends.
  * - Each new token lives REFRESH_TOKEN_TTL (sliding), never past the session's absolute end.
  */
 import { randomBytes } from 'node:crypto'
-import type { RevokeReason, SessionRow, SessionsRepository, SessionUser } from '../../db/repositories/sessions.js'
-import { derivationKeyOf, deriveSuccessor, encodeRefreshToken, generateRefreshToken, hashRefreshToken, parseRefreshToken } from './refresh-token.js'
+import type { RevokeReason, SessionRow, SessionsRepository, SessionUser, TokenLookup, TokenRow } from '../../db/repositories/sessions.js'
+import { createRefreshTokenCodec, hashRefreshToken, secretMatches, type ParsedRefreshToken } from './refresh-token.js'
 
 export interface SessionPolicy {
   refreshTtlSeconds: number
@@ -38,45 +39,57 @@ const MAX_CHAIN = 32
 const newSessionId = (): string => randomBytes(16).toString('base64url')
 
 export function createSessionManager (repo: SessionsRepository, derivationKeyBytes: Buffer, policy: SessionPolicy) {
-  const derivationKey = derivationKeyOf(derivationKeyBytes)
+  const codec = createRefreshTokenCodec(derivationKeyBytes)
   const ttlMs = policy.refreshTtlSeconds * 1000
   const reuseMs = policy.reuseIntervalSeconds * 1000
   const tokenExpiry = (now: Date, sessionEnd: Date): Date => new Date(Math.min(now.getTime() + ttlMs, sessionEnd.getTime()))
 
   /** `alongside(sessionId)` runs inside the session's transaction (see the repository's `start`). */
   async function start (user: SessionUser, client: { userAgent: string | null, ip: string | null }, now: Date, alongside?: (sessionId: string) => void): Promise<Issued> {
-    const secret = generateRefreshToken()
+    const secret = codec.generateSecret()
     const expiresAt = new Date(now.getTime() + policy.sessionMaxAgeSeconds * 1000)
     const tokenExpiresAt = tokenExpiry(now, expiresAt)
     const id = newSessionId()
     const userAgent = client.userAgent === null ? null : client.userAgent.slice(0, 512)
-    await repo.start({ id, userId: user.id, userAgent, ip: client.ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt }, alongside)
+    const tokenId = await repo.start({ id, userId: user.id, userAgent, ip: client.ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt }, alongside)
     const session: SessionRow = {
       id, userId: user.id, createdAt: now, lastUsedAt: now, expiresAt, refreshExpiresAt: tokenExpiresAt,
       userAgent, ip: client.ip, revokedAt: null, revokedReason: null
     }
-    return { refreshToken: encodeRefreshToken(secret), refreshExpiresAt: tokenExpiresAt, session, user, reused: false }
+    return { refreshToken: codec.encode(tokenId, secret), refreshExpiresAt: tokenExpiresAt, session, user, reused: false }
+  }
+
+  /** The row a presented token names, when its secret is the one stored there. */
+  async function find (parsed: ParsedRefreshToken): Promise<TokenLookup | null> {
+    const found = parsed.kind === 'selector' ? await repo.findToken(parsed.id) : await repo.findLegacyToken(hashRefreshToken(parsed.secret))
+    return found !== null && secretMatches(found.token.tokenHash, parsed.secret) ? found : null
   }
 
   /** Follows derived successors from a spent token to the session's current (unspent) one. */
-  async function currentDescendant (secret: Buffer, now: Date): Promise<{ secret: Buffer, expiresAt: Date } | null> {
+  async function currentDescendant (spent: TokenRow, secret: Buffer, now: Date): Promise<{ id: number, secret: Buffer, expiresAt: Date } | null> {
+    let row = spent
     let cursor = secret
     for (let i = 0; i < MAX_CHAIN; i++) {
-      cursor = deriveSuccessor(derivationKey, cursor)
-      const found = await repo.findByTokenHash(hashRefreshToken(cursor))
-      if (found === null) return null
-      if (found.token.spentAt === null) return found.token.expiresAt > now ? { secret: cursor, expiresAt: found.token.expiresAt } : null
+      if (row.successorId === null) return null
+      cursor = codec.deriveSuccessor(cursor)
+      const next = await repo.tokenRow(row.successorId)
+      // A successor row whose digest is not the derived secret's is not this chain's (its id
+      // was reused after pruning): the chain ends there.
+      if (next === null || !secretMatches(next.tokenHash, cursor)) return null
+      if (next.spentAt === null) return next.expiresAt > now ? { id: next.id, secret: cursor, expiresAt: next.expiresAt } : null
+      row = next
     }
     return null
   }
 
   async function rotate (presented: string, now: Date): Promise<RotateResult> {
-    const secret = parseRefreshToken(presented)
-    if (secret === null) return { ok: false, reason: 'malformed' }
+    const parsed = codec.parse(presented)
+    if (parsed === null) return { ok: false, reason: 'malformed' }
+    const { secret } = parsed
     // A second pass happens only when a concurrent request spent the token between our read
     // and our write; on that pass the token is spent and the reuse rule answers.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const found = await repo.findByTokenHash(hashRefreshToken(secret))
+      const found = await find(parsed)
       if (found === null) return { ok: false, reason: 'unknown' }
       const { token, session, user } = found
       const ids = { sessionId: session.id, userId: user.id }
@@ -85,22 +98,22 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
 
       if (token.spentAt !== null) {
         if (now.getTime() - token.spentAt.getTime() <= reuseMs) {
-          const current = await currentDescendant(secret, now)
+          const current = await currentDescendant(token, secret, now)
           if (current === null) return { ok: false, reason: 'revoked', ...ids }
-          return { ok: true, refreshToken: encodeRefreshToken(current.secret), refreshExpiresAt: current.expiresAt, session, user, reused: true }
+          return { ok: true, refreshToken: codec.encode(current.id, current.secret), refreshExpiresAt: current.expiresAt, session, user, reused: true }
         }
         await repo.revoke(session.id, 'reuse', now)
         return { ok: false, reason: 'reused', ...ids }
       }
       if (token.expiresAt <= now) return { ok: false, reason: 'expired', ...ids }
 
-      const successor = deriveSuccessor(derivationKey, secret)
+      const successor = codec.deriveSuccessor(secret)
       const expiresAt = tokenExpiry(now, session.expiresAt)
-      const outcome = await repo.rotate({ parentId: token.id, sessionId: session.id, tokenHash: hashRefreshToken(successor), expiresAt, now })
-      if (outcome === 'rotated') {
+      const rotated = await repo.rotate({ parentId: token.id, sessionId: session.id, tokenHash: hashRefreshToken(successor), expiresAt, now })
+      if (rotated.outcome === 'rotated') {
         return {
           ok: true,
-          refreshToken: encodeRefreshToken(successor),
+          refreshToken: codec.encode(rotated.id, successor),
           refreshExpiresAt: expiresAt,
           session: { ...session, lastUsedAt: now, refreshExpiresAt: expiresAt },
           user,
@@ -114,9 +127,9 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
 
   /** Ends the session a refresh token belongs to (any of its tokens, spent or not). */
   async function endByToken (presented: string, reason: RevokeReason, now: Date): Promise<{ sessionId: string, userId: string } | null> {
-    const secret = parseRefreshToken(presented)
-    if (secret === null) return null
-    const found = await repo.findByTokenHash(hashRefreshToken(secret))
+    const parsed = codec.parse(presented)
+    if (parsed === null) return null
+    const found = await find(parsed)
     if (found === null) return null
     const ended = await repo.revoke(found.session.id, reason, now)
     return ended ? { sessionId: found.session.id, userId: found.user.id } : null

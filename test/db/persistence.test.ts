@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto'
 import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -40,21 +41,29 @@ t.test('the database is in WAL mode with foreign keys on and a busy timeout', as
   t.equal(normal.durability, null, 'and no group commit')
 })
 
-t.test('migrations: idempotent, and an existing database at the first migration is upgraded with its data kept', async (t) => {
-  const dir = t.testdir()
-  // A copy of the migrations that stops at the first one: the database as the first release left it.
-  const oldFolder = join(dir, 'migrations-v1')
-  cpSync(migrationsFolder, oldFolder, { recursive: true })
-  const journalPath = join(oldFolder, 'meta', '_journal.json')
+/**
+ * A database file as an older release left it: migrated with a copy of the migrations that
+ * stops before the first whose tag is `before` or later, with one user `username` in it.
+ */
+function oldDatabase (dir: string, before: string, username: string, at: number): { path: string, sqlite: ReturnType<typeof openDatabase>['sqlite'] } {
+  const folder = join(dir, `migrations-before-${before}`)
+  cpSync(migrationsFolder, folder, { recursive: true })
+  const journalPath = join(folder, 'meta', '_journal.json')
   const journal = JSON.parse(readFileSync(journalPath, 'utf8'))
-  journal.entries = journal.entries.slice(0, 1)
+  journal.entries = journal.entries.filter((e: { tag: string }) => e.tag < before)
   writeFileSync(journalPath, JSON.stringify(journal))
-
   const path = join(dir, 'auth.db')
-  const v1 = openDatabase({ path })
-  migrate(v1.db, { migrationsFolder: oldFolder })
-  v1.sqlite.prepare(`INSERT INTO users (id, username, username_key, password_hash, roles, disabled, created_at, updated_at, password_changed_at)
-    VALUES ('u1', 'Old', 'old', '$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA', '["user"]', 0, 1, 1, 1)`).run()
+  const old = openDatabase({ path })
+  migrate(old.db, { migrationsFolder: folder })
+  old.sqlite.prepare(`INSERT INTO users (id, username, username_key, password_hash, roles, disabled, created_at, updated_at, password_changed_at)
+    VALUES ('u1', ?, ?, '$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA', '["user"]', 0, ?, ?, ?)`).run(username, username.toLowerCase(), at, at, at)
+  return { path, sqlite: old.sqlite }
+}
+
+t.test('migrations: idempotent, and an existing database at the first migration is upgraded with its data kept', async (t) => {
+  // The database as the first release left it.
+  const v1 = oldDatabase(t.testdir(), '0001', 'Old', 1)
+  const path = v1.path
   v1.sqlite.close()
 
   const app = await buildTestApp(t, { DATABASE_URL: `file:${path}` })
@@ -67,4 +76,31 @@ t.test('migrations: idempotent, and an existing database at the first migration 
   runMigrations(app.db)
   t.equal((app.sqlite.prepare('SELECT count(*) AS n FROM __drizzle_migrations').get() as { n: number }).n, applied.n)
   t.equal(app.sqlite.pragma('integrity_check', { simple: true }), 'ok')
+})
+
+t.test('a session from before refresh-token selectors keeps working after the upgrade: its 43-character token rotates', async (t) => {
+  // The database as it was before migration 0002: tokens found by the digest of the whole token.
+  const now = Date.now()
+  const old = oldDatabase(t.testdir(), '0002', 'old', now)
+  const path = old.path
+  const secret = randomBytes(32)
+  old.sqlite.prepare(`INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, refresh_expires_at)
+    VALUES ('s1', 'u1', ?, ?, ?, ?)`).run(now, now, now + 86400_000, now + 3600_000)
+  old.sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
+    .run(createHash('sha256').update(secret).digest(), 's1', now, now + 3600_000)
+  old.sqlite.close()
+
+  const app = await buildTestApp(t, { DATABASE_URL: `file:${path}` })
+  t.same(app.sqlite.prepare('SELECT legacy, session_id FROM refresh_tokens').all(), [{ legacy: 1, session_id: 's1' }], 'the old row is kept, marked legacy')
+  const legacyToken = secret.toString('base64url')
+  const first = await refreshWithBody(app, legacyToken)
+  t.equal(first.statusCode, 200, 'the old token rotates')
+  t.match(first.json().refreshToken, /^[A-Za-z0-9_-]{64}$/, 'into a token of the new form')
+  t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(first.json().accessToken) })).json().id, 'u1')
+  const again = await refreshWithBody(app, legacyToken)
+  t.equal(again.json().refreshToken, first.json().refreshToken, 're-presented within the reuse interval: the same successor')
+  t.equal((await refreshWithBody(app, first.json().refreshToken)).statusCode, 200, 'and the chain goes on')
+  t.equal(app.sqlite.prepare("SELECT count(*) FROM refresh_tokens WHERE legacy = 1").pluck().get(), 1, 'new rows are not legacy')
+  const plan = app.sqlite.prepare('EXPLAIN QUERY PLAN SELECT id FROM refresh_tokens WHERE token_hash = ? AND legacy = 1').all(Buffer.alloc(32)) as Array<{ detail: string }>
+  t.match(plan.map((p) => p.detail).join(' '), /refresh_tokens_legacy_token_hash_unique/, 'legacy tokens are found through the partial index')
 })

@@ -14,7 +14,7 @@ t.test('cookie mode (default): access token in the body, refresh token only in t
 
   const setCookie = String(res.headers['set-cookie'])
   const value = cookieOf(res)!.value
-  t.match(value, /^[A-Za-z0-9_-]{43}$/, '256-bit opaque token, base64url')
+  t.match(value, /^[A-Za-z0-9_-]{64}$/, 'opaque token (encrypted selector and 256-bit secret), base64url')
   t.equal(setCookie, `refresh_token=${value}; Max-Age=604800; Path=/api/auth; HttpOnly; Secure; SameSite=Strict`)
 })
 
@@ -23,7 +23,7 @@ t.test('body mode: "transport": "body" returns refreshToken and sets no cookie',
   await register(app)
   const { res, refreshToken } = await login(app, { transport: 'body' })
   t.equal(res.statusCode, 200)
-  t.match(refreshToken, /^[A-Za-z0-9_-]{43}$/)
+  t.match(refreshToken, /^[A-Za-z0-9_-]{64}$/)
   t.equal(res.headers['set-cookie'], undefined)
   t.equal(res.headers['cache-control'], 'no-store')
 })
@@ -43,7 +43,7 @@ t.test('cookie name and SameSite are configurable', async (t) => {
   const app = await buildTestApp(t, { REFRESH_COOKIE_NAME: '__Host-rt', REFRESH_COOKIE_SAMESITE: 'lax' })
   await register(app)
   const { res } = await login(app)
-  t.match(String(res.headers['set-cookie']), /^__Host-rt=[A-Za-z0-9_-]{43}; Max-Age=604800; Path=\/api\/auth; HttpOnly; Secure; SameSite=Lax$/)
+  t.match(String(res.headers['set-cookie']), /^__Host-rt=[A-Za-z0-9_-]{64}; Max-Age=604800; Path=\/api\/auth; HttpOnly; Secure; SameSite=Lax$/)
 })
 
 t.test('the access token: ES256, kid, typ at+jwt, and the contract claims', async (t) => {

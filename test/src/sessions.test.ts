@@ -1,9 +1,10 @@
+import { statSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { openDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
 import { createSessionsRepository } from '../../db/repositories/sessions.js'
 import { createUsersRepository } from '../../db/repositories/users.js'
-import { deriveSuccessor, hashRefreshToken, parseRefreshToken } from '../../src/auth/refresh-token.js'
+import { createRefreshTokenCodec, hashRefreshToken } from '../../src/auth/refresh-token.js'
 import { createSessionManager } from '../../src/auth/sessions.js'
 
 async function setup (t: Test) {
@@ -24,7 +25,7 @@ t.test('two rotations racing on one token: one writes, the other gets the same s
   const started = await manager.start(user, { userAgent: 'ua', ip: '127.0.0.1' }, now)
   const outcomes: string[] = []
   const rotate = repo.rotate
-  repo.rotate = async (r) => { const o = await rotate(r); outcomes.push(o); return o }
+  repo.rotate = async (r) => { const o = await rotate(r); outcomes.push(o.outcome); return o }
   // Both calls read the token as unspent before either writes.
   const [a, b] = await Promise.all([manager.rotate(started.refreshToken, now), manager.rotate(started.refreshToken, now)])
   t.same(outcomes, ['rotated', 'already_spent'], 'the conditional update let exactly one rotation win')
@@ -38,33 +39,106 @@ t.test('two rotations racing on one token: one writes, the other gets the same s
 
 t.test('successors are derived with the server key: recomputable from the parent, unlike any other key', async (t) => {
   const { manager, user, now, key } = await setup(t)
+  const codec = createRefreshTokenCodec(key)
   const started = await manager.start(user, { userAgent: null, ip: null }, now)
   const next = await manager.rotate(started.refreshToken, now)
   t.ok(next.ok)
-  const parent = parseRefreshToken(started.refreshToken)!
-  if (next.ok) {
-    t.equal(next.refreshToken, deriveSuccessor(key, parent).toString('base64url'))
-    t.not(next.refreshToken, deriveSuccessor(Buffer.alloc(32, 8), parent).toString('base64url'))
+  const parent = codec.parse(started.refreshToken)
+  const child = next.ok ? codec.parse(next.refreshToken) : null
+  if (parent?.kind === 'selector' && child?.kind === 'selector') {
+    t.same(child.secret, codec.deriveSuccessor(parent.secret), 'the successor secret is HMAC(key, parent)')
+    t.notSame(child.secret, createRefreshTokenCodec(Buffer.alloc(32, 8)).deriveSuccessor(parent.secret), 'another key derives another secret')
+    t.equal(child.id, parent.id + 1, 'and the successor is the next row')
+  } else {
+    t.fail('both tokens parse as selector tokens')
   }
 })
 
 t.test('only SHA-256 digests of refresh tokens are stored', async (t) => {
-  const { manager, user, now, sqlite } = await setup(t)
+  const { manager, user, now, sqlite, key } = await setup(t)
   const started = await manager.start(user, { userAgent: null, ip: null }, now)
   const rows = sqlite.prepare('SELECT * FROM refresh_tokens').all() as Array<Record<string, unknown>>
   t.equal(rows.length, 1)
+  const parsed = createRefreshTokenCodec(key).parse(started.refreshToken)!
   const stored = JSON.stringify(rows, (_k, v) => (Buffer.isBuffer(v) ? v.toString('base64url') : v))
   t.notMatch(stored, started.refreshToken)
-  t.same(rows[0]!.token_hash, hashRefreshToken(parseRefreshToken(started.refreshToken)!))
+  t.notMatch(stored, parsed.secret.toString('base64url'), 'nor its secret')
+  t.same(rows[0]!.token_hash, hashRefreshToken(parsed.secret))
+  t.equal(rows[0]!.legacy, 0)
 })
 
-t.test('parseRefreshToken accepts only canonical 43-character base64url of 32 bytes', async (t) => {
+t.test('a token is 64 base64url characters: an encrypted selector naming its row, and the secret', async (t) => {
+  const codec = createRefreshTokenCodec(Buffer.alloc(32, 7))
+  const secret = Buffer.alloc(32, 1)
+  const token = codec.encode(41, secret)
+  t.match(token, /^[A-Za-z0-9_-]{64}$/)
+  t.same(codec.parse(token), { kind: 'selector', id: 41, secret })
+  const bytes = Buffer.from(token, 'base64url')
+  t.notOk(bytes.subarray(0, 16).includes(Buffer.from([0, 0, 0, 0, 0, 0, 0, 41])), 'the id does not show in the token')
+  t.not(codec.encode(42, secret).slice(0, 22), token.slice(0, 22), 'consecutive ids give unrelated selectors')
+
+  t.equal(createRefreshTokenCodec(Buffer.alloc(32, 8)).parse(token), null, 'a selector made under another key is refused')
+  const flipped = Buffer.from(bytes)
+  flipped[3] = flipped[3]! ^ 1
+  t.equal(codec.parse(flipped.toString('base64url')), null, 'a selector altered in one bit is refused')
+  t.equal(codec.parse(codec.encode(1, secret).slice(0, -1)), null, 'too short')
+  t.equal(codec.parse(token + 'A'), null, 'too long')
+  t.equal(codec.parse('+'.repeat(64)), null, 'not base64url')
+  t.equal(codec.parse(''), null)
+})
+
+t.test('tokens from before selectors (43 characters, found by digest) are still understood, in canonical form only', async (t) => {
+  const codec = createRefreshTokenCodec(Buffer.alloc(32, 7))
   const good = Buffer.alloc(32, 1).toString('base64url')
-  t.ok(parseRefreshToken(good))
-  t.equal(parseRefreshToken(good.slice(0, -1) + (good.endsWith('E') ? 'F' : 'E')), null, 'non-canonical trailing bits')
-  t.equal(parseRefreshToken(good + 'A'), null)
-  t.equal(parseRefreshToken(good.slice(1)), null)
-  t.equal(parseRefreshToken('+'.repeat(43)), null)
+  t.same(codec.parse(good), { kind: 'legacy', secret: Buffer.alloc(32, 1) })
+  t.equal(codec.parse(good.slice(0, -1) + (good.endsWith('E') ? 'F' : 'E')), null, 'non-canonical trailing bits')
+  t.equal(codec.parse(good.slice(1)), null)
+  t.equal(codec.parse('+'.repeat(43)), null)
+})
+
+t.test('a legacy token rotates into a selector token; its chain, reuse interval and theft rule work as for any other', async (t) => {
+  const { manager, user, now, sqlite, key } = await setup(t)
+  const codec = createRefreshTokenCodec(key)
+  const started = await manager.start(user, { userAgent: null, ip: null }, now)
+  // A row as the migration leaves one from before selectors: its token was the secret alone.
+  const secret = Buffer.alloc(32, 3)
+  sqlite.prepare('UPDATE refresh_tokens SET token_hash = ?, legacy = 1').run(hashRefreshToken(secret))
+  const legacyToken = secret.toString('base64url')
+  t.equal((await manager.rotate(started.refreshToken, now)).ok, false, 'the selector no longer matches that row\'s digest')
+
+  const next = await manager.rotate(legacyToken, now)
+  t.ok(next.ok, 'the legacy token rotates')
+  if (!next.ok) return
+  t.match(next.refreshToken, /^[A-Za-z0-9_-]{64}$/, 'into a selector token')
+  t.same((codec.parse(next.refreshToken) as { secret: Buffer }).secret, codec.deriveSuccessor(secret))
+  const again = await manager.rotate(legacyToken, new Date(now.getTime() + 5_000))
+  t.ok(again.ok && again.reused && again.refreshToken === next.refreshToken, 'within the reuse interval: the same successor')
+  t.equal((await manager.rotate(next.refreshToken, now)).ok, true, 'the successor rotates')
+  const late = await manager.rotate(legacyToken, new Date(now.getTime() + 60_000))
+  t.same(late.ok ? null : late.reason, 'reused', 'later: theft, the session ends')
+})
+
+t.test('a successor row whose digest is not the derived one ends the chain: no token of another session is handed out', async (t) => {
+  const { manager, user, now, sqlite } = await setup(t)
+  const started = await manager.start(user, { userAgent: null, ip: null }, now)
+  const next = await manager.rotate(started.refreshToken, now)
+  t.ok(next.ok)
+  // As if the successor had been pruned and its id taken by an unrelated token.
+  sqlite.prepare('UPDATE refresh_tokens SET token_hash = ? WHERE parent_id IS NOT NULL').run(Buffer.alloc(32, 9))
+  const again = await manager.rotate(started.refreshToken, new Date(now.getTime() + 1_000))
+  t.same(again.ok ? 'ok' : again.reason, 'revoked', 'refused, not answered with the foreign row')
+})
+
+t.test('a token whose secret is wrong is unknown, whatever row its selector names', async (t) => {
+  const { manager, user, now, key } = await setup(t)
+  const codec = createRefreshTokenCodec(key)
+  const started = await manager.start(user, { userAgent: null, ip: null }, now)
+  const { id } = codec.parse(started.refreshToken) as { id: number }
+  const forged = codec.encode(id, Buffer.alloc(32, 5))
+  t.same(await manager.rotate(forged, now), { ok: false, reason: 'unknown' })
+  t.equal(await manager.endByToken(forged, 'logout', now), null, 'nor can it end the session')
+  t.same(await manager.rotate(codec.encode(id + 100, Buffer.alloc(32, 5)), now), { ok: false, reason: 'unknown' }, 'an id with no row')
+  t.equal((await manager.rotate(started.refreshToken, now)).ok, true, 'the real token still works')
 })
 
 t.test('findLive answers a live session with its user, typed as the schema says, and nothing else', async (t) => {
@@ -98,4 +172,34 @@ t.test('findLive answers a live session with its user, typed as the schema says,
   t.equal(await repo.findLive('no-such-session', now), null)
   await repo.revoke(sid, 'logout', now)
   t.equal(await repo.findLive(sid, now), null, 'revoked: not live')
+})
+
+t.test('a rotation writes few pages: no index over random keys is on its path', async (t) => {
+  // Each page a commit changes is one WAL frame. A lookup by digest (an index over random keys,
+  // and one on session_id) made a rotation write 8; by id, the new row lands beside the last.
+  const path = `${t.testdir()}/frames.db`
+  const { db, sqlite } = openDatabase({ path, synchronous: 'NORMAL' })
+  t.teardown(() => sqlite.close())
+  runMigrations(db)
+  const users = createUsersRepository(db)
+  const now = new Date('2026-01-01T00:00:00Z')
+  const user = (await users.insert({ id: 'u1', username: 'alice', usernameKey: 'alice', passwordHash: 'x', roles: ['user'], now }))!
+  const manager = createSessionManager(createSessionsRepository(db), Buffer.alloc(32, 7), { refreshTtlSeconds: 3600, sessionMaxAgeSeconds: 86400, reuseIntervalSeconds: 10 })
+  let tokens: string[] = []
+  for (let i = 0; i < 500; i++) tokens.push((await manager.start(user, { userAgent: null, ip: null }, now)).refreshToken)
+  sqlite.pragma('wal_autocheckpoint = 0')
+  sqlite.pragma('wal_checkpoint(TRUNCATE)')
+  const frames = (): number => (statSync(`${path}-wal`).size - 32) / (4096 + 24)
+  const before = frames()
+  for (let round = 0; round < 2; round++) {
+    const next: string[] = []
+    for (const token of tokens) {
+      const r = await manager.rotate(token, now)
+      if (!r.ok) throw new Error(r.reason)
+      next.push(r.refreshToken)
+    }
+    tokens = next
+  }
+  const perRotation = (frames() - before) / 1000
+  t.ok(perRotation < 4.5, `${perRotation.toFixed(2)} pages written per rotation (with those two indexes: 5.7)`)
 })
