@@ -18,12 +18,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
-import { createSigner } from 'fast-jwt'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, SessionEnded } from '../src/errors.js'
 import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
 import type { Algorithm } from '../src/keys/signing-key.js'
+import { createTokenSigner } from '../src/keys/token-signer.js'
 import { createTokenVerifier, FOREIGN_KEY_HEADERS, TokenRejected } from '../src/keys/token-verifier.js'
 import type { AccessTokenClaims, Authenticate } from '../src/verifier/index.js'
 
@@ -51,7 +51,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     keyRing: KeyRing
     authenticate: Authenticate
-    issueAccessToken: (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => { accessToken: string, expiresIn: number }
+    issueAccessToken: (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => Promise<{ accessToken: string, expiresIn: number }>
   }
   interface FastifyRequest {
     principal: Principal | null
@@ -127,20 +127,20 @@ export default fp(async function jwtPlugin (app) {
     (kid) => ring.verificationKey(kid) ?? ring.findVerificationKey(kid)
   )
 
-  // One fast-jwt signer per ring key, made at the key's first token: making a signer imports
-  // the private key (PEM to KeyObject), which per token would cost more than the signature.
-  // Keyed by the ring's key object, so a reloaded ring gets fresh signers and old ones go.
-  const signers = new WeakMap<RingKey, (payload: Record<string, unknown>) => string>()
-  const signerOf = (key: RingKey): (payload: Record<string, unknown>) => string => {
+  // One signer per ring key (src/keys/token-signer.ts: the signature on the thread pool), made at
+  // the key's first token. Keyed by the ring's key object, so a reloaded ring gets fresh signers
+  // and old ones go.
+  const signers = new WeakMap<RingKey, (payload: Record<string, unknown>) => Promise<string>>()
+  const signerOf = (key: RingKey): (payload: Record<string, unknown>) => Promise<string> => {
     let signer = signers.get(key)
     if (signer === undefined) {
-      signer = createSigner({ key: key.signKey, algorithm: key.alg, kid: key.kid, header: { alg: key.alg, typ: 'at+jwt' } })
+      signer = createTokenSigner(key)
       signers.set(key, signer)
     }
     return signer
   }
 
-  app.decorate('issueAccessToken', (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => {
+  app.decorate('issueAccessToken', async (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => {
     const key = ring.signingKey(now)
     const ttl = config.jwt.accessTokenTtl
     // Optional jitter: tokens of clients that logged in together do not all expire together.
@@ -154,7 +154,7 @@ export default fp(async function jwtPlugin (app) {
       roles: subject.roles
     }
     const iat = Math.floor(now.getTime() / 1000)
-    const accessToken = signerOf(key)({ ...claims, iat, exp: iat + expiresIn })
+    const accessToken = await signerOf(key)({ ...claims, iat, exp: iat + expiresIn })
     return { accessToken, expiresIn }
   })
 

@@ -2,7 +2,7 @@
  * Baseline: raw access-token verification in a loop, on one core, with nothing else: ES256
  * tokens shaped like the service's, verified round-robin (1,000 distinct tokens, no cache),
  * each way for BENCH_DURATION seconds after BENCH_WARMUP seconds:
- * - fast-jwt, a verifier made once with the key (what signs the service's tokens);
+ * - fast-jwt, a verifier made once with the key (what @fastify/jwt verifies with);
  * - node:crypto directly, synchronously: split, parse header and payload, one `crypto.verify`
  *   with a KeyObject and the signature in DER, the claim checks. This is the service's own
  *   method (src/keys/token-verifier.ts) without the thread pool, and the fastest of the three;

@@ -85,7 +85,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now, (sessionId) => {
       app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode } }, now)
     })
-    const access = app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
+    const access = await app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
     request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
     app.metrics.loginOutcomes.inc({ outcome: 'success' })
     return transport.send(reply, mode, { ...access, ...issued }, now)
@@ -120,7 +120,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       }
       throw rotateErrors[result.reason]()
     }
-    const access = app.issueAccessToken({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles }, now)
+    const access = await app.issueAccessToken({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles }, now)
     return transport.send(reply, mode, { ...access, ...result }, now)
   })
 

@@ -69,8 +69,10 @@ export interface RingKey {
   verifyKey: string
   /** The same key imported once (public key, or the HS256 secret), what each token is verified with. */
   verifyKeyObject: KeyObject
-  /** What fast-jwt signs with: PKCS#8 PEM, or the HS256 secret. */
+  /** PKCS#8 PEM, or the HS256 secret (what @fastify/jwt's `jwtSign` is given). */
   signKey: string
+  /** The private key (or the HS256 secret) imported once: what access tokens are signed with. */
+  signKeyObject: KeyObject
   jwk: PublicJwk | null
 }
 
@@ -92,6 +94,7 @@ interface Material {
   verifyKey: string
   verifyKeyObject: KeyObject
   signKey: string
+  signKeyObject: KeyObject
   jwk: PublicJwk
 }
 
@@ -114,6 +117,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
         verifyKey: options.secret!,
         verifyKeyObject: createSecretKey(Buffer.from(options.secret!, 'utf8')),
         signKey: options.secret!,
+        signKeyObject: createSecretKey(Buffer.from(options.secret!, 'utf8')),
         jwk: null
       }
     : null
@@ -147,6 +151,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
       verifyKey: publicPemOf(privateKey),
       verifyKeyObject: createPublicKey(privateKey),
       signKey: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+      signKeyObject: privateKey,
       jwk
     }
     cache.set(cacheKey, opened)
@@ -169,6 +174,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
         verifyKey: m.verifyKey,
         verifyKeyObject: m.verifyKeyObject,
         signKey: m.signKey,
+        signKeyObject: m.signKeyObject,
         jwk: m.jwk
       })
     }
