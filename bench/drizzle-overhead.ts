@@ -4,10 +4,11 @@
  * seeded database (BENCH_SEED_SESSIONS sessions, default 1,000,000), in one process.
  *
  *   rotation: find the token by its id (with session and user), then the rotation
- *             transaction (spend, insert successor, link, touch session)
- *   /me:      the live-session lookup every Bearer request makes. The service now runs it as
- *             a raw statement (this comparison is why); here its former Drizzle form, the
- *             same select through Drizzle's prepared query and mapping, stands against it.
+ *             transaction (insert the successor, spend and link the parent, touch the session)
+ *   /me:      the live-session lookup every Bearer request makes.
+ * The service runs both as raw statements (this comparison is why); here their Drizzle form,
+ * the same SQL through Drizzle's prepared queries, mapping and transaction, stands against
+ * them. The Drizzle rotation is the one the service ran before it became raw.
  *
  * The variants alternate in short rounds and each keeps its fastest round, so a busy machine
  * slows both alike and cannot favour one. DATABASE_SYNCHRONOUS applies (default FULL; NORMAL
@@ -22,7 +23,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openDatabase } from '../db/client.js'
 import { createSessionsRepository } from '../db/repositories/sessions.js'
-import { sessions as sessionsTable, users } from '../db/schema.js'
+import { refreshTokens, sessions as sessionsTable, users } from '../db/schema.js'
 import { loadConfig } from '../src/config.js'
 import { createRefreshTokenCodec, secretMatches } from '../src/auth/refresh-token.js'
 import { BENCH_SERVER_KEY, ensureSeed, seededToken } from './seed.js'
@@ -44,29 +45,42 @@ const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest()
 const codec = createRefreshTokenCodec(BENCH_SERVER_KEY)
 interface Held { id: number, secret: Buffer }
 // Each variant rotates its own sessions, so every rotation spends a token never spent before.
-const pools = [0, 1].map((v) => Array.from({ length: 2000 }, (_, i): Held => {
-  const j = (v * 2000 + i) * Math.max(1, Math.floor(sessions / 4000)) % sessions
+const perPool = Math.min(2000, Math.floor(sessions / 2))
+const pools = [0, 1].map((v) => Array.from({ length: perPool }, (_, i): Held => {
+  const j = (v * perPool + i) * Math.max(1, Math.floor(sessions / (2 * perPool)))
   const parsed = codec.parse(seededToken(j))
   if (parsed?.kind !== 'selector') throw new Error('seeded token does not parse')
   return { id: parsed.id, secret: parsed.secret }
 }))
 const sids = (sqlite.prepare('SELECT id FROM sessions LIMIT 2000').pluck().all() as string[])
 
-const raw = {
-  find: sqlite.prepare(`SELECT t.id, t.session_id, t.created_at, t.expires_at, t.spent_at, t.token_hash, t.successor_id,
-      s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
-      u.id, u.username, u.roles, u.disabled
-    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id WHERE t.id = CAST(? AS INTEGER)`).raw(),
-  spend: sqlite.prepare('UPDATE refresh_tokens SET spent_at = ? WHERE id = ? AND spent_at IS NULL'),
-  insert: sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, parent_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id').pluck(),
-  link: sqlite.prepare('UPDATE refresh_tokens SET successor_id = ? WHERE id = ?'),
-  touch: sqlite.prepare('UPDATE sessions SET last_used_at = ?, refresh_expires_at = ? WHERE id = ?')
-}
-const rawRotate = sqlite.transaction((parentId: number, sessionId: string, hash: Buffer, now: number, expiresAt: number): number | null => {
-  if (raw.spend.run(now, parentId).changes === 0) return null
-  const id = raw.insert.get(hash, sessionId, parentId, now, expiresAt) as number
-  raw.link.run(id, parentId)
-  raw.touch.run(now, expiresAt, sessionId)
+// The rotation through Drizzle: the lookup with Drizzle's mapping, the transaction of
+// Drizzle's prepared statements (better-sqlite3's own transaction around them).
+const drizzleFind = db.select({
+  token: { id: refreshTokens.id, tokenHash: refreshTokens.tokenHash, sessionId: refreshTokens.sessionId, successorId: refreshTokens.successorId, createdAt: refreshTokens.createdAt, expiresAt: refreshTokens.expiresAt, spentAt: refreshTokens.spentAt },
+  session: sessionsTable,
+  user: { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
+})
+  .from(refreshTokens)
+  .innerJoin(sessionsTable, eq(sessionsTable.id, refreshTokens.sessionId))
+  .innerJoin(users, eq(users.id, sessionsTable.userId))
+  .where(eq(refreshTokens.id, sql`cast(${sql.placeholder('id')} as integer)`))
+  .prepare()
+const drizzleInsert = db.insert(refreshTokens).values({
+  tokenHash: sql.placeholder('hash'), sessionId: sql.placeholder('sessionId'), parentId: sql.placeholder('parentId'), createdAt: sql.placeholder('now'), expiresAt: sql.placeholder('expiresAt')
+}).returning({ id: refreshTokens.id }).prepare()
+const drizzleSpend = db.update(refreshTokens)
+  .set({ spentAt: sql`${sql.placeholder('now')}`, successorId: sql`${sql.placeholder('successorId')}` })
+  .where(and(eq(refreshTokens.id, sql.placeholder('id')), isNull(refreshTokens.spentAt)))
+  .prepare()
+const drizzleTouch = db.update(sessionsTable)
+  .set({ lastUsedAt: sql`${sql.placeholder('now')}`, refreshExpiresAt: sql`${sql.placeholder('expiresAt')}` })
+  .where(eq(sessionsTable.id, sql.placeholder('sessionId')))
+  .prepare()
+const drizzleRotate = sqlite.transaction((parentId: number, sessionId: string, hash: Buffer, now: Date, expiresAt: Date): number => {
+  const { id } = drizzleInsert.get({ hash, sessionId, parentId, now, expiresAt })!
+  if (drizzleSpend.run({ id: parentId, now: now.getTime(), successorId: id }).changes === 0) throw new Error('drizzle: already spent')
+  drizzleTouch.run({ sessionId, now: now.getTime(), expiresAt: expiresAt.getTime() })
   return id
 }).immediate
 
@@ -88,29 +102,27 @@ const drizzleLive = db.select({
 let drizzleCursor = 0
 let rawCursor = 0
 const variants: Record<string, () => Promise<void>> = {
-  'rotation, Drizzle (the service)': async () => {
+  'rotation, Drizzle': async () => {
     const pool = pools[0]!
     const k = drizzleCursor++ % pool.length
     const held = pool[k]!
-    const found = await repo.findToken(held.id)
-    if (found === null || !secretMatches(found.token.tokenHash, held.secret) || found.token.spentAt !== null) throw new Error('drizzle: token not found or spent')
+    const found = drizzleFind.get({ id: held.id })
+    if (found === undefined || !secretMatches(found.token.tokenHash, held.secret) || found.token.spentAt !== null) throw new Error('drizzle: token not found or spent')
     const next = randomBytes(32)
     const now = new Date()
-    const rotated = await repo.rotate({ parentId: found.token.id, sessionId: found.session.id, tokenHash: sha256(next), expiresAt: new Date(now.getTime() + 3600_000), now })
-    if (rotated.outcome !== 'rotated') throw new Error('drizzle: not rotated')
-    pool[k] = { id: rotated.id, secret: next }
+    pool[k] = { id: drizzleRotate(found.token.id, found.session.id, sha256(next), now, new Date(now.getTime() + 3600_000)), secret: next }
   },
-  'rotation, raw better-sqlite3': async () => {
+  'rotation, raw (the service)': async () => {
     const pool = pools[1]!
     const k = rawCursor++ % pool.length
     const held = pool[k]!
-    const row = raw.find.get(held.id) as unknown[] | undefined
-    if (row === undefined || !secretMatches(row[5] as Buffer, held.secret) || row[4] !== null) throw new Error('raw: token not found or spent')
+    const found = await repo.findToken(held.id)
+    if (found === null || !secretMatches(found.token.tokenHash, held.secret) || found.token.spentAt !== null) throw new Error('raw: token not found or spent')
     const next = randomBytes(32)
-    const now = Date.now()
-    const id = rawRotate(row[0] as number, row[1] as string, sha256(next), now, now + 3600_000)
-    if (id === null) throw new Error('raw: not rotated')
-    pool[k] = { id, secret: next }
+    const now = new Date()
+    const rotated = await repo.rotate({ parentId: found.token.id, sessionId: found.session.id, tokenHash: sha256(next), expiresAt: new Date(now.getTime() + 3600_000), now })
+    if (rotated.outcome !== 'rotated') throw new Error('raw: not rotated')
+    pool[k] = { id: rotated.id, secret: next }
   },
   'live-session lookup, Drizzle (mapped)': async () => {
     if (drizzleLive.get({ sid: sids[drizzleCursor++ % sids.length]!, now: Date.now() }) === undefined) throw new Error('drizzle: no live session')
