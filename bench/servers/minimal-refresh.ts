@@ -20,11 +20,12 @@ import { registerFastResolve } from '../../src/fast-resolve.js'
 // As the service's entry point does, so that loading db/client.js (Drizzle) costs the same.
 registerFastResolve()
 const { openDatabase } = await import('../../db/client.js')
+const { loadConfig } = await import('../../src/config.js')
 
 const path = process.env.DATABASE_URL?.replace(/^file:/, '')
 if (path === undefined) throw new Error('DATABASE_URL is required')
-const synchronous = (process.env.DATABASE_SYNCHRONOUS ?? 'FULL').toUpperCase() === 'NORMAL' ? 'NORMAL' : 'FULL'
-const checkpoint = (process.env.DATABASE_CHECKPOINT ?? (synchronous === 'NORMAL' ? 'background' : 'auto')).toLowerCase() === 'background' ? 'background' : 'auto'
+// The service's settings as its config reads them (DATABASE_SYNCHRONOUS, DATABASE_CHECKPOINT and their defaults).
+const { databaseSynchronous: synchronous, databaseCheckpoint: checkpoint } = loadConfig({ ...process.env, NODE_ENV: 'development', DATABASE_URL: `file:${path}` })
 // The service's own opener, for the same pragmas and checkpointing; only the raw connection is used.
 const opened = openDatabase({ path, synchronous, checkpoint, groupCommit: true })
 const db = opened.sqlite
