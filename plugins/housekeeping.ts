@@ -24,7 +24,7 @@ export interface HousekeepingResult {
 
 export interface HousekeepingDeps {
   repos: Pick<Repositories, 'sessions' | 'audit'>
-  config: Pick<Config, 'housekeeping'>
+  config: Pick<Config, 'housekeeping' | 'refresh'>
   metrics?: Pick<Metrics, 'housekeepingDeleted'>
 }
 
@@ -32,7 +32,7 @@ export interface HousekeepingDeps {
 export async function runHousekeeping ({ repos, config, metrics }: HousekeepingDeps, now: Date): Promise<HousekeepingResult> {
   const started = performance.now()
   const { batchSize, sessionRetention, auditRetention } = config.housekeeping
-  const pruned = await repos.sessions.pruneExpired(now, new Date(now.getTime() - sessionRetention * 1000), batchSize)
+  const pruned = await repos.sessions.pruneExpired(now, new Date(now.getTime() - sessionRetention * 1000), batchSize, new Date(now.getTime() - config.refresh.ttl * 1000))
   const auditEvents = await repos.audit.pruneBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
   metrics?.housekeepingDeleted.inc({ kind: 'refresh_tokens' }, pruned.tokens)
   metrics?.housekeepingDeleted.inc({ kind: 'sessions' }, pruned.sessions)

@@ -79,6 +79,34 @@ t.test('deletes in batches of HOUSEKEEPING_BATCH_SIZE, yielding to requests in b
   t.equal(count(app, 'audit_events'), 1)
 })
 
+t.test('refresh tokens are found by walking ids from the oldest: every expired one below the TTL cutoff goes, and the walk stops there', async (t) => {
+  const app = await buildTestApp(t)
+  const now = Date.now()
+  const insert = app.sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (randomblob(32), ?, ?, ?)')
+  const ttl = 7 * DAY
+  // Oldest first, as rows are appended: 25 expired long ago, one issued under a longer TTL and
+  // still valid, 25 more expired (ids 1-51); then rows issued within the TTL: 15 valid ones,
+  // one that expired early (its session's absolute end came first), 25 valid ones.
+  for (let i = 0; i < 25; i++) insert.run('s', now - 30 * DAY, now - 23 * DAY)
+  insert.run('long', now - 20 * DAY, now + DAY)
+  for (let i = 0; i < 25; i++) insert.run('s', now - 10 * DAY, now - 3 * DAY)
+  for (let i = 0; i < 15; i++) insert.run('live', now - 2 * HOUR, now + ttl)
+  insert.run('capped', now - HOUR, now - 1000)
+  for (let i = 0; i < 25; i++) insert.run('live', now - HOUR, now + ttl)
+
+  const result = await app.repos.sessions.pruneExpired(new Date(now), new Date(now - 30 * DAY), 10, new Date(now - ttl))
+  t.equal(result.tokens, 50, 'the 50 that expired before the cutoff')
+  const left = app.sqlite.prepare('SELECT session_id, count(*) AS n FROM refresh_tokens GROUP BY session_id ORDER BY session_id').all()
+  t.same(left, [{ session_id: 'capped', n: 1 }, { session_id: 'live', n: 40 }, { session_id: 'long', n: 1 }],
+    'the one still valid stays; the one that expired early, beyond the batch where the walk stopped, waits for a later pass (refused meanwhile like any expired token)')
+
+  // Batches of 10: the walk stopped with the batch of ids 51-60, the first to reach a token
+  // issued after the cutoff. A later pass, once the early one is older than the cutoff too:
+  const later = await app.repos.sessions.pruneExpired(new Date(now + 12 * HOUR), new Date(now - 30 * DAY), 10, new Date(now))
+  t.equal(later.tokens, 1, 'the early one goes')
+  t.equal(count(app, 'refresh_tokens'), 41)
+})
+
 t.test('runs on its own every HOUSEKEEPING_INTERVAL', async (t) => {
   const app = await buildTestApp(t, { HOUSEKEEPING_INTERVAL: '1s', AUDIT_RETENTION: '1d' })
   emptyAuditLog(app)

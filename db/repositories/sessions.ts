@@ -189,6 +189,9 @@ export function createSessionsRepository (db: Db) {
     return id
   }).immediate
 
+  const tokenWalk = db.$client.prepare('SELECT id, created_at FROM refresh_tokens WHERE id > ? ORDER BY id LIMIT ?')
+  const deleteExpiredTokens = db.$client.prepare('DELETE FROM refresh_tokens WHERE id > ? AND id <= ? AND expires_at <= ?')
+
   const live = (now: Date) => and(
     isNull(sessions.revokedAt),
     gt(sessions.expiresAt, now),
@@ -266,17 +269,29 @@ export function createSessionsRepository (db: Db) {
 
     /**
      * Deletes, in batches, refresh tokens past their expiry and sessions that ended before
-     * `endedBefore`. A session's tokens expire no later than it does, and one that is revoked
-     * leaves its tokens to expire on their own (no index leads from a session to its tokens:
-     * db/schema.ts). Short transactions keep the write lock free for requests in between.
+     * `endedBefore`. Short transactions keep the write lock free for requests in between.
+     *
+     * Tokens have no index on their expiry (db/schema.ts): they are found by walking ids from
+     * the oldest, which are the first to expire, in batches, deleting those of each batch past
+     * `now`, and stopping at the first batch that reaches a token issued after `issuedBefore`
+     * (now minus REFRESH_TOKEN_TTL: every token issued earlier is expired, unless an earlier,
+     * longer TTL issued it). A pass so reads about as many rows as it deletes. A token that
+     * expired early (its session's absolute end came first) waits until the walk reaches it;
+     * until then it is refused like any expired token. A session's tokens are not deleted with
+     * it (no index leads from a session to its tokens): they expire on their own, and a token
+     * whose session is gone is refused as unknown.
      */
-    async pruneExpired (now: Date, endedBefore: Date, batchSize = 1000): Promise<{ tokens: number, sessions: number }> {
+    async pruneExpired (now: Date, endedBefore: Date, batchSize = 1000, issuedBefore: Date = now): Promise<{ tokens: number, sessions: number }> {
       let tokens = 0
       let ended = 0
+      let after = 0
       for (;;) {
-        const n = db.delete(refreshTokens).where(sql`${refreshTokens.id} IN (SELECT id FROM ${refreshTokens} WHERE ${lte(refreshTokens.expiresAt, now)} LIMIT ${batchSize})`).run().changes
-        tokens += n
-        if (n < batchSize) break
+        const batch = tokenWalk.all(after, batchSize) as Array<{ id: number, created_at: number }>
+        if (batch.length === 0) break
+        const last = batch[batch.length - 1]!
+        tokens += deleteExpiredTokens.run(after, last.id, now.getTime()).changes
+        after = last.id
+        if (batch.length < batchSize || last.created_at > issuedBefore.getTime()) break
         await new Promise((resolve) => setImmediate(resolve))
       }
       for (;;) {
