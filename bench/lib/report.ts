@@ -44,6 +44,15 @@ export interface Report {
   targets: Target[]
 }
 
+/**
+ * A target's ratio with two decimals, or three when two would read as the threshold itself
+ * (0.897 against >= 0.9 printed as 0.90 and marked not met).
+ */
+const ratioOf = (t: Target): string => {
+  const limit = Number(/[\d.]+/.exec(t.threshold)?.[0])
+  return t.ratio !== null && t.ratio !== limit && Math.round(t.ratio * 100) / 100 === limit ? fmt(t.ratio, 3) : fmt(t.ratio, 2)
+}
+
 const fmt = (n: number | null | undefined, digits = 0): string =>
   n === null || n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
@@ -158,11 +167,11 @@ export function markdown (report: Report): string {
   lines.push('| target | measured | ratio | threshold | |')
   lines.push('|---|---|--:|---|---|')
   for (const t of targets) {
-    lines.push(`| ${t.name} | ${t.measured} | ${t.ratio === null ? '' : fmt(t.ratio, 2)} | ${t.threshold} | ${t.met ? 'met' : '**not met**'} |`)
+    lines.push(`| ${t.name} | ${t.measured} | ${t.ratio === null ? '' : ratioOf(t)} | ${t.threshold} | ${t.met ? 'met' : '**not met**'} |`)
   }
   return lines.join('\n') + '\n'
 }
 
 export function targetLines (targets: Target[]): string[] {
-  return targets.map((t) => `${t.met ? 'MET    ' : 'NOT MET'}  ${t.name}: ${t.measured}${t.ratio === null ? '' : `, ratio ${fmt(t.ratio, 2)}`} (${t.threshold})`)
+  return targets.map((t) => `${t.met ? 'MET    ' : 'NOT MET'}  ${t.name}: ${t.measured}${t.ratio === null ? '' : `, ratio ${ratioOf(t)}`} (${t.threshold})`)
 }
