@@ -107,7 +107,9 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
   let lastUnknownKidReload = Number.NEGATIVE_INFINITY
   let running: Promise<unknown> = Promise.resolve()
 
-  const hsKey: RingKey | null = options.algorithm === 'HS256'
+  // HS256: one secret, imported once, both signs and verifies.
+  const hsSecret = options.algorithm === 'HS256' ? createSecretKey(Buffer.from(options.secret!, 'utf8')) : null
+  const hsKey: RingKey | null = hsSecret !== null
     ? {
         kid: secretKid(options.secret!),
         alg: 'HS256',
@@ -115,9 +117,9 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
         activatesAt: new Date(0),
         removeAfter: null,
         verifyKey: options.secret!,
-        verifyKeyObject: createSecretKey(Buffer.from(options.secret!, 'utf8')),
+        verifyKeyObject: hsSecret,
         signKey: options.secret!,
-        signKeyObject: createSecretKey(Buffer.from(options.secret!, 'utf8')),
+        signKeyObject: hsSecret,
         jwk: null
       }
     : null
