@@ -16,7 +16,7 @@
  *
  *   npm run bench:drizzle
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { and, eq, isNull, sql } from 'drizzle-orm'
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,7 +25,7 @@ import { openDatabase } from '../db/client.js'
 import { createSessionsRepository } from '../db/repositories/sessions.js'
 import { refreshTokens, sessions as sessionsTable, users } from '../db/schema.js'
 import { loadConfig } from '../src/config.js'
-import { createRefreshTokenCodec, secretMatches } from '../src/auth/refresh-token.js'
+import { createRefreshTokenCodec, hashRefreshToken, secretMatches } from '../src/auth/refresh-token.js'
 import { BENCH_SERVER_KEY, ensureSeed, seededToken } from './seed.js'
 
 const sessions = Number(process.env.BENCH_SEED_SESSIONS ?? 1_000_000)
@@ -41,7 +41,6 @@ copyFileSync(seeded.path, path)
 const { db, sqlite } = openDatabase({ path, synchronous: config.databaseSynchronous })
 const repo = createSessionsRepository(db)
 
-const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest()
 const codec = createRefreshTokenCodec(BENCH_SERVER_KEY)
 interface Held { id: number, secret: Buffer }
 // Each variant rotates its own sessions, so every rotation spends a token never spent before.
@@ -110,7 +109,7 @@ const variants: Record<string, () => Promise<void>> = {
     if (found === undefined || !secretMatches(found.token.tokenHash, held.secret) || found.token.spentAt !== null) throw new Error('drizzle: token not found or spent')
     const next = randomBytes(32)
     const now = new Date()
-    pool[k] = { id: drizzleRotate(found.token.id, found.session.id, sha256(next), now, new Date(now.getTime() + 3600_000)), secret: next }
+    pool[k] = { id: drizzleRotate(found.token.id, found.session.id, hashRefreshToken(next), now, new Date(now.getTime() + 3600_000)), secret: next }
   },
   'rotation, raw (the service)': async () => {
     const pool = pools[1]!
@@ -120,7 +119,7 @@ const variants: Record<string, () => Promise<void>> = {
     if (found === null || !secretMatches(found.token.tokenHash, held.secret) || found.token.spentAt !== null) throw new Error('raw: token not found or spent')
     const next = randomBytes(32)
     const now = new Date()
-    const rotated = await repo.rotate({ parentId: found.token.id, sessionId: found.session.id, tokenHash: sha256(next), expiresAt: new Date(now.getTime() + 3600_000), now })
+    const rotated = await repo.rotate({ parentId: found.token.id, sessionId: found.session.id, tokenHash: hashRefreshToken(next), expiresAt: new Date(now.getTime() + 3600_000), now })
     if (rotated.outcome !== 'rotated') throw new Error('raw: not rotated')
     pool[k] = { id: rotated.id, secret: next }
   },

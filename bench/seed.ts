@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url'
 import { hash } from '@node-rs/argon2'
 import { openDatabase } from '../db/client.js'
 import { migrationsFolder, runMigrations } from '../db/migrate.js'
-import { createRefreshTokenCodec } from '../src/auth/refresh-token.js'
+import { createRefreshTokenCodec, hashRefreshToken } from '../src/auth/refresh-token.js'
 
 export const SEED_FORMAT = 2
 export const BENCH_PASSWORD = 'bench-password-correct-horse-battery'
@@ -122,7 +122,7 @@ function write (path: string, spec: SeedSpec, passwordHash: string): void {
       for (let j = from; j < to; j++) {
         const sid = sessionIdOf(j)
         insertSession.run(sid, userIdOf(j % spec.users), now, now, until, until)
-        insertToken.run(j + 1, createHash('sha256').update(secretOf(j)).digest(), sid, now, until)
+        insertToken.run(j + 1, hashRefreshToken(secretOf(j)), sid, now, until)
       }
     })
     for (let from = 0; from < spec.sessions; from += BATCH) {

@@ -11,10 +11,10 @@
  * group commit, the answer written once the WAL's fdatasync covers the commit. So the ratio
  * between the two measures code, not durability.
  */
-import { createHash, generateKeyPairSync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import { createSigner } from 'fast-jwt'
-import { createRefreshTokenCodec } from '../../src/auth/refresh-token.js'
+import { createRefreshTokenCodec, hashRefreshToken } from '../../src/auth/refresh-token.js'
 import { registerFastResolve } from '../../src/fast-resolve.js'
 
 // As the service's entry point does, so that loading db/client.js (Drizzle) costs the same.
@@ -66,7 +66,6 @@ const rotate = db.transaction((tokenId: number, hash: Buffer, successorHash: Buf
 })
 const immediate = rotate.immediate
 
-const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest()
 
 const server = createServer((req, res) => {
   if (req.url === '/ready') { res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'); return }
@@ -75,7 +74,7 @@ const server = createServer((req, res) => {
   const token = cookie === undefined ? null : codec.parse(cookie)
   const now = Date.now()
   const successor = randomBytes(32)
-  const done = token?.kind !== 'selector' ? null : immediate(token.id, sha256(token.secret), sha256(successor), now)
+  const done = token?.kind !== 'selector' ? null : immediate(token.id, hashRefreshToken(token.secret), hashRefreshToken(successor), now)
   if (done === null) {
     res.writeHead(401, { 'content-type': 'application/json' }).end('{"statusCode":401,"code":"REFRESH_TOKEN_INVALID","message":"invalid"}')
     return
