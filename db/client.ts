@@ -14,9 +14,9 @@
  * connection checkpoints every 200 ms instead (checkpointer.ts), and requests only append
  * (the service's default: with a million sessions a checkpoint copies hundreds of scattered
  * pages and syncs the file, and inside a commit the event loop waited for all of it; the
- * thread's isolate costs about 13 MB). Nothing changes for
- * durability: a commit is acknowledged once it is in the WAL and synced there, whoever copies
- * it later, and after a crash SQLite replays the WAL. The WAL stays bounded: it restarts from its beginning
+ * thread's isolate costs about 13 MB). Nothing changes for durability: a commit is
+ * acknowledged once it is in the WAL and synced there, whoever copies it later, and after a
+ * crash SQLite replays the WAL. The WAL stays bounded: it restarts from its beginning
  * once a checkpoint has caught up, `journal_size_limit` truncates the file when it does, and if
  * the worker ever falls behind or fails, SQLite's own automatic checkpoint still runs at 10,000
  * pages (about 40 MB) as a backstop.
