@@ -44,8 +44,10 @@ declare module 'autocannon' {
     /** The warm-up's own result, when a warm-up was asked for. */
     warmup?: Result
   }
-  export interface Instance extends Promise<Result> {
+  export interface Instance extends PromiseLike<Result> {
     stop: () => void
+    /** Every answer of the measured phase: its status and its duration in milliseconds (a float). */
+    on: (event: 'response', listener: (client: unknown, status: number, bytes: number, ms: number) => void) => Instance
   }
   function autocannon (options: Options): Instance
   export default autocannon

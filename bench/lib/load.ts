@@ -1,6 +1,10 @@
 /**
  * Drives one HTTP scenario with autocannon (programmatic API, in the harness process, never in
  * the server's) and reduces its result to what the report needs.
+ *
+ * Latency percentiles come from every correct answer's own duration (autocannon times each
+ * request with process.hrtime), not from autocannon's histogram, which keeps whole
+ * milliseconds: at p99s of 8 to 15 ms that is a step of 7 to 12 % in a p99 ratio.
  */
 import autocannon, { type Request } from 'autocannon'
 
@@ -27,6 +31,7 @@ export interface LoadResult {
   rps: number
   /** Every answer per second, whatever its status. */
   allRps: number
+  /** Milliseconds, from the correct answers of the measured seconds. */
   p50: number
   p99: number
   /** Answers by status code. */
@@ -54,7 +59,22 @@ export async function drive (spec: LoadSpec): Promise<LoadResult> {
     ...(spec.requests === undefined ? {} : { requests: spec.requests }),
     ...(spec.warmup > 0 ? { warmup: { connections: spec.connections, duration: spec.warmup } } : {})
   }
-  const result = await autocannon(options)
+  const run = autocannon(options)
+  // The tracker autocannon returns reports the measured phase only (its warm-up has its own).
+  let latencies = new Float64Array(1 << 16)
+  let n = 0
+  run.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+    if (status !== spec.expect) return
+    if (n === latencies.length) {
+      const grown = new Float64Array(latencies.length * 2)
+      grown.set(latencies)
+      latencies = grown
+    }
+    latencies[n++] = ms
+  })
+  const result = await run
+  const measured = latencies.subarray(0, n).sort()
+  const percentile = (q: number): number => measured[Math.min(n - 1, Math.ceil(q * n) - 1)]!
   const statuses: Record<string, number> = {}
   let answered = 0
   for (const [status, { count }] of Object.entries(result.statusCodeStats)) {
@@ -67,8 +87,8 @@ export async function drive (spec: LoadSpec): Promise<LoadResult> {
   return {
     rps: ok / seconds,
     allRps: answered / seconds,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
+    p50: n === 0 ? result.latency.p50 : percentile(0.5),
+    p99: n === 0 ? result.latency.p99 : percentile(0.99),
     statuses,
     unexpected: answered - ok,
     errors: result.errors,

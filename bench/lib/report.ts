@@ -33,6 +33,8 @@ export interface Target {
   ratio: number | null
   threshold: string
   met: boolean
+  /** With more than one round: the ratio in each round (the one above is that of the medians). */
+  rounds?: (number | null)[]
 }
 
 export interface Report {
@@ -42,6 +44,8 @@ export interface Report {
   composite: { hello: number, rawVerify: number, rawVerifyBy: string, joseVerify: number, me: number, consumer: number }
   boots: { label: string, readyMs: number, firstBoot: boolean }[]
   targets: Target[]
+  /** With more than one round: every round's own rows. */
+  rounds?: Row[][]
 }
 
 /**
@@ -56,7 +60,9 @@ const ratioOf = (t: Target): string => {
 const fmt = (n: number | null | undefined, digits = 0): string =>
   n === null || n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
-const ms = (n: number | null): string => n === null ? '–' : n < 10 ? fmt(n, 1) : fmt(n, 0)
+const ms = (n: number | null): string => n === null ? '–' : n < 10 ? fmt(n, 2) : n < 100 ? fmt(n, 1) : fmt(n, 0)
+
+const perRound = (t: Target): string => (t.rounds ?? []).map((r) => fmt(r, 2)).join(' · ')
 
 function failures (row: Row): string {
   const parts = Object.entries(row.statuses).filter(([status, count]) => status !== String(row.expect) && count > 0).map(([s, c]) => `${c}×${s}`)
@@ -147,8 +153,10 @@ export function evaluateTargets (rows: Row[], composite: Report['composite'], bo
 export function markdown (report: Report): string {
   const { meta, rows, composite, targets } = report
   const lines: string[] = []
+  const rounds = Number(meta.rounds ?? 1)
   lines.push(`Run ${String(meta.date)} on ${String(meta.cpu)} (${String(meta.cores)} cores), Node ${String(meta.node)}, commit ${String(meta.commit)}; ` +
-    `${String(meta.connections)} connections, ${String(meta.duration)} s per scenario after ${String(meta.warmup)} s of warm-up; ` +
+    `${String(meta.connections)} connections, ${String(meta.duration)} s per scenario after ${String(meta.warmup)} s of warm-up` +
+    `${rounds > 1 ? `, ${rounds} rounds (every figure is the median over the rounds; peak RSS is the highest)` : ''}; ` +
     `load average before the run ${String(meta.loadBefore)}.`)
   lines.push('')
   lines.push(`Settings: ${Object.entries(report.settings).map(([k, v]) => `${k}=${String(v)}`).join(', ')}.`)
@@ -164,14 +172,16 @@ export function markdown (report: Report): string {
   lines.push(`Composite ceilings: /me = 1 / (1/${fmt(composite.hello)} + 1/${fmt(composite.rawVerify)}) = ${fmt(composite.me)} req/s (hello-world, the fastest raw ES256 verify: ${composite.rawVerifyBy}); ` +
     `consumer = 1 / (1/${fmt(composite.hello)} + 1/${fmt(composite.joseVerify)}) = ${fmt(composite.consumer)} req/s (hello-world, jose ES256 verify).`)
   lines.push('')
-  lines.push('| target | measured | ratio | threshold | |')
-  lines.push('|---|---|--:|---|---|')
+  const withRounds = targets.some((t) => t.rounds !== undefined)
+  lines.push(`| target | measured | ratio |${withRounds ? ' per round |' : ''} threshold | |`)
+  lines.push(`|---|---|--:|${withRounds ? '---|' : ''}---|---|`)
   for (const t of targets) {
-    lines.push(`| ${t.name} | ${t.measured} | ${t.ratio === null ? '' : ratioOf(t)} | ${t.threshold} | ${t.met ? 'met' : '**not met**'} |`)
+    lines.push(`| ${t.name} | ${t.measured} | ${t.ratio === null ? '' : ratioOf(t)} |${withRounds ? ` ${perRound(t)} |` : ''} ${t.threshold} | ${t.met ? 'met' : '**not met**'} |`)
   }
   return lines.join('\n') + '\n'
 }
 
 export function targetLines (targets: Target[]): string[] {
-  return targets.map((t) => `${t.met ? 'MET    ' : 'NOT MET'}  ${t.name}: ${t.measured}${t.ratio === null ? '' : `, ratio ${ratioOf(t)}`} (${t.threshold})`)
+  return targets.map((t) => `${t.met ? 'MET    ' : 'NOT MET'}  ${t.name}: ${t.measured}${t.ratio === null ? '' : `, ratio ${ratioOf(t)}`}` +
+    `${t.rounds === undefined ? '' : ` (rounds: ${perRound(t)})`} (${t.threshold})`)
 }
