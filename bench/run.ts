@@ -39,7 +39,7 @@ import { BENCH_PASSWORD, ensureSeed, seededToken, seededUsername } from './seed.
 import { chart } from './lib/chart.js'
 import { drive, type LoadResult, type LoadSpec } from './lib/load.js'
 import { cpuMsOf, freePort, sampleMemory, start, stopChildrenOnExit, waitReady, type Child } from './lib/proc.js'
-import { evaluateTargets, markdown, targetLines, type Report, type Row } from './lib/report.js'
+import { aggregate, compositeOf, evaluateTargets, markdown, roundRatios, targetLines, type Report, type Round, type Row } from './lib/report.js'
 import { cookieToken, Wallet, type Held } from './lib/wallet.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -356,87 +356,8 @@ async function main (): Promise<Report> {
   }
   const allBoots = rounds.flatMap((r) => r.boots)
   const targets = evaluateTargets(aggregated.rows, aggregated.composite, allBoots, RSS_LIMIT_MB, READY_LIMIT_MS)
-  // Each target's ratio in every round, beside the one of the medians.
-  if (rounds.length > 1) {
-    const perRound = rounds.map((r) => evaluateTargets(r.rows, r.composite, r.boots, RSS_LIMIT_MB, READY_LIMIT_MS))
-    for (const t of targets) {
-      if (t.ratio === null) continue
-      t.rounds = perRound.map((ts) => ts.find((x) => x.name === t.name)?.ratio ?? null)
-    }
-  }
+  if (rounds.length > 1) roundRatios(targets, rounds, RSS_LIMIT_MB, READY_LIMIT_MS)
   return { meta, settings, rows: aggregated.rows, composite: aggregated.composite, boots: allBoots, targets, ...(rounds.length > 1 ? { rounds: rounds.map((r) => r.rows) } : {}) }
-}
-
-interface Round { rows: Row[], boots: Report['boots'], composite: Report['composite'] }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-const medianOrNull = (values: (number | null)[]): number | null => {
-  const known = values.filter((v): v is number => v !== null)
-  return known.length === 0 ? null : median(known)
-}
-
-/** The composite ceilings from a set of rows (hello-world and the raw verification loops). */
-function compositeOf (rows: Row[]): Report['composite'] {
-  const rps = (id: string): number => rows.find((r) => r.id === id)?.rps ?? 0
-  const hello = rps('hello')
-  const fastJwt = rps('verify-fast-jwt')
-  const node = rps('verify-node')
-  const jose = rps('verify-jose')
-  // The /me ceiling takes the fastest raw verification measured, not the one that makes the
-  // service look best.
-  const rawVerify = Math.max(fastJwt, node)
-  return {
-    hello,
-    rawVerify,
-    rawVerifyBy: node >= fastJwt ? 'node:crypto' : 'fast-jwt',
-    joseVerify: jose,
-    me: hello > 0 && rawVerify > 0 ? 1 / (1 / hello + 1 / rawVerify) : 0,
-    consumer: hello > 0 && jose > 0 ? 1 / (1 / hello + 1 / jose) : 0
-  }
-}
-
-/**
- * One row per scenario from the rounds: the median of req/s, p50, p99 and CPU per answer, the
- * highest peak RSS, the failures added up. Baselines are then read from the aggregated rows, so
- * every ratio printed is one of medians.
- */
-function aggregate (rounds: Round[]): { rows: Row[], composite: Report['composite'] } {
-  const ids = [...new Set(rounds.flatMap((r) => r.rows.map((row) => row.id)))]
-  const rows = ids.map((id): Row => {
-    const all = rounds.map((r) => r.rows.find((row) => row.id === id)).filter((row): row is Row => row !== undefined)
-    const first = all[0]!
-    const statuses: Record<string, number> = {}
-    for (const row of all) for (const [status, count] of Object.entries(row.statuses)) statuses[status] = (statuses[status] ?? 0) + count
-    const rss = all.map((row) => row.rssMb).filter((v): v is number => v !== null)
-    return {
-      ...first,
-      rps: median(all.map((row) => row.rps)),
-      p50: medianOrNull(all.map((row) => row.p50)),
-      p99: medianOrNull(all.map((row) => row.p99)),
-      cpuMsPerReq: medianOrNull(all.map((row) => row.cpuMsPerReq)),
-      rssMb: rss.length === 0 ? null : Math.max(...rss),
-      statuses,
-      unexpected: all.reduce((sum, row) => sum + row.unexpected, 0),
-      errors: all.reduce((sum, row) => sum + row.errors, 0),
-      ...(first.baseline === undefined ? {} : { baseline: { ...first.baseline } })
-    }
-  })
-  const composite = compositeOf(rows)
-  for (const row of rows) {
-    const base = row.baseline
-    if (base === undefined) continue
-    if (base.id === 'composite') base.rps = composite.me
-    else if (base.id === 'composite-jose') base.rps = composite.consumer
-    else {
-      const ref = rows.find((r) => r.id === base.id)
-      if (ref !== undefined) { base.rps = ref.rps; base.p99 = ref.p99 }
-    }
-  }
-  return { rows, composite }
 }
 
 /** Every scenario once, on fresh copies of the seeded databases; answers the round's composite ceilings. */
