@@ -1,20 +1,20 @@
 /**
  * Baseline: the floor of what a refresh can cost. A hand-built node:http server that does only
- * what a rotation must: read the cookie, decrypt the token's selector, SHA-256 its secret, one
- * better-sqlite3 IMMEDIATE transaction (find the token by id with its session, compare the
- * digest, spend it, insert the successor, link it, touch the session), sign an ES256 access
- * token, set the new cookie. No framework, no validation beyond the token's own checks, no
- * logging, no rate limiting, no metrics.
+ * what a rotation must: read the cookie, decrypt the token's selector, one better-sqlite3
+ * IMMEDIATE transaction (find the token by id with its session, compare the SHA-256 of its
+ * secret with the stored digest, spend it, insert the successor, link it, touch the session),
+ * sign an ES256 access token, set the new cookie. No framework, no validation beyond the
+ * token's own checks, no logging, no rate limiting, no metrics.
  *
  * It opens the database with the same settings as the service (DATABASE_SYNCHRONOUS,
  * DATABASE_CHECKPOINT, WAL, busy timeout, foreign keys) and, under FULL, keeps it the same way:
  * group commit, the answer written once the WAL's fdatasync covers the commit. So the ratio
  * between the two measures code, not durability.
  */
-import { generateKeyPairSync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import { createSigner } from 'fast-jwt'
-import { createRefreshTokenCodec, hashRefreshToken } from '../../src/auth/refresh-token.js'
+import { createRefreshTokenCodec, hashRefreshToken, secretMatches } from '../../src/auth/refresh-token.js'
 import { registerFastResolve } from '../../src/fast-resolve.js'
 
 // As the service's entry point does, so that loading db/client.js (Drizzle) costs the same.
@@ -54,9 +54,9 @@ const touch = db.prepare('UPDATE sessions SET last_used_at = ?, refresh_expires_
 interface Found { id: number, tokenHash: Buffer, sessionId: string, spentAt: number | null, expiresAt: number, userId: string, revokedAt: number | null, sessionExpiresAt: number }
 
 const TTL_MS = 7 * 24 * 3600_000
-const rotate = db.transaction((tokenId: number, hash: Buffer, successorHash: Buffer, now: number): { id: number, userId: string, sessionId: string, expiresAt: number } | null => {
+const rotate = db.transaction((tokenId: number, secret: Buffer, successorHash: Buffer, now: number): { id: number, userId: string, sessionId: string, expiresAt: number } | null => {
   const row = find.get(tokenId) as Found | undefined
-  if (row === undefined || !timingSafeEqual(row.tokenHash, hash) || row.spentAt !== null || row.revokedAt !== null || row.expiresAt <= now || row.sessionExpiresAt <= now) return null
+  if (row === undefined || !secretMatches(row.tokenHash, secret) || row.spentAt !== null || row.revokedAt !== null || row.expiresAt <= now || row.sessionExpiresAt <= now) return null
   if (spend.run(now, row.id).changes === 0) return null
   const expiresAt = Math.min(now + TTL_MS, row.sessionExpiresAt)
   const { id } = insert.get(successorHash, row.sessionId, row.id, now, expiresAt) as { id: number }
@@ -74,7 +74,7 @@ const server = createServer((req, res) => {
   const token = cookie === undefined ? null : codec.parse(cookie)
   const now = Date.now()
   const successor = randomBytes(32)
-  const done = token?.kind !== 'selector' ? null : immediate(token.id, hashRefreshToken(token.secret), hashRefreshToken(successor), now)
+  const done = token?.kind !== 'selector' ? null : immediate(token.id, token.secret, hashRefreshToken(successor), now)
   if (done === null) {
     res.writeHead(401, { 'content-type': 'application/json' }).end('{"statusCode":401,"code":"REFRESH_TOKEN_INVALID","message":"invalid"}')
     return
