@@ -400,7 +400,8 @@ async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { m
     rows.push({ id: 'verify-jose', label: 'raw ES256 verify, jose (1 core)', kind: 'baseline', rps: joseVerify, p50: null, p99: null, statuses: {}, expect: 0, cpuMsPerReq: null, unexpected: 0, errors: 0, rssMb })
     log(`  raw verify: fast-jwt ${fastJwtVerify.toFixed(0)}/s, node:crypto ${nodeVerify.toFixed(0)}/s, jose ${joseVerify.toFixed(0)}/s`)
   }
-  const { me: compositeMe, consumer: compositeConsumer } = compositeOf(rows)
+  const composite = compositeOf(rows)
+  const { me: compositeMe, consumer: compositeConsumer } = composite
   const helloRef = { id: 'hello', label: 'hello-world', rps: hello, p99: rows.find((r) => r.id === 'hello')?.p99 ?? null }
 
   if (wanted('jwks')) {
@@ -516,7 +517,7 @@ async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { m
     }
   }
 
-  return compositeOf(rows)
+  return composite
 }
 
 function write (report: Report): string[] {
