@@ -199,11 +199,10 @@ export function createSessionsRepository (db: Db) {
   )
 
   return {
-    /** A login: the session and its first refresh token, together or not at all. */
     /**
-     * Inserts the session and its first token in one transaction and answers the token's id.
-     * `alongside` runs inside it (synchronous writes only, such as the login's audit event),
-     * so both land in one commit.
+     * A login: inserts the session and its first refresh token in one transaction (together or
+     * not at all) and answers the token's id. `alongside` runs inside it (synchronous writes
+     * only, such as the login's audit event), so both land in one commit.
      */
     async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number> {
       return startTx(s, alongside)
