@@ -104,3 +104,36 @@ t.test('a session from before refresh-token selectors keeps working after the up
   const plan = app.sqlite.prepare('EXPLAIN QUERY PLAN SELECT id FROM refresh_tokens WHERE token_hash = ? AND legacy = 1').all(Buffer.alloc(32)) as Array<{ detail: string }>
   t.match(plan.map((p) => p.detail).join(' '), /refresh_tokens_legacy_token_hash_unique/, 'legacy tokens are found through the partial index')
 })
+
+/**
+ * 0002 as the migration left databases between 9adfa1e and its restoration: without the index,
+ * recorded under the `when` that version of the journal had. Such a database must not run
+ * 0002 again (it would mark every token legacy) and must take 0003 as a no-op.
+ */
+const INTERIM_0002_WHEN = 1796296119241
+
+for (const variant of ['with the index 0002 built', 'from the interim 0002 without it'] as const) {
+  t.test(`a database from before migration 0003, ${variant}: the expiry index is gone, 0002 is not run again, its tokens are untouched`, async (t) => {
+    const now = Date.now()
+    const old = oldDatabase(t.testdir(), '0003', 'old', now)
+    const indexes = (db: typeof old.sqlite): string[] => db.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'refresh_tokens' ORDER BY name").pluck().all() as string[]
+    t.same(indexes(old.sqlite), ['refresh_tokens_expires_at_idx', 'refresh_tokens_legacy_token_hash_unique'], '0002 builds the index')
+    if (variant === 'from the interim 0002 without it') {
+      old.sqlite.exec('DROP INDEX refresh_tokens_expires_at_idx')
+      old.sqlite.prepare('UPDATE __drizzle_migrations SET created_at = ? WHERE created_at = (SELECT max(created_at) FROM __drizzle_migrations)').run(INTERIM_0002_WHEN)
+    }
+    old.sqlite.prepare(`INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, refresh_expires_at)
+      VALUES ('s1', 'u1', ?, ?, ?, ?)`).run(now, now, now + 86400_000, now + 3600_000)
+    old.sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)').run(randomBytes(32), 's1', now, now + 3600_000)
+    const before = old.sqlite.prepare('SELECT id, token_hash, legacy FROM refresh_tokens').all()
+    const { path } = old
+    old.sqlite.close()
+
+    const app = await buildTestApp(t, { DATABASE_URL: `file:${path}` })
+    t.same(indexes(app.sqlite), ['refresh_tokens_legacy_token_hash_unique'], 'only the partial index on legacy digests is left')
+    t.same(app.sqlite.prepare('SELECT id, token_hash, legacy FROM refresh_tokens').all(), before, 'the token row as it was: not relabelled legacy')
+    const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] }
+    t.equal(app.sqlite.prepare('SELECT count(*) FROM __drizzle_migrations').pluck().get(), journal.entries.length, 'each migration recorded once')
+    t.equal(app.sqlite.pragma('integrity_check', { simple: true }), 'ok')
+  })
+}
