@@ -14,8 +14,20 @@ export const users = sqliteTable('users', {
   id: text('id').primaryKey(),
   /** As registered (after NFKC and trimming), shown back to the user. */
   username: text('username').notNull(),
-  /** Lower-cased form: uniqueness is case-insensitive. */
+  /**
+   * Lower-cased form (toLowerCase), the uniqueness key before fold keys; still unique, and
+   * how a row of a name that shares its fold key with another is told apart at login.
+   */
   usernameKey: text('username_key').notNull(),
+  /**
+   * NFKC + full case folding (src/auth/credentials.ts): the key names are found by and unique
+   * by. Not a unique index, because databases from before fold keys may hold names that now
+   * collide (`admin usernames collisions` lists them); a new name is checked against it in
+   * its insert's transaction. Null only until the start that fills it in (db/migrate.ts).
+   */
+  usernameFold: text('username_fold'),
+  /** The fold key's confusable skeleton (Unicode TS #39); a new name may not share one. */
+  usernameSkeleton: text('username_skeleton'),
   passwordHash: text('password_hash').notNull(),
   /** JSON array of role names. */
   roles: text('roles', { mode: 'json' }).$type<string[]>().notNull(),
@@ -23,7 +35,11 @@ export const users = sqliteTable('users', {
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
   passwordChangedAt: integer('password_changed_at', { mode: 'timestamp_ms' }).notNull()
-}, (t) => [uniqueIndex('users_username_key_unique').on(t.usernameKey)])
+}, (t) => [
+  uniqueIndex('users_username_key_unique').on(t.usernameKey),
+  index('users_username_fold_idx').on(t.usernameFold),
+  index('users_username_skeleton_idx').on(t.usernameSkeleton)
+])
 
 /** One row per login. Its id is the `sid` claim of every access token issued for it. */
 export const sessions = sqliteTable('sessions', {

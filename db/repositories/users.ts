@@ -1,4 +1,5 @@
-import { asc, eq, sql } from 'drizzle-orm'
+import { and, asc, eq, isNotNull, or, sql } from 'drizzle-orm'
+import { usernameFold, usernameKey, usernameSkeleton } from '../../src/auth/credentials.js'
 import type { Db } from '../client.js'
 import { users } from '../schema.js'
 
@@ -14,6 +15,7 @@ export interface User {
 export interface NewUser {
   id: string
   username: string
+  /** The lower-cased name (credentials.ts `usernameKey`); the fold key and skeleton are derived here. */
   usernameKey: string
   passwordHash: string
   roles: string[]
@@ -26,6 +28,9 @@ function isUniqueViolation (err: unknown): boolean {
 
 export function createUsersRepository (db: Db) {
   const byKey = db.select().from(users).where(eq(users.usernameKey, sql.placeholder('key'))).prepare()
+  const byFold = db.select().from(users).where(eq(users.usernameFold, sql.placeholder('fold'))).limit(16).prepare()
+  const clash = db.select({ id: users.id }).from(users)
+    .where(or(eq(users.usernameFold, sql.placeholder('fold')), eq(users.usernameSkeleton, sql.placeholder('skeleton')))).limit(1).prepare()
   const byId = db.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare()
 
   const toUser = (row: typeof users.$inferSelect): User => ({
@@ -38,24 +43,64 @@ export function createUsersRepository (db: Db) {
   })
 
   return {
-    /** Inserts the user, or returns null when the username (case-insensitively) is taken. */
+    /**
+     * Inserts the user, or returns null when the name is taken: another row has the same fold
+     * key (case-insensitively, all of Unicode), the same confusable skeleton, or the same
+     * lower-cased key. The check and the insert share one IMMEDIATE transaction, so no other
+     * writer (another process included) slips a colliding name in between.
+     */
     async insert (user: NewUser): Promise<User | null> {
+      const fold = usernameFold(user.username)
+      const skeleton = usernameSkeleton(user.username)
       try {
-        const row = db.insert(users).values({
-          id: user.id,
-          username: user.username,
-          usernameKey: user.usernameKey,
-          passwordHash: user.passwordHash,
-          roles: user.roles,
-          createdAt: user.now,
-          updatedAt: user.now,
-          passwordChangedAt: user.now
-        }).returning().get()
-        return toUser(row)
+        return db.transaction((tx) => {
+          if (clash.get({ fold, skeleton }) !== undefined) return null
+          const row = tx.insert(users).values({
+            id: user.id,
+            username: user.username,
+            usernameKey: user.usernameKey,
+            usernameFold: fold,
+            usernameSkeleton: skeleton,
+            passwordHash: user.passwordHash,
+            roles: user.roles,
+            createdAt: user.now,
+            updatedAt: user.now,
+            passwordChangedAt: user.now
+          }).returning().get()
+          return toUser(row)
+        }, { behavior: 'immediate' })
       } catch (err) {
         if (isUniqueViolation(err)) return null
         throw err
       }
+    },
+
+    /**
+     * The user a typed name means: the one row with its fold key. Where older rows share a fold
+     * key (registered before fold keys), the row whose lower-cased key matches the name as
+     * typed, so that each still logs in with the name it registered; else nobody.
+     */
+    async findByUsername (normalized: string): Promise<User | null> {
+      const rows = byFold.all({ fold: usernameFold(normalized) })
+      if (rows.length === 1) return toUser(rows[0]!)
+      const key = usernameKey(normalized)
+      const exact = rows.find((r) => r.usernameKey === key)
+      return exact === undefined ? null : toUser(exact)
+    },
+
+    /** Groups of users whose fold keys or skeletons are the same (from before those were unique). */
+    async collisions (): Promise<Array<{ kind: 'fold' | 'skeleton', value: string, users: User[] }>> {
+      const groups: Array<{ kind: 'fold' | 'skeleton', value: string, users: User[] }> = []
+      for (const [kind, column] of [['fold', users.usernameFold], ['skeleton', users.usernameSkeleton]] as const) {
+        const values = db.select({ value: column }).from(users).where(isNotNull(column))
+          .groupBy(column).having(sql`count(*) > 1`).orderBy(asc(column)).all()
+        for (const { value } of values) {
+          const members = db.select().from(users).where(and(isNotNull(column), eq(column, value!)))
+            .orderBy(asc(users.createdAt), asc(users.id)).all().map(toUser)
+          groups.push({ kind, value: value!, users: members })
+        }
+      }
+      return groups
     },
 
     async findByUsernameKey (key: string): Promise<User | null> {

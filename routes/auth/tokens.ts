@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { RotateFailure } from '../../src/auth/sessions.js'
-import { normalizeUsername, usernameKey } from '../../src/auth/credentials.js'
+import { normalizeUsername, usernameFold } from '../../src/auth/credentials.js'
 import {
   InvalidCredentials, RateLimited, RefreshTokenExpired, RefreshTokenInvalid, RefreshTokenMissing, SessionRevoked, TokenReused
 } from '../../src/errors.js'
@@ -55,7 +55,9 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     const mode = request.body.transport ?? config.refresh.transportDefault
     if (mode === 'cookie') transport.checkOrigin(request)
 
-    const key = usernameKey(normalizeUsername(request.body.username))
+    const name = normalizeUsername(request.body.username)
+    // Failures count per fold key: every spelling of one name shares one budget.
+    const key = usernameFold(name)
     const retryAfter = loginThrottle.retryAfter(key, now)
     if (retryAfter > 0) {
       app.metrics.loginOutcomes.inc({ outcome: 'throttled' })
@@ -63,7 +65,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       throw new RateLimited(String(retryAfter))
     }
     const password = request.body.password.normalize('NFKC')
-    const user = await repos.users.findByUsernameKey(key)
+    const user = await repos.users.findByUsername(name)
     // Unknown users cost one verification too, so that timing does not tell them apart.
     const valid = user === null ? await passwords.verifyDummy(password) : await passwords.verify(user.passwordHash, password)
     if (user === null || !valid || user.disabled) {

@@ -1,15 +1,24 @@
 /**
  * Username and password rules (contract + NIST SP 800-63B): NFKC normalisation; usernames of
- * 3–64 letters, digits and `. _ - @ +`, unique case-insensitively; passwords with a minimum
- * and a maximum length, checked against a list of common passwords, with no composition rules.
- * Lengths count Unicode code points, as a person would.
+ * 3–64 letters, digits and `. _ - @ +`, written in one script, never shaped like a user id;
+ * passwords with a minimum and a maximum length, checked against a list of common passwords,
+ * with no composition rules. Lengths count Unicode code points, as a person would.
+ *
+ * Two usernames are the same account name when their fold keys are equal (NFKC with full
+ * Unicode case folding: `Straße` = `STRASSE`, `ΚΟΣΜΟΣ` = `κοσμος` = `κοσμοσ`), and a name is
+ * refused when its confusable skeleton (Unicode TS #39) equals an existing one's (`r00t`
+ * beside `root`, Cyrillic `сор` beside Latin `cop`): it would pass for someone else.
  */
 import { dictionary } from '@zxcvbn-ts/language-common'
+import unhomoglyph from 'unhomoglyph'
+import { caseFold } from 'unicode-case-folding'
 
 export const USERNAME_MIN = 3
 export const USERNAME_MAX = 64
 export const PASSWORD_MAX = 256
 const USERNAME_PATTERN = /^[\p{L}\p{M}\p{N}._@+-]+$/u
+/** The shape of a user id (a UUID), so that no username can be mistaken for one. */
+const ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export type Checked = { ok: true, value: string } | { ok: false, message: string }
 
@@ -17,9 +26,88 @@ export function normalizeUsername (raw: string): string {
   return raw.normalize('NFKC').trim()
 }
 
-/** The key that makes usernames unique regardless of case. */
+/**
+ * The lower-cased form, the uniqueness key of rows registered before fold keys (kept in
+ * `users.username_key`, still unique). New rows store it too.
+ */
 export function usernameKey (normalized: string): string {
   return normalized.toLowerCase()
+}
+
+/**
+ * The key that makes usernames unique regardless of case: Unicode's compatibility caseless
+ * match (D146, NFKD(fold(NFKD(fold(NFD(x)))))), stored composed (NFC). Full case folding maps
+ * ß to ss and every sigma to σ, which toLowerCase does not.
+ */
+export function usernameFold (raw: string): string {
+  return caseFold(caseFold(raw.normalize('NFD')).normalize('NFKD')).normalize('NFKD').normalize('NFC')
+}
+
+/** UTS #39 skeleton: NFD, each character replaced by its confusable prototype, NFD again. */
+function skeleton (s: string): string {
+  return unhomoglyph(s.normalize('NFD')).normalize('NFD')
+}
+
+/**
+ * The confusable skeleton of a username, for refusing look-alikes. Taken of the fold key, so
+ * that it is the same for every spelling of one name that differs only in case, and folded
+ * again, because prototypes may be capitals (digit zero's is O): `r00t` meets `root`.
+ */
+export function usernameSkeleton (raw: string): string {
+  return usernameFold(skeleton(usernameFold(raw))).normalize('NFD')
+}
+
+/** The lookup keys of a username as stored in `users`. */
+export function usernameKeys (normalized: string): { key: string, fold: string, skeleton: string } {
+  return { key: usernameKey(normalized), fold: usernameFold(normalized), skeleton: usernameSkeleton(normalized) }
+}
+
+// Script property values (ISO 15924 codes) that this runtime's regular expressions know.
+// A letter of a script missing here gets no script and makes its username "mixed", refused:
+// the safe side, for scripts newer than this list.
+const SCRIPT_CODES = ('Adlm Aghb Ahom Arab Armi Armn Avst Bali Bamu Bass Batk Beng Berf Bhks Bopo Brah Brai Bugi Buhd Cakm ' +
+  'Cans Cari Cham Cher Chrs Copt Cpmn Cprt Cyrl Deva Diak Dogr Dsrt Dupl Egyp Elba Elym Ethi Gara Geor Glag Gong Gonm Goth ' +
+  'Gran Grek Gujr Gukh Guru Hang Hani Hano Hatr Hebr Hira Hluw Hmng Hmnp Hung Ital Java Kali Kana Kawi Khar Khmr Khoj Kits ' +
+  'Knda Krai Kthi Lana Laoo Latn Lepc Limb Lina Linb Lisu Lyci Lydi Mahj Maka Mand Mani Marc Medf Mend Merc Mero Mlym Modi ' +
+  'Mong Mroo Mtei Mult Mymr Nagm Nand Narb Nbat Newa Nkoo Nshu Ogam Olck Onao Orkh Orya Osge Osma Ougr Palm Pauc Perm Phag ' +
+  'Phli Phlp Phnx Plrd Prti Rjng Rohg Runr Samr Sarb Saur Sgnw Shaw Shrd Sidd Sidt Sind Sinh Sogd Sogo Sora Soyo Sund Sunu ' +
+  'Sylo Syrc Tagb Takr Tale Talu Taml Tang Tavt Tayo Telu Tfng Tglg Thaa Thai Tibt Tirh Tnsa Todr Tols Toto Tutg Ugar Vaii ' +
+  'Vith Wara Wcho Xpeo Xsux Yezi Yiii Zanb').split(' ').flatMap((code) => {
+  try {
+    return [{ code, scx: new RegExp(`^\\p{Script_Extensions=${code}}$`, 'u') }]
+  } catch {
+    return []
+  }
+})
+const COMMON_OR_INHERITED = /^[\p{Script_Extensions=Zyyy}\p{Script_Extensions=Zinh}]$/u
+/** UTS #39's augmented script sets: Han goes with Hiragana and Katakana (Japanese), Hangul (Korean), Bopomofo. */
+const AUGMENTED: Record<string, string[]> = {
+  Hani: ['Hanb', 'Jpan', 'Kore'],
+  Hira: ['Jpan'],
+  Kana: ['Jpan'],
+  Hang: ['Kore'],
+  Bopo: ['Hanb']
+}
+
+/**
+ * UTS #39 single-script test: the intersection of the characters' augmented Script_Extensions
+ * sets is not empty. Common and Inherited characters (digits, `. _ - @ +`, combining marks)
+ * go with any script.
+ */
+export function isSingleScript (value: string): boolean {
+  let common: Set<string> | undefined
+  for (const ch of value) {
+    if (COMMON_OR_INHERITED.test(ch)) continue
+    const scripts = new Set<string>()
+    for (const { code, scx } of SCRIPT_CODES) {
+      if (!scx.test(ch)) continue
+      scripts.add(code)
+      for (const extra of AUGMENTED[code] ?? []) scripts.add(extra)
+    }
+    common = common === undefined ? scripts : new Set<string>([...common].filter((s: string) => scripts.has(s)))
+    if (common.size === 0) return false
+  }
+  return true
 }
 
 export function checkUsername (raw: string): Checked {
@@ -30,6 +118,12 @@ export function checkUsername (raw: string): Checked {
   }
   if (!USERNAME_PATTERN.test(value)) {
     return { ok: false, message: 'username may contain only letters, digits and . _ - @ +' }
+  }
+  if (ID_SHAPE.test(value) || ID_SHAPE.test(usernameFold(value))) {
+    return { ok: false, message: 'username must not look like a user id' }
+  }
+  if (!isSingleScript(value)) {
+    return { ok: false, message: 'username must be written in one script (digits and . _ - @ + go with any)' }
   }
   return { ok: true, value }
 }

@@ -143,3 +143,12 @@ t.test('bad bodies are 400 and never reach the password check', async (t) => {
   }
   t.equal(verifications, 0)
 })
+
+t.test('login finds the account by its case-folded name: ß/SS, final sigma', async (t) => {
+  const app = await buildTestApp(t)
+  t.equal((await register(app, 'Straße')).statusCode, 201)
+  t.equal((await register(app, 'ΚΟΣΜΟΣ')).statusCode, 201)
+  for (const username of ['Straße', 'STRASSE', 'strasse', 'ΚΟΣΜΟΣ', 'κοσμος', 'κοσμοσ']) {
+    t.equal((await login(app, { username })).res.statusCode, 200, username)
+  }
+})

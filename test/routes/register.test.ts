@@ -97,3 +97,49 @@ t.test('malformed requests are 4xx JSON errors, never 500', async (t) => {
     t.notMatch(res.body, /\bat \S+\.(ts|js):\d+/, `${name}: no stack trace`)
   }
 })
+
+t.test('a username shaped like a user id (a UUID, any case) is refused: 400 INVALID_USERNAME', async (t) => {
+  const app = await buildTestApp(t)
+  const victim = (await register(app)).json()
+  for (const name of [victim.id, victim.id.toUpperCase(), '00000000-0000-4000-8000-000000000000', 'ＡＢＣＤＥＦ01-2345-6789-abcd-ef0123456789']) {
+    const res = await register(app, name)
+    t.equal(res.statusCode, 400, name)
+    t.same(res.json(), { statusCode: 400, code: 'INVALID_USERNAME', message: 'username must not look like a user id' }, name)
+  }
+  t.equal((await register(app, `${victim.id}x`)).statusCode, 201, 'only the exact id shape is refused')
+})
+
+t.test('uniqueness is by NFKC and full Unicode case folding: the same 409 as a taken name', async (t) => {
+  const app = await buildTestApp(t)
+  const taken = { statusCode: 409, code: 'USERNAME_TAKEN', message: 'This username is not available' }
+  t.equal((await register(app, 'ΚΟΣΜΟΣ')).statusCode, 201)
+  for (const name of ['κοσμοσ', 'κοσμος', 'Κοσμος']) t.same((await register(app, name)).json(), taken, name)
+  t.equal((await register(app, 'Straße')).statusCode, 201)
+  for (const name of ['STRASSE', 'strasse', 'STRAẞE']) t.same((await register(app, name)).json(), taken, name)
+})
+
+t.test('a confusable of an existing username (UTS #39 skeleton) answers like a taken name', async (t) => {
+  const app = await buildTestApp(t)
+  const taken = { statusCode: 409, code: 'USERNAME_TAKEN', message: 'This username is not available' }
+  t.equal((await register(app, 'root')).statusCode, 201)
+  t.same((await register(app, 'r00t')).json(), taken, 'digit zeros for o')
+  t.equal((await register(app, 'cop')).statusCode, 201)
+  t.same((await register(app, 'сор')).json(), taken, 'all-Cyrillic сор looks like Latin cop')
+  t.equal((await register(app, 'example')).statusCode, 201)
+  t.same((await register(app, 'EXARNPLE')).json(), taken, 'rn looks like m')
+  t.equal((await register(app, 'сорка')).statusCode, 201, 'a Cyrillic name that resembles no existing one is fine')
+})
+
+t.test('a username mixing scripts is refused whether or not a lookalike exists', async (t) => {
+  const app = await buildTestApp(t)
+  const mixed = { statusCode: 400, code: 'INVALID_USERNAME', message: 'username must be written in one script (digits and . _ - @ + go with any)' }
+  // Latin r and t around Cyrillic о о.
+  t.same((await register(app, 'r\u043e\u043et')).json(), mixed, 'no root yet')
+  t.equal((await register(app, 'root')).statusCode, 201)
+  t.same((await register(app, 'r\u043e\u043et')).json(), mixed, 'root exists: the same answer')
+  t.same((await register(app, 'pαypal')).json(), mixed, 'Greek alpha among Latin')
+  t.same((await register(app, '١٢٣abc')).json(), mixed, 'Arabic-Indic digits belong to Arabic, not to Latin')
+  for (const name of ['user_1.test@example.com', 'Zoë-2', 'Ἀθηνᾶ', 'Владимир', '山田太郎', 'やまだ山田', '홍길동', 'علي١٢٣']) {
+    t.equal((await register(app, name)).statusCode, 201, name)
+  }
+})
