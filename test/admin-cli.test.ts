@@ -71,11 +71,11 @@ t.test('users and user: a table, or JSON', async (t) => {
   t.match(table.out, new RegExp(`^${alice.id}\\s+alice\\s+user\\s+false\\s+\\d{4}-`, 'm'))
   const json = JSON.parse((await run(['users', '--json', '--limit', '1'])).out)
   t.same(json.map((u: { username: string }) => u.username), ['alice'])
-  t.same(JSON.parse((await run(['user', 'ALICE', '--json'])).out), { ...alice, disabled: false })
-  t.same(JSON.parse((await run(['user', alice.id, '--json'])).out).username, 'alice')
-  const missing = await run(['user', 'nobody'])
+  t.same(JSON.parse((await run(['user', 'name:ALICE', '--json'])).out), { ...alice, disabled: false })
+  t.same(JSON.parse((await run(['user', `id:${alice.id}`, '--json'])).out).username, 'alice')
+  const missing = await run(['user', 'name:nobody'])
   t.equal(missing.code, 1)
-  t.match(missing.err, /no user "nobody"/)
+  t.match(missing.err, /no user "name:nobody"/)
   t.equal((await run(['users', '--limit', 'many'])).code, 64)
 })
 
@@ -85,13 +85,13 @@ t.test('disable ends every session of a running service at once; enable lets the
   await register(app)
   const a = await login(app, { transport: 'body' })
   const b = await login(app, { transport: 'body' })
-  const disabled = await run(['disable', 'alice'])
+  const disabled = await run(['disable', 'name:alice'])
   t.equal(disabled.code, 0, disabled.err)
   t.match(disabled.out, /alice disabled; 2 session\(s\) ended/)
   t.equal((await refreshWithBody(app, a.refreshToken)).statusCode, 401)
   t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(b.accessToken) })).statusCode, 401)
   t.equal((await login(app)).res.statusCode, 401)
-  t.equal((await run(['enable', 'alice'])).code, 0)
+  t.equal((await run(['enable', 'name:alice'])).code, 0)
   t.equal((await login(app)).res.statusCode, 200)
 })
 
@@ -103,23 +103,23 @@ t.test('set-roles, sessions, revoke-session, revoke-sessions', async (t) => {
   const b = await login(app, { transport: 'body' })
   const c = await login(app, { transport: 'body' })
 
-  const roles = await run(['set-roles', 'alice', 'user,auditor'])
+  const roles = await run(['set-roles', 'name:alice', 'user,auditor'])
   t.equal(roles.code, 0)
   t.match(roles.out, /roles user -> user,auditor/)
   t.same(decodeJwt((await refreshWithBody(app, c.refreshToken)).json().accessToken).payload.roles, ['user', 'auditor'])
-  t.equal((await run(['set-roles', 'alice', 'UPPER'])).code, 64)
+  t.equal((await run(['set-roles', 'name:alice', 'UPPER'])).code, 64)
 
-  const sessions = JSON.parse((await run(['sessions', 'alice', '--json'])).out) as Array<{ id: string, userAgent: string | null }>
+  const sessions = JSON.parse((await run(['sessions', 'name:alice', '--json'])).out) as Array<{ id: string, userAgent: string | null }>
   t.equal(sessions.length, 3)
   const sidA = decodeJwt(a.accessToken).payload.sid as string
   t.equal(sessions.find((s) => s.id === sidA)?.userAgent, 'laptop/2')
-  t.match((await run(['sessions', 'alice'])).out, /laptop\/2/)
+  t.match((await run(['sessions', 'name:alice'])).out, /laptop\/2/)
 
   t.equal((await run(['revoke-session', sidA])).code, 0)
   t.equal((await refreshWithBody(app, a.refreshToken)).statusCode, 401)
   t.equal((await refreshWithBody(app, b.refreshToken)).statusCode, 200, 'the others go on')
   t.equal((await run(['revoke-session', sidA])).code, 1, 'already ended')
-  const all = await run(['revoke-sessions', 'alice', '--json'])
+  const all = await run(['revoke-sessions', 'name:alice', '--json'])
   t.equal(JSON.parse(all.out).ended, 2)
   t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(b.accessToken) })).statusCode, 401)
 })
@@ -130,7 +130,7 @@ t.test('audit: the newest events oldest first, filters, JSON lines, and --follow
   await register(app)
   await login(app)
   await login(app, { password: 'not the password!' })
-  await run(['disable', 'alice'])
+  await run(['disable', 'name:alice'])
 
   const table = await run(['audit'])
   t.equal(table.code, 0)
@@ -140,7 +140,7 @@ t.test('audit: the newest events oldest first, filters, JSON lines, and --follow
   const failed = (await run(['audit', '--type', 'login_failed', '--json'])).out.split('\n').map((l) => JSON.parse(l))
   t.equal(failed.length, 1)
   t.match(failed[0], { type: 'login_failed', detail: { reason: 'wrong_password' }, ip: '127.0.0.1' })
-  t.equal((await run(['audit', '--user', 'alice', '--limit', '2', '--json'])).out.split('\n').length, 2)
+  t.equal((await run(['audit', '--user', 'name:alice', '--limit', '2', '--json'])).out.split('\n').length, 2)
   t.equal((await run(['audit', '--type', 'bogus'])).code, 64)
 
   // --follow prints what happens after it started, until stopped.
@@ -233,4 +233,25 @@ t.test('npm run admin -- ... runs the same commands as a program', async (t) => 
   })
   t.same(JSON.parse(stdout).map((u: { username: string }) => u.username), ['erin'])
   t.ok(PASSWORD)
+})
+
+t.test('user selectors are explicit (id:<id>, name:<username>); a username shaped like an id changes nothing', async (t) => {
+  const { run, app: start } = setup(t)
+  const app = await start()
+  const victim = (await register(app)).json()
+  await app.repos.users.insert({ id: 'attacker-1', username: victim.id, usernameKey: victim.id, passwordHash: 'x', roles: ['user'], now: new Date() })
+  t.equal(JSON.parse((await run(['user', `id:${victim.id}`, '--json'])).out).username, 'alice')
+  t.equal(JSON.parse((await run(['user', `name:${victim.id}`, '--json'])).out).id, 'attacker-1')
+  const disabled = await run(['disable', `id:${victim.id}`, '--json'])
+  t.equal(disabled.code, 0, disabled.err)
+  t.equal(JSON.parse(disabled.out).id, victim.id)
+  t.equal(JSON.parse((await run(['user', 'id:attacker-1', '--json'])).out).disabled, false, 'the look-alike account is untouched')
+  for (const command of ['user', 'disable', 'enable', 'sessions', 'revoke-sessions']) {
+    const bare = await run([command, victim.id])
+    t.equal(bare.code, 64, `${command} with a bare selector`)
+    t.match(bare.err, /id:<id> or name:<username>/)
+  }
+  t.equal((await run(['set-roles', 'alice', 'user'])).code, 64)
+  t.equal((await run(['audit', '--user', 'alice'])).code, 64)
+  t.equal((await run(['user', 'id:alice'])).code, 1, 'id: never falls back to a name')
 })

@@ -11,12 +11,12 @@ t.test('401 without a token, 403 FORBIDDEN for a token without the admin role', 
   const calls = [
     { method: 'GET', url: '/api/admin/users' },
     { method: 'POST', url: '/api/admin/users', payload: { username: 'x-user', password: OTHER_PASSWORD } },
-    { method: 'GET', url: '/api/admin/users/alice' },
-    { method: 'POST', url: '/api/admin/users/alice/disable' },
-    { method: 'POST', url: '/api/admin/users/alice/enable' },
-    { method: 'PUT', url: '/api/admin/users/alice/roles', payload: { roles: ['admin'] } },
-    { method: 'GET', url: '/api/admin/users/alice/sessions' },
-    { method: 'DELETE', url: '/api/admin/users/alice/sessions' },
+    { method: 'GET', url: '/api/admin/users/name:alice' },
+    { method: 'POST', url: '/api/admin/users/name:alice/disable' },
+    { method: 'POST', url: '/api/admin/users/name:alice/enable' },
+    { method: 'PUT', url: '/api/admin/users/name:alice/roles', payload: { roles: ['admin'] } },
+    { method: 'GET', url: '/api/admin/users/name:alice/sessions' },
+    { method: 'DELETE', url: '/api/admin/users/name:alice/sessions' },
     { method: 'DELETE', url: '/api/admin/sessions/abc' },
     { method: 'GET', url: '/api/admin/audit' }
   ] as const
@@ -85,10 +85,10 @@ t.test('list users and look one up by id or by username', async (t) => {
   t.same((await app.inject({ url: '/api/admin/users?limit=1&offset=1', headers: admin.headers })).json().map((u: { username: string }) => u.username), ['bob'])
   t.equal((await app.inject({ url: '/api/admin/users?limit=0', headers: admin.headers })).statusCode, 400)
   t.equal((await app.inject({ url: '/api/admin/users?limit=x', headers: admin.headers })).statusCode, 400)
-  const byId = await app.inject({ url: `/api/admin/users/${alice.id}`, headers: admin.headers })
+  const byId = await app.inject({ url: `/api/admin/users/id:${alice.id}`, headers: admin.headers })
   t.same(byId.json(), { ...alice, disabled: false })
-  t.same((await app.inject({ url: '/api/admin/users/ALICE', headers: admin.headers })).json().id, alice.id)
-  const missing = await app.inject({ url: '/api/admin/users/nobody', headers: admin.headers })
+  t.same((await app.inject({ url: '/api/admin/users/name:ALICE', headers: admin.headers })).json().id, alice.id)
+  const missing = await app.inject({ url: '/api/admin/users/name:nobody', headers: admin.headers })
   t.equal(missing.statusCode, 404)
   t.equal(missing.json().code, 'USER_NOT_FOUND')
   t.equal(list.headers['cache-control'], 'no-store')
@@ -100,7 +100,7 @@ t.test('disable ends every session at once (access and refresh), login is refuse
   const a = await login(app, { transport: 'body' })
   const b = await login(app)
   const admin = await adminSession(app)
-  const res = await app.inject({ method: 'POST', url: '/api/admin/users/alice/disable', headers: admin.headers })
+  const res = await app.inject({ method: 'POST', url: '/api/admin/users/name:alice/disable', headers: admin.headers })
   t.equal(res.statusCode, 200)
   t.equal(res.json().disabled, true)
   t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(a.accessToken) })).statusCode, 401, 'access token refused')
@@ -109,13 +109,13 @@ t.test('disable ends every session at once (access and refresh), login is refuse
   const refused = await login(app)
   t.equal(refused.res.statusCode, 401)
   t.equal(refused.res.json().code, 'INVALID_CREDENTIALS', 'the same answer as a wrong password')
-  t.same((await app.inject({ url: '/api/admin/users/alice/sessions', headers: admin.headers })).json(), [])
+  t.same((await app.inject({ url: '/api/admin/users/name:alice/sessions', headers: admin.headers })).json(), [])
 
-  const enabled = await app.inject({ method: 'POST', url: '/api/admin/users/alice/enable', headers: admin.headers })
+  const enabled = await app.inject({ method: 'POST', url: '/api/admin/users/name:alice/enable', headers: admin.headers })
   t.equal(enabled.json().disabled, false)
   t.equal((await refreshWithBody(app, a.refreshToken)).statusCode, 401, 'ended sessions stay ended')
   t.equal((await login(app)).res.statusCode, 200, 'can log in again')
-  t.equal((await app.inject({ method: 'POST', url: '/api/admin/users/nobody/disable', headers: admin.headers })).statusCode, 404)
+  t.equal((await app.inject({ method: 'POST', url: '/api/admin/users/name:nobody/disable', headers: admin.headers })).statusCode, 404)
 })
 
 t.test('set roles: 200 with the new roles; the next refresh issues tokens with them', async (t) => {
@@ -123,27 +123,27 @@ t.test('set roles: 200 with the new roles; the next refresh issues tokens with t
   await register(app)
   const session = await login(app, { transport: 'body' })
   const admin = await adminSession(app)
-  const res = await app.inject({ method: 'PUT', url: '/api/admin/users/alice/roles', headers: admin.headers, payload: { roles: ['user', 'billing'] } })
+  const res = await app.inject({ method: 'PUT', url: '/api/admin/users/name:alice/roles', headers: admin.headers, payload: { roles: ['user', 'billing'] } })
   t.equal(res.statusCode, 200)
   t.same(res.json().roles, ['user', 'billing'])
   t.same((await app.inject({ url: '/api/auth/me', headers: bearer(session.accessToken) })).json().roles, ['user', 'billing'])
   const refreshed = await refreshWithBody(app, session.refreshToken)
   t.same(decodeJwt(refreshed.json().accessToken).payload.roles, ['user', 'billing'])
-  t.equal((await app.inject({ method: 'PUT', url: '/api/admin/users/alice/roles', headers: admin.headers, payload: { roles: ['no spaces'] } })).statusCode, 400)
-  t.equal((await app.inject({ method: 'PUT', url: '/api/admin/users/alice/roles', headers: admin.headers, payload: {} })).statusCode, 400)
-  t.equal((await app.inject({ method: 'PUT', url: '/api/admin/users/nobody/roles', headers: admin.headers, payload: { roles: [] } })).statusCode, 404)
+  t.equal((await app.inject({ method: 'PUT', url: '/api/admin/users/name:alice/roles', headers: admin.headers, payload: { roles: ['no spaces'] } })).statusCode, 400)
+  t.equal((await app.inject({ method: 'PUT', url: '/api/admin/users/name:alice/roles', headers: admin.headers, payload: {} })).statusCode, 400)
+  t.equal((await app.inject({ method: 'PUT', url: '/api/admin/users/name:nobody/roles', headers: admin.headers, payload: { roles: [] } })).statusCode, 404)
 })
 
 t.test('an administrator cannot lock themselves out over HTTP', async (t) => {
   const app = await buildTestApp(t)
   const admin = await adminSession(app)
-  const disable = await app.inject({ method: 'POST', url: `/api/admin/users/${admin.userId}/disable`, headers: admin.headers })
+  const disable = await app.inject({ method: 'POST', url: `/api/admin/users/id:${admin.userId}/disable`, headers: admin.headers })
   t.equal(disable.statusCode, 409)
   t.equal(disable.json().code, 'ADMIN_SELF_LOCKOUT')
-  const demote = await app.inject({ method: 'PUT', url: '/api/admin/users/root-admin/roles', headers: admin.headers, payload: { roles: ['user'] } })
+  const demote = await app.inject({ method: 'PUT', url: '/api/admin/users/name:root-admin/roles', headers: admin.headers, payload: { roles: ['user'] } })
   t.equal(demote.statusCode, 409)
   t.equal((await app.inject({ url: '/api/admin/users', headers: admin.headers })).statusCode, 200, 'still an admin')
-  const keep = await app.inject({ method: 'PUT', url: '/api/admin/users/root-admin/roles', headers: admin.headers, payload: { roles: ['admin', 'ops'] } })
+  const keep = await app.inject({ method: 'PUT', url: '/api/admin/users/name:root-admin/roles', headers: admin.headers, payload: { roles: ['admin', 'ops'] } })
   t.equal(keep.statusCode, 200, 'changing other roles is fine')
 })
 
@@ -155,7 +155,7 @@ t.test('list a user\'s sessions, end one, end all', async (t) => {
   const b = await login(app, { transport: 'body' })
   const c = await login(app, { transport: 'body' })
   const admin = await adminSession(app)
-  const list = (await app.inject({ url: '/api/admin/users/alice/sessions', headers: admin.headers })).json() as Array<{ id: string, userAgent: string, ip: string, userId: string }>
+  const list = (await app.inject({ url: '/api/admin/users/name:alice/sessions', headers: admin.headers })).json() as Array<{ id: string, userAgent: string, ip: string, userId: string }>
   t.equal(list.length, 3)
   const sidA = decodeJwt(a.accessToken).payload.sid as string
   t.match(list.find((s) => s.id === sidA), { userAgent: 'phone/1', ip: '127.0.0.1' })
@@ -167,9 +167,37 @@ t.test('list a user\'s sessions, end one, end all', async (t) => {
   t.equal(again.statusCode, 404)
   t.equal(again.json().code, 'SESSION_NOT_FOUND')
 
-  const all = await app.inject({ method: 'DELETE', url: '/api/admin/users/alice/sessions', headers: admin.headers })
+  const all = await app.inject({ method: 'DELETE', url: '/api/admin/users/name:alice/sessions', headers: admin.headers })
   t.same(all.json(), { ended: 2 })
   t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(c.accessToken) })).statusCode, 401)
   t.equal((await app.inject({ url: '/api/admin/users', headers: admin.headers })).statusCode, 200, 'the admin\'s own session is untouched')
-  t.equal((await app.inject({ method: 'DELETE', url: '/api/admin/users/nobody/sessions', headers: admin.headers })).statusCode, 404)
+  t.equal((await app.inject({ method: 'DELETE', url: '/api/admin/users/name:nobody/sessions', headers: admin.headers })).statusCode, 404)
+})
+
+t.test('selectors are explicit: id:<id> or name:<username>; a username that looks like an id cannot redirect an action', async (t) => {
+  const app = await buildTestApp(t)
+  const victim = (await register(app)).json()
+  // Registration refuses such a name; an older database may hold one all the same.
+  await app.repos.users.insert({ id: 'attacker-1', username: victim.id, usernameKey: victim.id, passwordHash: 'x', roles: ['user'], now: new Date() })
+  const admin = await adminSession(app)
+  const byId = await app.inject({ url: `/api/admin/users/id:${victim.id}`, headers: admin.headers })
+  t.equal(byId.statusCode, 200)
+  t.equal(byId.json().username, 'alice', 'id: names the victim')
+  const byName = await app.inject({ url: `/api/admin/users/name:${victim.id}`, headers: admin.headers })
+  t.equal(byName.json().id, 'attacker-1', 'name: names the row whose username it is')
+  t.equal((await app.inject({ url: '/api/admin/users/name:ALICE', headers: admin.headers })).json().id, victim.id, 'names are case-insensitive')
+
+  const disabled = await app.inject({ method: 'POST', url: `/api/admin/users/id:${victim.id}/disable`, headers: admin.headers })
+  t.equal(disabled.statusCode, 200)
+  t.same([disabled.json().id, disabled.json().disabled], [victim.id, true])
+  const attacker = await app.inject({ url: '/api/admin/users/id:attacker-1', headers: admin.headers })
+  t.equal(attacker.json().disabled, false, 'the look-alike account is untouched')
+
+  for (const bare of [victim.id, 'alice', 'uid:alice', 'id:', 'name:']) {
+    const res = await app.inject({ url: `/api/admin/users/${bare}`, headers: admin.headers })
+    t.equal(res.statusCode, 400, `bare or malformed selector "${bare}"`)
+    t.equal(res.json().code, 'VALIDATION_FAILED')
+  }
+  t.equal((await app.inject({ url: '/api/admin/users/id:alice', headers: admin.headers })).statusCode, 404, 'id: never falls back to a name')
+  t.equal((await app.inject({ url: `/api/admin/users/name:${encodeURIComponent('Κοσμος')}`, headers: admin.headers })).statusCode, 404)
 })

@@ -95,7 +95,7 @@ t.test('no audit row ever holds a password, a token or a hash', async (t) => {
   secrets.push(admin.token)
   await app.inject({ method: 'POST', url: '/api/admin/users', headers: admin.headers, payload: { username: 'carol', password: 'carol\'s first passphrase', roles: ['user'] } })
   secrets.push('carol\'s first passphrase')
-  await app.inject({ method: 'POST', url: '/api/admin/users/alice/disable', headers: admin.headers })
+  await app.inject({ method: 'POST', url: '/api/admin/users/name:alice/disable', headers: admin.headers })
 
   const hashes = (app.sqlite.prepare('SELECT password_hash FROM users').pluck().all() as string[])
   const tokenHashes = (app.sqlite.prepare('SELECT hex(token_hash) FROM refresh_tokens').pluck().all() as string[])
@@ -144,9 +144,9 @@ t.test('admin actions are recorded with the target user and who acted', async (t
   const bob = (await register(app, 'bob')).json().id as string
   await login(app, { username: 'bob', transport: 'body' })
   const admin = await adminSession(app)
-  await app.inject({ method: 'PUT', url: '/api/admin/users/bob/roles', headers: admin.headers, payload: { roles: ['user', 'editor'] } })
-  await app.inject({ method: 'POST', url: '/api/admin/users/bob/disable', headers: admin.headers })
-  await app.inject({ method: 'POST', url: '/api/admin/users/bob/enable', headers: admin.headers })
+  await app.inject({ method: 'PUT', url: '/api/admin/users/name:bob/roles', headers: admin.headers, payload: { roles: ['user', 'editor'] } })
+  await app.inject({ method: 'POST', url: '/api/admin/users/name:bob/disable', headers: admin.headers })
+  await app.inject({ method: 'POST', url: '/api/admin/users/name:bob/enable', headers: admin.headers })
   const rows = (app.sqlite.prepare("SELECT type, user_id, detail FROM audit_events WHERE type IN ('roles_changed', 'user_disabled', 'user_enabled') ORDER BY id").all() as Row[])
     .map((r) => ({ type: r.type, userId: r.user_id, detail: JSON.parse(r.detail!) }))
   t.same(rows, [

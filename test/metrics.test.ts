@@ -57,7 +57,7 @@ t.test('login outcomes: success, invalid credentials, disabled, throttled', asyn
   t.equal((await login(app, { username: 'bob', password: PASSWORD })).res.statusCode, 429, 'bob is throttled')
 
   const admin = await adminSession(app)
-  await app.inject({ method: 'POST', url: '/api/admin/users/alice/disable', headers: admin.headers })
+  await app.inject({ method: 'POST', url: '/api/admin/users/name:alice/disable', headers: admin.headers })
   t.equal((await login(app)).res.statusCode, 401)
 
   const text = await scrape(app)

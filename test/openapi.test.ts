@@ -66,7 +66,7 @@ t.test('every registered route is in the document, with its request schema and e
   const expected = documentable(routes)
   t.ok(expected.length >= 20, `collected ${expected.length} routes`)
   // The admin, metrics and auth routes are among them (so the collector is not empty by accident).
-  for (const p of ['/api/auth/login', '/api/admin/users/{id}/disable', '/metrics', '/api/admin/audit']) {
+  for (const p of ['/api/auth/login', '/api/admin/users/{user}/disable', '/metrics', '/api/admin/audit']) {
     t.ok(expected.some((e) => e.path === p), `${p} collected`)
   }
 

@@ -2,7 +2,7 @@
 import { Type, type Static } from 'typebox'
 import type { SessionRow } from '../../db/repositories/sessions.js'
 import type { User } from '../../db/repositories/users.js'
-import { MAX_ROLES, ROLE_PATTERN } from '../../src/admin/users.js'
+import { MAX_ROLES, ROLE_PATTERN, USER_SELECTOR_PATTERN } from '../../src/admin/users.js'
 
 export const AdminUserSchema = Type.Object({
   id: Type.String(),
@@ -27,7 +27,14 @@ export const RolesInput = Type.Array(Type.String({ pattern: ROLE_PATTERN }), {
   description: `Role names (${ROLE_PATTERN}); \`admin\` grants these endpoints`
 })
 
-export const UserIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) })
+/** `:user` is `id:<id>` or `name:<username>` (a name case-insensitively, as login finds it); never bare. */
+export const UserParams = Type.Object({
+  user: Type.String({
+    pattern: USER_SELECTOR_PATTERN,
+    maxLength: 261,
+    description: 'The user: `id:<id>` or `name:<username>` (URL-encoded). A bare id or name is refused (400), so that a username that looks like an id cannot name another account.'
+  })
+})
 
 export function adminUserView (u: User): Static<typeof AdminUserSchema> {
   return { id: u.id, username: u.username, roles: u.roles, disabled: u.disabled, createdAt: u.createdAt.toISOString() }

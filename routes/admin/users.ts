@@ -1,13 +1,14 @@
 /** /api/admin/users and /api/admin/sessions: the same user operations as the admin CLI. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
+import type { User } from '../../db/repositories/users.js'
 import { Type } from 'typebox'
-import { ADMIN_ROLE, type RecordEvent, type UserAdmin } from '../../src/admin/users.js'
+import { ADMIN_ROLE, parseUserSelector, type RecordEvent, type UserAdmin } from '../../src/admin/users.js'
 import {
   AdminSelfLockout, InvalidRoles, InvalidUsername, SessionNotFound, UserNotFound, UsernameTaken, WeakPassword
 } from '../../src/errors.js'
 import { PasswordInput, UsernameInput, errors } from '../schemas.js'
-import { AdminSessionSchema, AdminUserSchema, RolesInput, UserIdParams, adminSessionView, adminUserView } from './schemas.js'
+import { AdminSessionSchema, AdminUserSchema, RolesInput, UserParams, adminSessionView, adminUserView } from './schemas.js'
 
 const CreateUserBody = Type.Object({
   username: UsernameInput,
@@ -28,6 +29,14 @@ const users: FastifyPluginAsyncTypebox<{ userAdmin: UserAdmin }> = async (app, {
   /** Audit events of an admin action carry who acted. */
   const recorder = (request: FastifyRequest): RecordEvent => (type, fields) => {
     app.audit.record(request, type, { ...fields, detail: { ...fields.detail, by: request.principal!.userId } })
+  }
+
+  /** The user `:user` names, or 404; the schema has already refused a bare or malformed selector. */
+  const findTarget = async (raw: string): Promise<User> => {
+    const selector = parseUserSelector(raw)
+    const user = selector === null ? null : await userAdmin.find(selector)
+    if (user === null) throw new UserNotFound()
+    return user
   }
 
   app.get('/users', {
@@ -67,22 +76,20 @@ const users: FastifyPluginAsyncTypebox<{ userAdmin: UserAdmin }> = async (app, {
     return reply.code(201).send(adminUserView(result.user))
   })
 
-  app.get('/users/:id', {
+  app.get('/users/:user', {
     schema: {
-      summary: 'One user, by id or username',
+      summary: 'One user, by id or by username',
       tags,
       security,
-      params: UserIdParams,
+      params: UserParams,
       response: { 200: AdminUserSchema, ...errors(400, 401, 403, 404) }
     }
   }, async (request) => {
-    const user = await userAdmin.find(request.params.id)
-    if (user === null) throw new UserNotFound()
-    return adminUserView(user)
+    return adminUserView(await findTarget(request.params.user))
   })
 
   for (const action of ['disable', 'enable'] as const) {
-    app.post(`/users/:id/${action}`, {
+    app.post(`/users/:user/${action}`, {
       schema: {
         summary: action === 'disable' ? 'Disable a user and end all their sessions' : 'Enable a disabled user',
         description: action === 'disable'
@@ -90,12 +97,11 @@ const users: FastifyPluginAsyncTypebox<{ userAdmin: UserAdmin }> = async (app, {
           : 'The user can log in again; ended sessions stay ended.',
         tags,
         security,
-        params: UserIdParams,
+        params: UserParams,
         response: { 200: AdminUserSchema, ...errors(400, 401, 403, 404, ...(action === 'disable' ? [409] : [])) }
       }
     }, async (request) => {
-      const target = await userAdmin.find(request.params.id)
-      if (target === null) throw new UserNotFound()
+      const target = await findTarget(request.params.user)
       if (action === 'disable' && target.id === request.principal!.userId) throw new AdminSelfLockout()
       const result = await userAdmin.setDisabled(target.id, action === 'disable', new Date(), recorder(request))
       if (result === null) throw new UserNotFound()
@@ -104,19 +110,18 @@ const users: FastifyPluginAsyncTypebox<{ userAdmin: UserAdmin }> = async (app, {
     })
   }
 
-  app.put('/users/:id/roles', {
+  app.put('/users/:user/roles', {
     schema: {
       summary: 'Replace a user\'s roles',
       description: 'Takes effect at once on this service; access tokens already issued carry the old roles until they expire (ACCESS_TOKEN_TTL), new ones (next refresh) the new roles. An administrator cannot remove their own admin role (409).',
       tags,
       security,
-      params: UserIdParams,
+      params: UserParams,
       body: Type.Object({ roles: RolesInput }, { additionalProperties: false }),
       response: { 200: AdminUserSchema, ...errors(400, 401, 403, 404, 409, 415) }
     }
   }, async (request) => {
-    const target = await userAdmin.find(request.params.id)
-    if (target === null) throw new UserNotFound()
+    const target = await findTarget(request.params.user)
     const roles = [...new Set(request.body.roles)]
     if (target.id === request.principal!.userId && !roles.includes(ADMIN_ROLE)) throw new AdminSelfLockout()
     const result = await userAdmin.setRoles(target.id, roles, new Date(), recorder(request))
@@ -124,31 +129,29 @@ const users: FastifyPluginAsyncTypebox<{ userAdmin: UserAdmin }> = async (app, {
     return adminUserView(result.user)
   })
 
-  app.get('/users/:id/sessions', {
+  app.get('/users/:user/sessions', {
     schema: {
       summary: 'A user\'s live sessions',
       tags,
       security,
-      params: UserIdParams,
+      params: UserParams,
       response: { 200: Type.Array(AdminSessionSchema), ...errors(400, 401, 403, 404) }
     }
   }, async (request) => {
-    const target = await userAdmin.find(request.params.id)
-    if (target === null) throw new UserNotFound()
+    const target = await findTarget(request.params.user)
     return (await userAdmin.listSessions(target.id, new Date())).map(adminSessionView)
   })
 
-  app.delete('/users/:id/sessions', {
+  app.delete('/users/:user/sessions', {
     schema: {
       summary: 'End every session of a user',
       tags,
       security,
-      params: UserIdParams,
+      params: UserParams,
       response: { 200: Type.Object({ ended: Type.Integer({ description: 'How many sessions were ended' }) }), ...errors(400, 401, 403, 404) }
     }
   }, async (request) => {
-    const target = await userAdmin.find(request.params.id)
-    if (target === null) throw new UserNotFound()
+    const target = await findTarget(request.params.user)
     return { ended: await userAdmin.revokeAllSessions(target.id, new Date(), recorder(request)) }
   })
 

@@ -13,7 +13,7 @@ import type { AuditEventType } from '../../db/repositories/audit.js'
 import type { SessionRow } from '../../db/repositories/sessions.js'
 import type { User } from '../../db/repositories/users.js'
 import type { Repositories } from '../../plugins/db.js'
-import { checkUsername, normalizeUsername, usernameKey, type PasswordPolicy } from '../auth/credentials.js'
+import { checkUsername, normalizeUsername, USERNAME_MAX, usernameKey, type PasswordPolicy } from '../auth/credentials.js'
 import type { PasswordHasher } from '../auth/passwords.js'
 
 /** The role that grants /api/admin. */
@@ -22,6 +22,24 @@ export const ADMIN_ROLE = 'admin'
 /** Role names: short, lower-case, no spaces; what a token's `roles` claim may carry. */
 export const ROLE_PATTERN = '^[a-z][a-z0-9_.:-]{0,31}$'
 export const MAX_ROLES = 16
+
+/**
+ * How an administrator names a user, on the routes and in the CLI: `id:<id>` or
+ * `name:<username>`, never a bare string. A bare string was tried as an id and then as a name,
+ * so a name that equals someone's id (the `sub` claim, public to the user) could make an
+ * action fall on the wrong account. Registration also refuses names shaped like ids.
+ */
+export type UserSelector = { by: 'id', id: string } | { by: 'name', name: string }
+
+const ID_MAX = 64
+/** A selector's shape, for the route's schema; names are bounded like UsernameInput (256 UTF-16 units). */
+export const USER_SELECTOR_PATTERN = `^(?:id:\\S{1,${ID_MAX}}|name:.{1,256})$`
+export const USER_SELECTOR_HELP = 'id:<id> or name:<username>'
+
+export function parseUserSelector (raw: string): UserSelector | null {
+  if (!new RegExp(USER_SELECTOR_PATTERN, 'u').test(raw)) return null
+  return raw.startsWith('id:') ? { by: 'id', id: raw.slice(3) } : { by: 'name', name: raw.slice(5) }
+}
 
 export type RecordEvent = (type: AuditEventType, fields: { userId?: string | null, sessionId?: string | null, detail?: Record<string, unknown> }) => void
 
@@ -49,10 +67,16 @@ export function checkRoles (input: readonly string[]): RolesCheck {
 
 export function createUserAdmin ({ repos, passwords, passwordPolicy }: AdminDeps) {
   return {
-    /** By id, or else by username (case-insensitively). */
-    async find (idOrUsername: string): Promise<User | null> {
-      return await repos.users.findById(idOrUsername) ??
-        await repos.users.findByUsernameKey(usernameKey(normalizeUsername(idOrUsername)))
+    /** The user a selector names: by id exactly, or by name as login finds it (case-insensitively). */
+    async find (selector: UserSelector): Promise<User | null> {
+      if (selector.by === 'id') return await repos.users.findById(selector.id)
+      const name = normalizeUsername(selector.name)
+      return [...name].length > USERNAME_MAX ? null : await repos.users.findByUsername(name)
+    },
+
+    /** Accounts whose names collide by fold key or skeleton (from before those were enforced). */
+    async collisions () {
+      return await repos.users.collisions()
     },
 
     async list (page: { limit: number, offset: number }): Promise<User[]> {

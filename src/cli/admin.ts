@@ -22,7 +22,7 @@ import { createLeasesRepository } from '../../db/repositories/leases.js'
 import { createSessionsRepository, type SessionRow } from '../../db/repositories/sessions.js'
 import { createUsersRepository, type User } from '../../db/repositories/users.js'
 import { runHousekeeping } from '../../plugins/housekeeping.js'
-import { checkRoles, createUserAdmin, type RecordEvent } from '../admin/users.js'
+import { checkRoles, createUserAdmin, parseUserSelector, USER_SELECTOR_HELP, type RecordEvent, type UserSelector } from '../admin/users.js'
 import { createPasswordPolicy } from '../auth/credentials.js'
 import { createPasswordHasher } from '../auth/passwords.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
@@ -32,9 +32,9 @@ import { isMain } from './is-main.js'
 export const USAGE = `usage: npm run admin -- <command> [options]
        node dist/src/cli/admin.js <command> [options]        (in the container)
 
-users:
+users (<user> is id:<id> or name:<username>; a bare id or name is refused):
   users [--limit N] [--offset N]          list users
-  user <user>                             one user (<user> is an id or a username)
+  user <user>                             one user
   create-user <username> [--roles a,b] [--password-stdin]
                                           create a user (roles default to "user"); without
                                           --password-stdin a random password is generated and
@@ -42,6 +42,9 @@ users:
   disable <user>                          disable a user and end all their sessions
   enable <user>                           enable a user again
   set-roles <user> <role,role,...>        replace a user's roles ("admin" grants /api/admin)
+  usernames collisions                    accounts whose names are the same up to case
+                                          folding, or look alike (confusable skeleton); from
+                                          before these were refused; changes nothing
 
 sessions:
   sessions <user>                         a user's live sessions
@@ -53,7 +56,7 @@ keys:
   keys rotate [--immediate]               schedule a new signing key (or switch to one now)
 
 operations:
-  audit [--limit N] [--user U] [--type T] [--follow]
+  audit [--limit N] [--user <user>] [--type T] [--follow]
                                           the audit log, newest last; --follow keeps printing
                                           new events (Ctrl-C stops)
   backup <file>                           online backup of the database to <file> (a new file),
@@ -81,7 +84,7 @@ export interface AdminIO {
   followIntervalMs?: number
 }
 
-const COMMANDS = new Set(['users', 'user', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
+const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
   'revoke-sessions', 'keys', 'audit', 'backup', 'prune'])
 
 class UsageError extends Error {}
@@ -223,9 +226,14 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
     const passwordPolicy = createPasswordPolicy(config.password.minLength)
     // The hasher is only built when a password is hashed (it hashes a dummy password at start).
     const admin = createUserAdmin({ repos, passwordPolicy, passwords: { hash: async (pw) => await (await createPasswordHasher(config.password)).hash(pw) } })
+    const selector = (raw: string): UserSelector => {
+      const parsed = parseUserSelector(raw)
+      if (parsed === null) throw new UsageError(`"${raw}": name a user as ${USER_SELECTOR_HELP}`)
+      return parsed
+    }
     const findUser = async (index: number): Promise<User> => {
-      const key = arg(p, index, 'user (id or username)')
-      const user = await admin.find(key)
+      const key = arg(p, index, `user (${USER_SELECTOR_HELP})`)
+      const user = await admin.find(selector(key))
       if (user === null) throw new Refused(`no user "${key}"`)
       return user
     }
@@ -239,6 +247,17 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
       case 'user': {
         const user = await findUser(0)
         show(userView(user), () => table([userView(user)], USER_COLUMNS))
+        return 0
+      }
+      case 'usernames': {
+        const sub = arg(p, 0, 'usernames command (collisions)')
+        if (sub !== 'collisions') throw new UsageError(`unknown usernames command "${sub}"`)
+        const groups = (await admin.collisions()).map((g) => ({ kind: g.kind, value: g.value, users: g.users.map(userView) }))
+        show(groups, () => groups.length === 0
+          ? 'no collisions'
+          : groups.map((g) => `${g.kind === 'fold' ? 'same name up to case' : 'look alike'} (${g.kind} ${g.value}):\n` +
+            table(g.users, USER_COLUMNS)).join('\n\n') +
+            '\n\nEach logs in with the name it registered; rename or disable with id:<id> if needed.')
         return 0
       }
       case 'create-user': {
@@ -304,7 +323,14 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
           throw new UsageError(`--type must be one of ${AUDIT_EVENT_TYPES.join(', ')}`)
         }
         const userKey = strFlag(p, '--user')
-        const userId = userKey === undefined ? undefined : (await admin.find(userKey))?.id ?? userKey
+        // id: needs no live user (events outlive the accounts they name); name: must find one.
+        const named = userKey === undefined ? undefined : selector(userKey)
+        let userId: string | undefined
+        if (named?.by === 'id') userId = named.id
+        if (named?.by === 'name') {
+          userId = (await admin.find(named))?.id
+          if (userId === undefined) throw new Refused(`no user "${userKey}"`)
+        }
         const limit = intFlag(p, '--limit', 50, 1000)
         // Newest `limit` events, printed oldest first like a log.
         let events = (await repos.audit.list({ userId, type, limit })).reverse()
