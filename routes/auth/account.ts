@@ -18,7 +18,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/register', {
     schema: {
       summary: 'Create an account',
-      description: 'Usernames: 3 to 64 letters, digits and . _ - @ + after NFKC and trimming, unique case-insensitively. Passwords: PASSWORD_MIN_LENGTH to 256 characters, not on the common-password list, no composition rules.',
+      description: 'Usernames: 3 to 64 letters, digits and . _ - @ + after NFKC and trimming, in one script (digits and . _ - @ + go with any), not shaped like a user id (UUID). Unique by NFKC + full Unicode case folding; a name that looks like an existing one (Unicode TS #39 confusable skeleton) counts as taken (409, as a taken name). Passwords: PASSWORD_MIN_LENGTH to 256 characters, not on the common-password list, no composition rules.',
       tags: ['account'],
       body: RegisterBody,
       response: { 201: UserSchema, ...errors(400, 403, 409, 415, 429) }
