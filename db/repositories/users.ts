@@ -88,16 +88,24 @@ export function createUsersRepository (db: Db) {
       return exact === undefined ? null : toUser(exact)
     },
 
-    /** Groups of users whose fold keys or skeletons are the same (from before those were unique). */
+    /**
+     * Groups of users whose fold keys or skeletons are the same (from before those were
+     * enforced). Names with one fold key share their skeleton too: a skeleton group with the
+     * very members of a fold group is left out.
+     */
     async collisions (): Promise<Array<{ kind: 'fold' | 'skeleton', value: string, users: User[] }>> {
       const groups: Array<{ kind: 'fold' | 'skeleton', value: string, users: User[] }> = []
+      const members = (users: User[]): string => users.map((u) => u.id).join('\n')
+      const folds = new Set<string>()
       for (const [kind, column] of [['fold', users.usernameFold], ['skeleton', users.usernameSkeleton]] as const) {
         const values = db.select({ value: column }).from(users).where(isNotNull(column))
           .groupBy(column).having(sql`count(*) > 1`).orderBy(asc(column)).all()
         for (const { value } of values) {
-          const members = db.select().from(users).where(and(isNotNull(column), eq(column, value!)))
+          const group = db.select().from(users).where(and(isNotNull(column), eq(column, value!)))
             .orderBy(asc(users.createdAt), asc(users.id)).all().map(toUser)
-          groups.push({ kind, value: value!, users: members })
+          if (kind === 'fold') folds.add(members(group))
+          else if (folds.has(members(group))) continue
+          groups.push({ kind, value: value!, users: group })
         }
       }
       return groups

@@ -257,7 +257,7 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
           ? 'no collisions'
           : groups.map((g) => `${g.kind === 'fold' ? 'same name up to case' : 'look alike'} (${g.kind} ${g.value}):\n` +
             table(g.users, USER_COLUMNS)).join('\n\n') +
-            '\n\nEach logs in with the name it registered; rename or disable with id:<id> if needed.')
+            '\n\nEach still logs in with the name it registered; `disable id:<id>` one that impersonates another.')
         return 0
       }
       case 'create-user': {
