@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url'
 import { hash } from '@node-rs/argon2'
 import { openDatabase } from '../db/client.js'
 import { migrationsFolder, runMigrations } from '../db/migrate.js'
+import { usernameKeys } from '../src/auth/credentials.js'
 import { createRefreshTokenCodec, hashRefreshToken } from '../src/auth/refresh-token.js'
 
 export const SEED_FORMAT = 2
@@ -104,12 +105,13 @@ function write (path: string, spec: SeedSpec, passwordHash: string): void {
     const now = Date.now()
     const until = now + SEED_LIFETIME_MS
 
-    const insertUser = sqlite.prepare(`INSERT INTO users (id, username, username_key, password_hash, roles, disabled, created_at, updated_at, password_changed_at)
-      VALUES (?, ?, ?, ?, '["user"]', 0, ?, ?, ?)`)
+    const insertUser = sqlite.prepare(`INSERT INTO users (id, username, username_key, username_fold, username_skeleton, password_hash, roles, disabled, created_at, updated_at, password_changed_at)
+      VALUES (?, ?, ?, ?, ?, ?, '["user"]', 0, ?, ?, ?)`)
     sqlite.transaction(() => {
       for (let u = 0; u < spec.users; u++) {
         const name = seededUsername(u)
-        insertUser.run(userIdOf(u), name, name, passwordHash, now, now, now)
+        const keys = usernameKeys(name)
+        insertUser.run(userIdOf(u), name, keys.key, keys.fold, keys.skeleton, passwordHash, now, now, now)
       }
     })()
 
