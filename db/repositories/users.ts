@@ -38,10 +38,15 @@ export function createUsersRepository (db: Db) {
   })
 
   return {
-    /** Inserts the user, or returns null when the username (case-insensitively) is taken. */
+    /**
+     * Inserts the user, or returns null when the username (case-insensitively) is taken.
+     * Inside a transaction: an INSERT … RETURNING read with `.get()` alone commits when the
+     * statement is reset, and better-sqlite3 ignores an error there (a full disk in WAL mode),
+     * so the row would be answered but never stored. A transaction's COMMIT reports it.
+     */
     async insert (user: NewUser): Promise<User | null> {
       try {
-        const row = db.insert(users).values({
+        const row = db.transaction((tx) => tx.insert(users).values({
           id: user.id,
           username: user.username,
           usernameKey: user.usernameKey,
@@ -50,7 +55,7 @@ export function createUsersRepository (db: Db) {
           createdAt: user.now,
           updatedAt: user.now,
           passwordChangedAt: user.now
-        }).returning().get()
+        }).returning().get())
         return toUser(row)
       } catch (err) {
         if (isUniqueViolation(err)) return null
