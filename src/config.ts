@@ -94,7 +94,13 @@ export const ConfigSchema = Type.Object({
   metrics: Type.Object({
     enabled: Type.Boolean(),
     /** When set, /metrics is served on its own listener (HOST:port) and not on the main port. */
-    port: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()])
+    port: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()]),
+    /**
+     * When set, /metrics (on either listener) answers only `Authorization: Bearer <token>`.
+     * In production, without METRICS_PORT or METRICS_TOKEN, /metrics is not served on the main
+     * port at all (plugins/metrics.ts).
+     */
+    token: Type.Optional(Type.String({ minLength: 1 }))
   }),
   housekeeping: Type.Object({
     /** How often expired tokens, ended sessions and old audit rows are pruned; 0 switches it off. */
@@ -265,7 +271,8 @@ export function loadConfig (env: Env = process.env): Config {
     },
     metrics: {
       enabled: read(env, 'METRICS_ENABLED', true, parseBoolean),
-      port: read<number | null>(env, 'METRICS_PORT', null, parseInteger)
+      port: read<number | null>(env, 'METRICS_PORT', null, parseInteger),
+      token: env.METRICS_TOKEN === undefined || env.METRICS_TOKEN === '' ? undefined : env.METRICS_TOKEN
     },
     housekeeping: {
       interval: read(env, 'HOUSEKEEPING_INTERVAL', parseDuration('', '1h'), parseDuration),
@@ -339,6 +346,9 @@ function checkProductionSafety (c: Config): void {
   }
   if (!c.rateLimit.enabled) {
     problems.push('RATE_LIMIT_ENABLED=false leaves login open to password guessing')
+  }
+  if (c.metrics.token !== undefined && c.metrics.token.length < 32) {
+    problems.push('METRICS_TOKEN must be at least 32 characters: it is the only thing between the network and /metrics')
   }
   if (c.databasePath === ':memory:') {
     problems.push('DATABASE_URL=:memory: loses every account and key on restart')
