@@ -44,6 +44,19 @@ export const REDACT_PATHS = [
   '*.password', '*.currentPassword', '*.newPassword', '*.refreshToken', '*.accessToken', '*.token'
 ]
 
+/**
+ * TRUST_PROXY as Fastify takes it. A hop count n believes the last n entries of the chain
+ * (the socket's peer and the X-Forwarded-For entries the proxies appended), so the client is
+ * the address the outermost proxy saw, whatever the client wrote further left. Fastify itself
+ * answers a bare number by trusting nothing (it cannot tell a direct client from the proxy),
+ * hence the function: a hop count is for a service reachable only through its proxies; where
+ * it is not, list the proxies' addresses instead.
+ */
+function trustProxyOption (tp: Config['trustProxy']): FastifyServerOptions['trustProxy'] {
+  if (typeof tp === 'number') return (_address: string, hop: number) => hop < tp
+  return Array.isArray(tp) ? [...tp] : tp
+}
+
 export interface BuildOptions {
   /** A logger instance (tests capture output through it); default: pino from config. */
   logger?: FastifyBaseLogger
@@ -55,7 +68,7 @@ export interface BuildOptions {
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const fastifyOptions: FastifyServerOptions = {
-    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
+    trustProxy: trustProxyOption(config.trustProxy),
     bodyLimit: 16 * 1024,
     connectionTimeout: 30_000,
     requestTimeout: 30_000,

@@ -3,6 +3,7 @@
  * against `ConfigSchema`, applies the production safety rules, and returns a frozen object
  * that is passed to `buildApp`. Tests build their config with `loadConfig({ ... })` too.
  */
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { parse as parseMs } from '@lukeed/ms'
 import { Type, type Static } from 'typebox'
@@ -36,7 +37,12 @@ export const ConfigSchema = Type.Object({
   /** The nice value of the pool's threads (src/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
   threadPoolNice: Type.Integer({ minimum: 0, maximum: 19 }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
-  trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 1 }), Type.String()]),
+  /**
+   * Which X-Forwarded-For entries to believe (Fastify's trustProxy): false, a hop count (the
+   * client is the address that many proxies in front saw), or the proxies' addresses/CIDRs.
+   * `true` (believe the leftmost entry, which the client writes) only outside production.
+   */
+  trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 1 }), Type.Array(Type.String(), { minItems: 1 })]),
   jwt: Type.Object({
     issuer: Type.String({ minLength: 1 }),
     audience: Type.String({ minLength: 1 }),
@@ -139,6 +145,24 @@ function parseBoolean (name: string, value: string): boolean {
   throw new ConfigError(`${name}: "${value}" is not a boolean (true or false)`)
 }
 
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** TRUST_PROXY: false/0, true, a hop count, or a comma-separated list of addresses and CIDRs. */
+function parseTrustProxy (name: string, value: string): boolean | number | string[] {
+  const v = value.trim()
+  if (/^\d+$/.test(v)) return Number(v) === 0 ? false : Number(v)
+  if (/^(true|false|yes|no|on|off)$/i.test(v)) return parseBoolean(name, v)
+  return v.split(',').map((s) => s.trim()).filter(Boolean).map((entry) => {
+    const [address = '', prefix, extra] = entry.split('/')
+    const family = isIP(address)
+    const bits = family === 4 ? 32 : 128
+    const ok = PROXY_NAMES.has(entry) ||
+      (family !== 0 && extra === undefined && (prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= bits)))
+    if (!ok) throw new ConfigError(`${name}: "${entry}" is not an IP address, a CIDR or one of ${[...PROXY_NAMES].join(', ')} (or give a hop count, e.g. 1)`)
+    return entry
+  })
+}
+
 function parseInteger (name: string, value: string): number {
   if (!/^-?\d+$/.test(value.trim())) throw new ConfigError(`${name}: "${value}" is not an integer`)
   return Number(value)
@@ -189,11 +213,10 @@ export function loadConfig (env: Env = process.env): Config {
   const publicOrigin = parseOrigin('PUBLIC_URL', publicUrl)
   const databaseUrl = read(env, 'DATABASE_URL', 'file:data/auth.db', str)
   const databaseSynchronous = read(env, 'DATABASE_SYNCHRONOUS', 'FULL', (_n, v) => v.trim().toUpperCase()) as 'FULL' | 'NORMAL'
-  const trustProxyRaw = read(env, 'TRUST_PROXY', 'false', str)
-  let trustProxy: boolean | number | string
-  if (/^(true|false|1|0|yes|no|on|off)$/i.test(trustProxyRaw)) trustProxy = parseBoolean('TRUST_PROXY', trustProxyRaw)
-  else if (/^\d+$/.test(trustProxyRaw)) trustProxy = Number(trustProxyRaw)
-  else trustProxy = trustProxyRaw
+  const trustProxy = read(env, 'TRUST_PROXY', false, parseTrustProxy)
+  if (trustProxy === true && nodeEnv === 'production') {
+    throw new ConfigError('TRUST_PROXY=true is refused in production: it believes the leftmost X-Forwarded-For entry, which the client writes; set the number of proxies in front (e.g. TRUST_PROXY=1) or their addresses/CIDRs')
+  }
 
   const config: Config = {
     env: nodeEnv,
