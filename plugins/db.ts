@@ -6,6 +6,13 @@
  * commit (db/durability.ts): an onSend hook holds every response until the commits made
  * before it are on disk. Error responses of 500 and above wait for nothing: they promise
  * nothing, and the one for a failed sync must be able to leave.
+ *
+ * The database file deleted or replaced under the running service (an `rm -rf` of the data
+ * directory, a detached volume): SQLite would go on committing into the unlinked file. A check
+ * every FILE_CHECK_MS, at /ready, and before any write is acknowledged compares the path with
+ * the open file; once it differs the connection turns query-only for good, so every write is
+ * refused as SQLITE_READONLY (503 DATABASE_UNAVAILABLE with Retry-After), /ready answers 503,
+ * and the process stays up for an operator to restore the directory and restart it.
  */
 import fp from 'fastify-plugin'
 import type Database from 'better-sqlite3'
@@ -35,6 +42,19 @@ declare module 'fastify' {
     repos: Repositories
     /** Group commit (DATABASE_SYNCHRONOUS=FULL on a file), or null. */
     durability: GroupCommit | null
+    /** Checks now whether the database file is still at its path; true once it has gone (for good). */
+    databaseFileLost: () => boolean
+  }
+}
+
+const FILE_CHECK_MS = 2000
+
+/** A write answered after the database file has gone: mapped to 503 DATABASE_UNAVAILABLE. */
+class DatabaseFileGone extends Error {
+  readonly code = 'SQLITE_READONLY_DBMOVED'
+  constructor () {
+    super('the database file is gone from its path')
+    this.name = 'DatabaseFileGone'
   }
 }
 
@@ -58,12 +78,26 @@ export default fp(async function dbPlugin (app) {
   app.decorate('db', db)
   app.decorate('sqlite', sqlite)
   app.decorate('durability', durability)
+
+  let lost = false
+  const fileLost = (): boolean => {
+    if (lost || !opened.fileGone()) return lost
+    lost = true
+    if (sqlite.open) sqlite.pragma('query_only = 1')
+    app.log.fatal({ path: config.databasePath }, 'the database file is gone (deleted or replaced while running): every write is refused; restore the data directory and restart')
+    return true
+  }
+  app.decorate('databaseFileLost', fileLost)
+  const fileCheck = setInterval(fileLost, FILE_CHECK_MS).unref()
+
   if (durability !== null) {
     durability.onFailure((err) => {
       app.log.fatal({ err }, 'database durability lost: no write is acknowledged until the service restarts')
     })
     app.addHook('onSend', (_request, reply, payload, done) => {
       if (reply.statusCode >= 500 || !durability.pending) { done(null, payload); return }
+      // A commit that went into a file no longer at its path is not acknowledged.
+      if (fileLost()) { done(new DatabaseFileGone()); return }
       durability.sync().then(() => { done(null, payload) }, (err: Error) => { done(err) })
     })
   }
@@ -76,6 +110,7 @@ export default fp(async function dbPlugin (app) {
     leases: createLeasesRepository(db)
   })
   app.addHook('onClose', async () => {
+    clearInterval(fileCheck)
     await opened.close()
   })
 }, { name: 'db', fastify: '5.x', dependencies: ['config'] })

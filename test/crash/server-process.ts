@@ -20,6 +20,8 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
   /** The last lines the process wrote to stderr (for failure messages). */
   stderr: () => string
+  /** The last lines the process wrote to stdout (its log). */
+  stdout: () => string
   kill: (signal?: NodeJS.Signals) => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
@@ -44,9 +46,11 @@ export async function startServer (env: Record<string, string>, timeoutMs = 60_0
     })
     void exited.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`server exited (${String(code ?? signal)}) before listening: ${errText}`)) })
   })
-  // Keep draining stdout (one log line per request) so the child never blocks on a full pipe.
+  // Keep draining stdout (one log line per request) so the child never blocks on a full pipe,
+  // and keep its last lines.
+  let outText = ''
   lines.removeAllListeners('line')
-  lines.on('line', () => {})
+  lines.on('line', (line) => { outText = (outText + line + '\n').slice(-16_000) })
 
   return {
     base: `http://127.0.0.1:${port}`,
@@ -54,6 +58,7 @@ export async function startServer (env: Record<string, string>, timeoutMs = 60_0
     child,
     exited,
     stderr: () => errText,
+    stdout: () => outText,
     kill: async (signal: NodeJS.Signals = 'SIGKILL') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       return await exited
