@@ -24,7 +24,7 @@ import healthRoutes from '../routes/health.js'
 import { ErrorSchema, TokenResponseSchema, UserSchema } from '../routes/schemas.js'
 import wellKnownRoutes from '../routes/well-known.js'
 import type { Config } from './config.js'
-import { bearerChallenge, NotFound } from './errors.js'
+import { bearerChallenge, NotFound, ServiceUnavailable } from './errors.js'
 import { answerClientError, toPublicError } from './public-error.js'
 import { lazyChildLoggerFactory } from './request-logger.js'
 
@@ -67,11 +67,19 @@ export interface BuildOptions {
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const timeoutMs = config.requestTimeout * 1000
   const fastifyOptions: FastifyServerOptions = {
     trustProxy: trustProxyOption(config.trustProxy),
     bodyLimit: 16 * 1024,
-    connectionTimeout: 30_000,
-    requestTimeout: 30_000,
+    connectionTimeout: timeoutMs,
+    requestTimeout: timeoutMs,
+    // Node checks the request deadlines only every connectionsCheckingInterval (30 s by
+    // default) and gives headers 60 s of their own, so a dribbled body was cut after up to
+    // 90 s. Both follow REQUEST_TIMEOUT, and the check runs often enough to cut near it.
+    http: { headersTimeout: timeoutMs, requestTimeout: timeoutMs, connectionsCheckingInterval: Math.min(1000, Math.ceil(timeoutMs / 4)) },
+    // Requests that arrive while the service shuts down are refused by our own hook below,
+    // with the error shape and Retry-After, instead of Fastify's bare 503.
+    return503OnClosing: false,
     keepAliveTimeout: 72_000,
     genReqId: () => randomUUID(),
     // Our own onResponse hook writes one line per request instead of Fastify's two.
@@ -131,9 +139,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const requestLog = app.log.child({}, { redact: [] })
   // nosniff on every response (errors, 404s, JWKS, static files): a browser never guesses a
   // type other than the one sent, so no response can be run as script or styles by mistake.
+  let shuttingDown = false
+  app.addHook('preClose', (done) => { shuttingDown = true; done() })
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     reply.header('x-content-type-options', 'nosniff')
+    // Fastify sets Connection: close on these; requests already in flight finish normally.
+    if (shuttingDown) { done(new ServiceUnavailable('The service is shutting down; retry on another instance')); return }
     done()
   })
   app.addHook('onResponse', (request, reply, done) => {

@@ -36,6 +36,11 @@ export const ConfigSchema = Type.Object({
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
   /** The nice value of the pool's threads (src/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
   threadPoolNice: Type.Integer({ minimum: 0, maximum: 19 }),
+  /**
+   * REQUEST_TIMEOUT: how long a client may take to send a whole request (headers and body).
+   * Node's headersTimeout, requestTimeout and its connection check interval all follow it.
+   */
+  requestTimeout: Seconds,
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
   /**
    * Which X-Forwarded-For entries to believe (Fastify's trustProxy): false, a hop count (the
@@ -234,6 +239,7 @@ export function loadConfig (env: Env = process.env): Config {
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
     threadPoolNice: read(env, 'THREAD_POOL_NICE', 10, parseInteger),
+    requestTimeout: read(env, 'REQUEST_TIMEOUT', 30, parseDuration),
     logLevel: read(env, 'LOG_LEVEL', 'info', (_n, v) => v.trim().toLowerCase()) as Config['logLevel'],
     trustProxy,
     jwt: {
