@@ -16,7 +16,7 @@
  */
 import fp from 'fastify-plugin'
 import type Database from 'better-sqlite3'
-import { openDatabase, type Db } from '../db/client.js'
+import { openDatabase, type Db, type OpenDatabase } from '../db/client.js'
 import type { GroupCommit } from '../db/durability.js'
 import { runMigrations } from '../db/migrate.js'
 import { createAuditRepository } from '../db/repositories/audit.js'
@@ -49,6 +49,22 @@ declare module 'fastify' {
 
 const FILE_CHECK_MS = 2000
 
+const OPEN_FAILURE = /^SQLITE_(READONLY|CANTOPEN|IOERR|FULL|PERM|NOTADB|CORRUPT|AUTH)/
+
+/**
+ * The database named by DATABASE_URL cannot be opened for writing: the server reports it in
+ * one line and exits with EX_CONFIG (src/server.ts), as for any other configuration error.
+ */
+export class DatabaseOpenError extends Error {
+  override name = 'DatabaseOpenError'
+  constructor (path: string, cause: unknown) {
+    const message = cause instanceof Error ? cause.message.split('\n')[0]! : String(cause)
+    const code = (cause as { code?: unknown } | null)?.code
+    const reason = typeof code === 'string' && !message.startsWith(code) ? `${code}: ${message}` : message
+    super(`DATABASE_URL: cannot open the database at ${path} for writing (${reason})`, { cause })
+  }
+}
+
 /** A write answered after the database file has gone: mapped to 503 DATABASE_UNAVAILABLE. */
 class DatabaseFileGone extends Error {
   readonly code = 'SQLITE_READONLY_DBMOVED'
@@ -60,19 +76,27 @@ class DatabaseFileGone extends Error {
 
 export default fp(async function dbPlugin (app) {
   const { config } = app
-  const opened = openDatabase({
-    path: config.databasePath,
-    synchronous: config.databaseSynchronous,
-    busyTimeoutMs: config.databaseBusyTimeoutMs,
-    checkpoint: config.databaseCheckpoint,
-    groupCommit: true,
-    onCheckpointError: (message) => { app.log.error({ message }, 'WAL checkpoint failed') }
-  })
+  let opened: OpenDatabase
+  try {
+    opened = openDatabase({
+      path: config.databasePath,
+      synchronous: config.databaseSynchronous,
+      busyTimeoutMs: config.databaseBusyTimeoutMs,
+      checkpoint: config.databaseCheckpoint,
+      groupCommit: true,
+      onCheckpointError: (message) => { app.log.error({ message }, 'WAL checkpoint failed') }
+    })
+  } catch (err) {
+    throw new DatabaseOpenError(config.databasePath, err)
+  }
   const { db, sqlite, durability } = opened
   try {
     runMigrations(db)
   } catch (err) {
     await opened.close()
+    // A file that cannot be written or is no database is a setting to fix; anything else
+    // (a migration's own fault) stays a crash with its stack.
+    if (OPEN_FAILURE.test(String((err as { code?: unknown }).code))) throw new DatabaseOpenError(config.databasePath, err)
     throw err
   }
   app.decorate('db', db)
