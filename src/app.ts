@@ -4,8 +4,9 @@
  * infrastructure plugins, then domain plugins, then routes.
  */
 import { randomUUID } from 'node:crypto'
+import type { Server } from 'node:http'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
@@ -13,6 +14,7 @@ import cookiePlugin from '../plugins/cookie.js'
 import corsPlugin from '../plugins/cors.js'
 import dbPlugin from '../plugins/db.js'
 import housekeepingPlugin from '../plugins/housekeeping.js'
+import instancesPlugin from '../plugins/instances.js'
 import jwtPlugin from '../plugins/jwt.js'
 import metricsPlugin from '../plugins/metrics.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
@@ -68,7 +70,7 @@ export interface BuildOptions {
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const timeoutMs = config.requestTimeout * 1000
-  const fastifyOptions: FastifyServerOptions = {
+  const fastifyOptions: FastifyHttpOptions<Server> = {
     trustProxy: trustProxyOption(config.trustProxy),
     bodyLimit: 16 * 1024,
     connectionTimeout: timeoutMs,
@@ -167,6 +169,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(cookiePlugin)
   await app.register(rateLimitPlugin)
   await app.register(dbPlugin)
+  await app.register(instancesPlugin)
   await app.register(authPlugin)
   await app.register(jwtPlugin)
   // Before any route (metrics registers /metrics): the OpenAPI document is collected from the

@@ -40,7 +40,7 @@ t.test('a full disk under load: every registration answered 201 is stored; the o
   const mountError = tryMount(dir, '8m')
   if (mountError !== null) {
     if (process.env.CI === 'true') { t.fail(`cannot mount a tmpfs for the full-disk test: ${mountError}`); return }
-    t.skip(`cannot mount a tmpfs (needs root or a mount namespace): ${mountError}`)
+    t.plan(0, `cannot mount a tmpfs (needs root or a mount namespace): ${mountError}`)
     return
   }
   t.teardown(() => { execFileSync('umount', ['-l', dir]) })

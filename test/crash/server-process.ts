@@ -38,9 +38,11 @@ export async function startServer (env: Record<string, string>, timeoutMs = 60_0
   child.stderr!.on('data', (chunk: string) => { errText = (errText + chunk).slice(-4000) })
 
   const lines = createInterface({ input: child.stdout! })
+  let outText = ''
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`server did not start within ${timeoutMs} ms: ${errText}`)) }, timeoutMs)
     lines.on('line', (line) => {
+      outText = (outText + line + '\n').slice(-16_000)
       const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(line)
       if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
     })
@@ -48,7 +50,6 @@ export async function startServer (env: Record<string, string>, timeoutMs = 60_0
   })
   // Keep draining stdout (one log line per request) so the child never blocks on a full pipe,
   // and keep its last lines.
-  let outText = ''
   lines.removeAllListeners('line')
   lines.on('line', (line) => { outText = (outText + line + '\n').slice(-16_000) })
 

@@ -49,7 +49,7 @@ t.test('a read-only file system: exit 78 with one line naming the path and DATAB
   } catch (err) {
     const why = (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message
     if (process.env.CI === 'true') t.fail(`cannot mount a read-only tmpfs: ${why}`)
-    else t.skip(`cannot mount a read-only tmpfs (needs root or a mount namespace): ${why}`)
+    else t.plan(0, `cannot mount a read-only tmpfs (needs root or a mount namespace): ${why}`)
     return
   }
   t.teardown(() => { execFileSync('umount', ['-l', dir]) })
