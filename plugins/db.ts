@@ -9,7 +9,7 @@
  *
  * The database file deleted or replaced under the running service (an `rm -rf` of the data
  * directory, a detached volume): SQLite would go on committing into the unlinked file. A check
- * every FILE_CHECK_MS, at /ready, and before any write is acknowledged compares the path with
+ * every FILE_CHECK_MS, at /ready, and (with group commit) before any write is acknowledged compares the path with
  * the open file; once it differs the connection turns query-only for good, so every write is
  * refused as SQLITE_READONLY (503 DATABASE_UNAVAILABLE with Retry-After), /ready answers 503,
  * and the process stays up for an operator to restore the directory and restart it.

@@ -20,6 +20,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
+import { openDatabase } from '../../db/client.js'
+import { runMigrations } from '../../db/migrate.js'
+import { createAuditRepository } from '../../db/repositories/audit.js'
+import { createLeasesRepository } from '../../db/repositories/leases.js'
+import { createUsersRepository } from '../../db/repositories/users.js'
 import { startServer, type ServerProcess } from './server-process.js'
 
 const PASSWORD = 'disk full passphrase 2026'
@@ -101,6 +106,71 @@ t.test('a full disk under load: every registration answered 201 is stored; the o
     const stored = new Set((db.prepare('SELECT username FROM users').pluck().all() as string[]))
     const lost = acknowledged.filter((u) => !stored.has(u))
     t.same(lost, [], `all ${acknowledged.length} acknowledged registrations are stored`)
+  } finally {
+    db.close()
+  }
+})
+
+t.test('every repository write on a full disk either throws or is stored (WAL mode, no transaction of the caller)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-diskfull-repo-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const mountError = tryMount(dir, '4m')
+  if (mountError !== null) {
+    if (process.env.CI === 'true') { t.fail(`cannot mount a tmpfs for the full-disk test: ${mountError}`); return }
+    t.plan(0, `cannot mount a tmpfs (needs root or a mount namespace): ${mountError}`)
+    return
+  }
+  t.teardown(() => { execFileSync('umount', ['-l', dir]) })
+  const path = join(dir, 'auth.db')
+  // SQLite's own commit path (synchronous NORMAL, WAL), as the service runs it under group commit.
+  const opened = openDatabase({ path, synchronous: 'NORMAL' })
+  runMigrations(opened.db)
+  const users = createUsersRepository(opened.db)
+  const audit = createAuditRepository(opened.db)
+  const leases = createLeasesRepository(opened.db)
+  const now = new Date()
+  const base = await users.insert({ id: 'base', username: 'base', usernameKey: 'base', passwordHash: 'x'.repeat(97), roles: ['user'], now })
+  t.ok(base !== null)
+
+  const { bavail, bsize } = statfsSync(dir)
+  const filler = join(dir, 'filler')
+  writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - 96 * 1024)))
+
+  // Each write is answered (returns) or refused (throws); what was answered must be stored.
+  const answered = { users: [] as string[], audit: [] as string[], leases: [] as string[], roles: [] as string[] }
+  let failures = 0
+  for (let i = 0; i < 3000 && failures < 40; i++) {
+    const writes: Array<[keyof typeof answered, string, () => Promise<unknown>]> = [
+      ['users', `u${i}`, async () => await users.insert({ id: `u${i}`, username: `u${i}`, usernameKey: `u${i}`, passwordHash: 'y'.repeat(97), roles: ['user'], now })],
+      ['audit', `r${i}`, async () => { await audit.record({ type: 'login_failed', at: now, requestId: `r${i}`, detail: { pad: 'z'.repeat(200) } }) }],
+      ['leases', `l${i}`, async () => { await leases.renew(`l${i}`, 'holder', new Date(now.getTime() + 60_000)) }],
+      ['roles', `role${i}`, async () => { await users.setRoles('base', ['user', `role${i}`], now) }]
+    ]
+    for (const [kind, key, write] of writes) {
+      try {
+        await write()
+        answered[kind].push(key)
+      } catch (err) {
+        failures++
+        t.match(String((err as { code?: string }).code), /^SQLITE_(FULL|IOERR)/, `${kind}: refused as a full disk, not another error`)
+      }
+    }
+  }
+  t.ok(failures >= 40, `writes failed once the disk was full (${failures} refused)`)
+  await opened.close()
+  rmSync(filler)
+
+  const db = new Database(path)
+  try {
+    const has = (sql: string, values: string[]): string[] => {
+      const stmt = db.prepare(sql).pluck()
+      return values.filter((v) => stmt.get(v) === undefined)
+    }
+    t.same(has('SELECT 1 FROM users WHERE id = ?', answered.users), [], `all ${answered.users.length} answered user inserts are stored`)
+    t.same(has('SELECT 1 FROM audit_events WHERE request_id = ?', answered.audit), [], `all ${answered.audit.length} answered audit events are stored`)
+    t.same(has('SELECT 1 FROM leases WHERE name = ?', answered.leases), [], `all ${answered.leases.length} answered leases are stored`)
+    const lastRole = answered.roles.at(-1)
+    if (lastRole !== undefined) t.match(String(db.prepare("SELECT roles FROM users WHERE id = 'base'").pluck().get()), lastRole, 'the last answered update is stored')
   } finally {
     db.close()
   }
