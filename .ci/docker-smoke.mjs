@@ -69,7 +69,8 @@ if (phase === 'first') {
   check(me.status === 200 && me.json.username === username, 'GET /api/auth/me with the access token')
   const docs = await call('GET', '/docs/json')
   check(docs.status === 200 && docs.json.openapi === '3.1.0', 'OpenAPI document at /docs/json')
-  const metrics = await call('GET', '/metrics')
+  check((await call('GET', '/metrics')).status === 401, 'metrics refused without the scrape token')
+  const metrics = await call('GET', '/metrics', undefined, { authorization: `Bearer ${process.env.METRICS_TOKEN}` })
   check(metrics.status === 200 && /auth_login_total\{outcome="success"\} 1/.test(metrics.text), 'metrics count the login')
   writeFileSync(stateFile, JSON.stringify({
     username, password, userId: registered.json.id, accessToken: refreshed.json.accessToken, refreshToken: refreshed.json.refreshToken

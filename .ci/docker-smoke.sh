@@ -52,11 +52,14 @@ took "build"
 # A free port on the host for the published container port (3000 inside).
 PORT=$(node -e "const s=require('node:net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 BASE=http://127.0.0.1:$PORT
+export METRICS_TOKEN=$(node -e "console.log(require('node:crypto').randomBytes(24).toString('base64url'))")
 
 run_container () {
   # PUBLIC_URL is the address clients use: the issuer and jwks_uri in discovery. A loopback
-  # http URL is allowed with NODE_ENV=production (anything else must be https).
-  podman run -d --name "$NAME" -p "127.0.0.1:$PORT:3000" -v "$VOLUME:/data" -e "PUBLIC_URL=$BASE" "$IMAGE" >/dev/null
+  # http URL is allowed with NODE_ENV=production (anything else must be https). In production
+  # /metrics is served on the main port only with METRICS_TOKEN (docker-smoke.mjs sends it).
+  podman run -d --name "$NAME" -p "127.0.0.1:$PORT:3000" -v "$VOLUME:/data" -e "PUBLIC_URL=$BASE" \
+    -e "METRICS_TOKEN=$METRICS_TOKEN" "$IMAGE" >/dev/null
 }
 
 wait_for_health () {

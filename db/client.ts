@@ -21,7 +21,7 @@
  * the worker ever falls behind or fails, SQLite's own automatic checkpoint still runs at 10,000
  * pages (about 40 MB) as a backstop.
  */
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import Database from 'better-sqlite3'
@@ -57,6 +57,12 @@ export interface OpenDatabase {
   db: Db
   /** The group commit, when FULL is kept that way (see `groupCommit`); null otherwise. */
   durability: GroupCommit | null
+  /**
+   * True when the path no longer names the file the connection has open (deleted, or replaced
+   * by another file). SQLite in WAL mode goes on writing into an unlinked file without a word;
+   * a restart would then start from whatever is at the path, or from nothing.
+   */
+  fileGone: () => boolean
   /** Stops the checkpointer (after a last checkpoint), then closes the connection. */
   close: () => Promise<void>
 }
@@ -81,6 +87,8 @@ export function openDatabase (options: DatabaseOptions): OpenDatabase {
   sqlite.pragma(`synchronous = ${groupCommit ? 'NORMAL' : synchronous}`)
   sqlite.pragma('foreign_keys = ON')
   const durability = groupCommit ? createGroupCommit(sqlite, `${path}-wal`) : null
+  // The file as opened: the same device and inode must stay at the path.
+  const opened = writableFile ? statSync(path) : null
 
   const worker = writableFile && options.checkpoint === 'background'
     ? startCheckpointer(sqlite, { path, intervalMs: CHECKPOINT_INTERVAL_MS, synchronous }, options.onCheckpointError)
@@ -90,6 +98,16 @@ export function openDatabase (options: DatabaseOptions): OpenDatabase {
     sqlite,
     db: drizzle(sqlite, { schema }),
     durability,
+    fileGone () {
+      if (opened === null) return false
+      try {
+        const now = statSync(path)
+        return now.ino !== opened.ino || now.dev !== opened.dev
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        return code === 'ENOENT' || code === 'ENOTDIR'
+      }
+    },
     async close () {
       if (worker !== null) await worker.stop()
       if (durability !== null) await durability.close()

@@ -7,6 +7,7 @@
  * locked past the busy timeout) is logged and the request goes on. Only what is safe to keep
  * goes in: ids, reasons, counts, roles; never a password, token or hash.
  */
+import { isIP } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { AuditEventInput, AuditEventType } from '../db/repositories/audit.js'
@@ -43,7 +44,8 @@ export default fp(async function auditPlugin (app) {
       at: now,
       userId: fields.userId ?? null,
       sessionId: fields.sessionId ?? null,
-      ip: request.ip,
+      // Only an address: behind a proxy request.ip comes from a header that may hold anything.
+      ip: isIP(request.ip) !== 0 ? request.ip : null,
       userAgent: typeof userAgent === 'string' ? userAgent : null,
       requestId: request.id,
       detail: fields.detail ?? null

@@ -10,17 +10,24 @@
  *
  * METRICS_ENABLED=false removes the endpoint (the counters still count, at no real cost).
  * METRICS_PORT serves /metrics on its own listener, bound to HOST, and not on the main port,
- * so it can stay off the public network. The endpoint is never rate limited: a scraper must
- * not be refused.
+ * so it can stay off the public network. METRICS_TOKEN makes either listener answer only a
+ * scraper that sends it as a Bearer token. In production, with neither set, the main port does
+ * not serve /metrics at all: live session counts and login outcomes are not for the public.
+ * The endpoint is never rate limited: a scraper must not be refused.
+ *
+ * No label may tell apart what the responses hide: a right password for a disabled account
+ * answers like a wrong one, so it is counted as `invalid_credentials` too.
  * @see https://github.com/siimon/prom-client
  */
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Server } from 'node:http'
+import { AuthorizationRequired } from '../src/errors.js'
 import { createServer } from '../src/node-http.js'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
-export type LoginOutcome = 'success' | 'invalid_credentials' | 'disabled' | 'throttled'
+export type LoginOutcome = 'success' | 'invalid_credentials' | 'throttled'
 export type RefreshOutcome = 'rotated' | 'reuse_interval' | 'reuse_detected' | 'expired' | 'revoked' | 'invalid' | 'missing'
 
 export interface Metrics {
@@ -46,7 +53,7 @@ export function createMetrics (app: FastifyInstance): Metrics {
 
   const loginOutcomes = new Counter({
     name: 'auth_login_total',
-    help: 'Login attempts by outcome: success, invalid_credentials (unknown user or wrong password), disabled, throttled (per-username failure limit)',
+    help: 'Login attempts by outcome: success, invalid_credentials (unknown user, wrong password or disabled account), throttled (per-username failure limit)',
     labelNames: ['outcome'] as const,
     registers: [registry]
   })
@@ -172,12 +179,23 @@ export default fp(async function metricsPlugin (app) {
     }
   }
 
-  if (config.metrics.enabled && config.metrics.port === null) {
+  // The scrape token, compared by digest in constant time.
+  const { token } = config.metrics
+  const tokenDigest = token === undefined ? null : createHash('sha256').update(`Bearer ${token}`).digest()
+  const authorized = (authorization: string | undefined): boolean =>
+    tokenDigest === null || (authorization !== undefined && timingSafeEqual(createHash('sha256').update(authorization).digest(), tokenDigest))
+
+  const onMainPort = config.metrics.enabled && config.metrics.port === null && (token !== undefined || config.env !== 'production')
+  if (config.metrics.enabled && config.metrics.port === null && !onMainPort) {
+    app.log.info('/metrics is not served: set METRICS_PORT (an internal listener) or METRICS_TOKEN (a bearer token) to scrape it')
+  }
+  if (onMainPort) {
     app.get('/metrics', {
       schema: metricsSchema,
       config: { rateLimit: false },
       logLevel: 'warn'
-    }, async (_request, reply) => {
+    }, async (request, reply) => {
+      if (!authorized(request.headers.authorization)) throw new AuthorizationRequired()
       const { contentType, body } = await metrics.render()
       return reply.type(contentType).header('cache-control', 'no-store').send(body)
     })
@@ -189,16 +207,21 @@ export default fp(async function metricsPlugin (app) {
     server = createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0]
       if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
-        res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' })
+        res.writeHead(404, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' })
         res.end(JSON.stringify({ statusCode: 404, code: 'NOT_FOUND', message: 'Not found' }))
         return
       }
+      if (!authorized(req.headers.authorization)) {
+        res.writeHead(401, { 'content-type': 'application/json; charset=utf-8', 'www-authenticate': 'Bearer realm="metrics"', 'x-content-type-options': 'nosniff' })
+        res.end(JSON.stringify({ statusCode: 401, code: 'AUTHORIZATION_REQUIRED', message: 'A Bearer access token is required' }))
+        return
+      }
       metrics.render().then(({ contentType, body }) => {
-        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
+        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
         res.end(req.method === 'HEAD' ? undefined : body)
       }, (err: unknown) => {
         app.log.error({ err }, 'metrics collection failed')
-        res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' })
+        res.writeHead(500, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' })
         res.end(JSON.stringify({ statusCode: 500, code: 'INTERNAL_ERROR', message: 'Internal server error' }))
       })
     })

@@ -23,6 +23,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
     } catch {
       throw new ServiceUnavailable('The database is not available')
     }
+    if (app.databaseFileLost()) throw new ServiceUnavailable('The database file is gone; restore the data directory and restart the service')
     if (app.durability?.failure != null) throw new ServiceUnavailable('The database can no longer be written durably; restart the service')
     return { status: 'ok' as const }
   })

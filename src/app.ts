@@ -4,8 +4,9 @@
  * infrastructure plugins, then domain plugins, then routes.
  */
 import { randomUUID } from 'node:crypto'
+import type { Server } from 'node:http'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
@@ -13,6 +14,7 @@ import cookiePlugin from '../plugins/cookie.js'
 import corsPlugin from '../plugins/cors.js'
 import dbPlugin from '../plugins/db.js'
 import housekeepingPlugin from '../plugins/housekeeping.js'
+import instancesPlugin from '../plugins/instances.js'
 import jwtPlugin from '../plugins/jwt.js'
 import metricsPlugin from '../plugins/metrics.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
@@ -24,7 +26,7 @@ import healthRoutes from '../routes/health.js'
 import { ErrorSchema, TokenResponseSchema, UserSchema } from '../routes/schemas.js'
 import wellKnownRoutes from '../routes/well-known.js'
 import type { Config } from './config.js'
-import { bearerChallenge, NotFound } from './errors.js'
+import { bearerChallenge, NotFound, ServiceUnavailable } from './errors.js'
 import { answerClientError, toPublicError } from './public-error.js'
 import { lazyChildLoggerFactory } from './request-logger.js'
 
@@ -44,6 +46,19 @@ export const REDACT_PATHS = [
   '*.password', '*.currentPassword', '*.newPassword', '*.refreshToken', '*.accessToken', '*.token'
 ]
 
+/**
+ * TRUST_PROXY as Fastify takes it. A hop count n believes the last n entries of the chain
+ * (the socket's peer and the X-Forwarded-For entries the proxies appended), so the client is
+ * the address the outermost proxy saw, whatever the client wrote further left. Fastify itself
+ * answers a bare number by trusting nothing (it cannot tell a direct client from the proxy),
+ * hence the function: a hop count is for a service reachable only through its proxies; where
+ * it is not, list the proxies' addresses instead.
+ */
+function trustProxyOption (tp: Config['trustProxy']): FastifyServerOptions['trustProxy'] {
+  if (typeof tp === 'number') return (_address: string, hop: number) => hop < tp
+  return Array.isArray(tp) ? [...tp] : tp
+}
+
 export interface BuildOptions {
   /** A logger instance (tests capture output through it); default: pino from config. */
   logger?: FastifyBaseLogger
@@ -54,11 +69,19 @@ export interface BuildOptions {
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
-  const fastifyOptions: FastifyServerOptions = {
-    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
+  const timeoutMs = config.requestTimeout * 1000
+  const fastifyOptions: FastifyHttpOptions<Server> = {
+    trustProxy: trustProxyOption(config.trustProxy),
     bodyLimit: 16 * 1024,
-    connectionTimeout: 30_000,
-    requestTimeout: 30_000,
+    connectionTimeout: timeoutMs,
+    requestTimeout: timeoutMs,
+    // Node checks the request deadlines only every connectionsCheckingInterval (30 s by
+    // default) and gives headers 60 s of their own, so a dribbled body was cut after up to
+    // 90 s. Both follow REQUEST_TIMEOUT, and the check runs often enough to cut near it.
+    http: { headersTimeout: timeoutMs, requestTimeout: timeoutMs, connectionsCheckingInterval: Math.min(1000, Math.ceil(timeoutMs / 4)) },
+    // Requests that arrive while the service shuts down are refused by our own hook below,
+    // with the error shape and Retry-After, instead of Fastify's bare 503.
+    return503OnClosing: false,
     keepAliveTimeout: 72_000,
     genReqId: () => randomUUID(),
     // Our own onResponse hook writes one line per request instead of Fastify's two.
@@ -73,7 +96,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // instead of Fastify's default body, which echoes the URL.
     frameworkErrors: (err, _request, reply) => {
       const { statusCode, body } = toPublicError(err)
-      void (reply as FastifyReply).code(statusCode).type('application/json; charset=utf-8').send(body)
+      void (reply as FastifyReply).code(statusCode).type('application/json; charset=utf-8').header('x-content-type-options', 'nosniff').send(body)
     },
     routerOptions: { maxParamLength: 128 },
     ajv: { customOptions: { removeAdditional: 'all', coerceTypes: false, useDefaults: true, allErrors: false } }
@@ -116,8 +139,15 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // without the redaction pass: with wildcard paths that pass visits every field and cost more
   // than the rest of the line (about 15 µs a request). Every other log call keeps redaction.
   const requestLog = app.log.child({}, { redact: [] })
+  // nosniff on every response (errors, 404s, JWKS, static files): a browser never guesses a
+  // type other than the one sent, so no response can be run as script or styles by mistake.
+  let shuttingDown = false
+  app.addHook('preClose', (done) => { shuttingDown = true; done() })
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    reply.header('x-content-type-options', 'nosniff')
+    // Fastify sets Connection: close on these; requests already in flight finish normally.
+    if (shuttingDown) { done(new ServiceUnavailable('The service is shutting down; retry on another instance')); return }
     done()
   })
   app.addHook('onResponse', (request, reply, done) => {
@@ -139,6 +169,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(cookiePlugin)
   await app.register(rateLimitPlugin)
   await app.register(dbPlugin)
+  await app.register(instancesPlugin)
   await app.register(authPlugin)
   await app.register(jwtPlugin)
   // Before any route (metrics registers /metrics): the OpenAPI document is collected from the

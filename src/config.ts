@@ -3,6 +3,7 @@
  * against `ConfigSchema`, applies the production safety rules, and returns a frozen object
  * that is passed to `buildApp`. Tests build their config with `loadConfig({ ... })` too.
  */
+import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { parse as parseMs } from '@lukeed/ms'
 import { Type, type Static } from 'typebox'
@@ -35,8 +36,18 @@ export const ConfigSchema = Type.Object({
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
   /** The nice value of the pool's threads (src/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
   threadPoolNice: Type.Integer({ minimum: 0, maximum: 19 }),
+  /**
+   * REQUEST_TIMEOUT: how long a client may take to send a whole request (headers and body).
+   * Node's headersTimeout, requestTimeout and its connection check interval all follow it.
+   */
+  requestTimeout: Seconds,
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
-  trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 1 }), Type.String()]),
+  /**
+   * Which X-Forwarded-For entries to believe (Fastify's trustProxy): false, a hop count (the
+   * client is the address that many proxies in front saw), or the proxies' addresses/CIDRs.
+   * `true` (believe the leftmost entry, which the client writes) only outside production.
+   */
+  trustProxy: Type.Union([Type.Boolean(), Type.Integer({ minimum: 1 }), Type.Array(Type.String(), { minItems: 1 })]),
   jwt: Type.Object({
     issuer: Type.String({ minLength: 1 }),
     audience: Type.String({ minLength: 1 }),
@@ -94,7 +105,13 @@ export const ConfigSchema = Type.Object({
   metrics: Type.Object({
     enabled: Type.Boolean(),
     /** When set, /metrics is served on its own listener (HOST:port) and not on the main port. */
-    port: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()])
+    port: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()]),
+    /**
+     * When set, /metrics (on either listener) answers only `Authorization: Bearer <token>`.
+     * In production, without METRICS_PORT or METRICS_TOKEN, /metrics is not served on the main
+     * port at all (plugins/metrics.ts).
+     */
+    token: Type.Optional(Type.String({ minLength: 1 }))
   }),
   housekeeping: Type.Object({
     /** How often expired tokens, ended sessions and old audit rows are pruned; 0 switches it off. */
@@ -131,6 +148,24 @@ function parseBoolean (name: string, value: string): boolean {
   if (['true', '1', 'yes', 'on'].includes(v)) return true
   if (['false', '0', 'no', 'off'].includes(v)) return false
   throw new ConfigError(`${name}: "${value}" is not a boolean (true or false)`)
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** TRUST_PROXY: false/0, true, a hop count, or a comma-separated list of addresses and CIDRs. */
+function parseTrustProxy (name: string, value: string): boolean | number | string[] {
+  const v = value.trim()
+  if (/^\d+$/.test(v)) return Number(v) === 0 ? false : Number(v)
+  if (/^(true|false|yes|no|on|off)$/i.test(v)) return parseBoolean(name, v)
+  return v.split(',').map((s) => s.trim()).filter(Boolean).map((entry) => {
+    const [address = '', prefix, extra] = entry.split('/')
+    const family = isIP(address)
+    const bits = family === 4 ? 32 : 128
+    const ok = PROXY_NAMES.has(entry) ||
+      (family !== 0 && extra === undefined && (prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= bits)))
+    if (!ok) throw new ConfigError(`${name}: "${entry}" is not an IP address, a CIDR or one of ${[...PROXY_NAMES].join(', ')} (or give a hop count, e.g. 1)`)
+    return entry
+  })
 }
 
 function parseInteger (name: string, value: string): number {
@@ -183,11 +218,10 @@ export function loadConfig (env: Env = process.env): Config {
   const publicOrigin = parseOrigin('PUBLIC_URL', publicUrl)
   const databaseUrl = read(env, 'DATABASE_URL', 'file:data/auth.db', str)
   const databaseSynchronous = read(env, 'DATABASE_SYNCHRONOUS', 'FULL', (_n, v) => v.trim().toUpperCase()) as 'FULL' | 'NORMAL'
-  const trustProxyRaw = read(env, 'TRUST_PROXY', 'false', str)
-  let trustProxy: boolean | number | string
-  if (/^(true|false|1|0|yes|no|on|off)$/i.test(trustProxyRaw)) trustProxy = parseBoolean('TRUST_PROXY', trustProxyRaw)
-  else if (/^\d+$/.test(trustProxyRaw)) trustProxy = Number(trustProxyRaw)
-  else trustProxy = trustProxyRaw
+  const trustProxy = read(env, 'TRUST_PROXY', false, parseTrustProxy)
+  if (trustProxy === true && nodeEnv === 'production') {
+    throw new ConfigError('TRUST_PROXY=true is refused in production: it believes the leftmost X-Forwarded-For entry, which the client writes; set the number of proxies in front (e.g. TRUST_PROXY=1) or their addresses/CIDRs')
+  }
 
   const config: Config = {
     env: nodeEnv,
@@ -205,6 +239,7 @@ export function loadConfig (env: Env = process.env): Config {
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
     threadPoolNice: read(env, 'THREAD_POOL_NICE', 10, parseInteger),
+    requestTimeout: read(env, 'REQUEST_TIMEOUT', 30, parseDuration),
     logLevel: read(env, 'LOG_LEVEL', 'info', (_n, v) => v.trim().toLowerCase()) as Config['logLevel'],
     trustProxy,
     jwt: {
@@ -265,7 +300,8 @@ export function loadConfig (env: Env = process.env): Config {
     },
     metrics: {
       enabled: read(env, 'METRICS_ENABLED', true, parseBoolean),
-      port: read<number | null>(env, 'METRICS_PORT', null, parseInteger)
+      port: read<number | null>(env, 'METRICS_PORT', null, parseInteger),
+      token: env.METRICS_TOKEN === undefined || env.METRICS_TOKEN === '' ? undefined : env.METRICS_TOKEN
     },
     housekeeping: {
       interval: read(env, 'HOUSEKEEPING_INTERVAL', parseDuration('', '1h'), parseDuration),
@@ -339,6 +375,9 @@ function checkProductionSafety (c: Config): void {
   }
   if (!c.rateLimit.enabled) {
     problems.push('RATE_LIMIT_ENABLED=false leaves login open to password guessing')
+  }
+  if (c.metrics.token !== undefined && c.metrics.token.length < 32) {
+    problems.push('METRICS_TOKEN must be at least 32 characters: it is the only thing between the network and /metrics')
   }
   if (c.databasePath === ':memory:') {
     problems.push('DATABASE_URL=:memory: loses every account and key on restart')

@@ -45,11 +45,14 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
   const status = err.statusCode ?? 500
   if (status >= 400 && status < 500) {
     if (/^[A-Z][A-Z0-9_]*$/.test(code) && !code.startsWith('FST_')) return make(status, code, err.message)
+    // The static file servers (the demo, the API docs) refuse a path that climbs out of their
+    // root with a bare 403, and a missing file with a bare 404: both are a file not found.
+    if (status === 403 || status === 404) return make(404, 'NOT_FOUND', 'Not found')
     // A JSON syntax error (or another parser error) from Fastify: say what, not the parser's words.
     if (err instanceof SyntaxError || /JSON|prototype|constructor/i.test(err.message)) return make(400, 'INVALID_JSON', 'The request body is not valid JSON')
     return make(status, 'BAD_REQUEST', 'The request could not be understood')
   }
-  if (status === 503 && code === 'SERVICE_UNAVAILABLE') return make(503, code, err.message)
+  if (status === 503 && code === 'SERVICE_UNAVAILABLE') return make(503, code, err.message, 5)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
 }
 
@@ -69,7 +72,7 @@ export function answerClientError (err: Error & { code?: string }, socket: Duple
   const body = JSON.stringify({ statusCode, code, message })
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
+      `Content-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy(err)
 }

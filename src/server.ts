@@ -37,7 +37,8 @@ try {
   app = await buildApp(config)
 } catch (err) {
   // A stored signing key that KEY_ENCRYPTION_KEY does not open: a setting to fix, not a crash.
-  if (err instanceof Error && err.name === 'KeyProtectionError') {
+  // A database path that cannot be opened for writing: likewise (plugins/db.ts).
+  if (err instanceof Error && (err.name === 'KeyProtectionError' || err.name === 'DatabaseOpenError')) {
     console.error(`auth-service: ${err.message}`)
     process.exit(78) // EX_CONFIG
   }

@@ -80,3 +80,16 @@ t.test('NODE_ENV=production refuses unsafe settings and says why', async (t) => 
   }
   t.doesNotThrow(() => loadConfig({ ...prod, JWT_ALGORITHM: 'HS256', JWT_SECRET: 'x'.repeat(32) }))
 })
+
+t.test('TRUST_PROXY: a hop count or a list of proxy addresses; bare true is refused in production', async (t) => {
+  t.equal(loadConfig({ TRUST_PROXY: '1' }).trustProxy, 1)
+  t.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2)
+  t.equal(loadConfig({ TRUST_PROXY: '0' }).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false)
+  t.same(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1, loopback' }).trustProxy, ['10.0.0.0/8', '127.0.0.1', '::1', 'loopback'])
+  t.throws(() => loadConfig({ TRUST_PROXY: '10.0.0.0/8, proxy.example' }), /TRUST_PROXY: "proxy\.example" is not/)
+  t.throws(() => loadConfig({ TRUST_PROXY: '10.0.0.0/33' }), /TRUST_PROXY/)
+  const prod = { NODE_ENV: 'production', DATABASE_URL: 'file:/tmp/x.db', PUBLIC_URL: 'http://localhost:3000' }
+  t.throws(() => loadConfig({ ...prod, TRUST_PROXY: 'true' }), /TRUST_PROXY=true/)
+  t.equal(loadConfig({ ...prod, TRUST_PROXY: '1' }).trustProxy, 1)
+})

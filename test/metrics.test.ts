@@ -1,13 +1,19 @@
 import { once } from 'node:events'
 import { request as httpRequest } from 'node:http'
 import { createServer, type AddressInfo } from 'node:net'
-import t from 'tap'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
 import { bearer, buildTestApp, fakeDate, login, PASSWORD, refreshWithBody, register, SECOND, testConfig } from './helper.js'
 import { adminSession, metric, scrape } from './ops-helper.js'
 
-function get (port: number, path: string): Promise<{ status: number, type: string, body: string }> {
+function get (port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number, type: string, body: string }> {
   return new Promise((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port, path }, (res) => {
+    httpRequest({ host: '127.0.0.1', port, path, headers }, (res) => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => { body += c })
@@ -46,7 +52,7 @@ t.test('request duration by route pattern and status', async (t) => {
   t.ok(metric(text, 'http_request_duration_seconds_sum', { route: '/api/auth/login' }) > 0)
 })
 
-t.test('login outcomes: success, invalid credentials, disabled, throttled', async (t) => {
+t.test('login outcomes: success, invalid credentials (a disabled account among them), throttled', async (t) => {
   const app = await buildTestApp(t, { RATE_LIMIT_LOGIN_FAILURES_PER_USER_MAX: '2' })
   await register(app)
   await register(app, 'bob')
@@ -62,10 +68,49 @@ t.test('login outcomes: success, invalid credentials, disabled, throttled', asyn
 
   const text = await scrape(app)
   t.equal(metric(text, 'auth_login_total', { outcome: 'success' }), 2, 'alice, then the admin')
-  t.equal(metric(text, 'auth_login_total', { outcome: 'invalid_credentials' }), 3)
+  t.equal(metric(text, 'auth_login_total', { outcome: 'invalid_credentials' }), 4, 'the disabled account counts as invalid credentials')
   t.equal(metric(text, 'auth_login_total', { outcome: 'throttled' }), 1)
-  t.equal(metric(text, 'auth_login_total', { outcome: 'disabled' }), 1)
+  t.notMatch(text, /outcome="disabled"/)
   t.equal(metric(text, 'auth_rate_limited_total', { route: '/api/auth/login' }), 1)
+})
+
+/** Every counter-like sample of our own metrics (counts, not timings), by name and labels. */
+function samples (text: string): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || !/^(auth_|http_)/.test(line)) continue
+    const m = /^(\S+(?:\{.*\})?) (\S+)$/.exec(line)
+    if (m === null || /_(bucket|sum)\{/.test(m[1]!) || /_sum$/.test(m[1]!)) continue
+    out.set(m[1]!, Number(m[2]))
+  }
+  return out
+}
+
+function delta (before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [key, value] of after) if (value !== (before.get(key) ?? 0)) out[key] = value - (before.get(key) ?? 0)
+  return out
+}
+
+t.test('no metric tells a right password of a disabled account from a wrong one', async (t) => {
+  const app = await buildTestApp(t)
+  await register(app, 'carol')
+  await register(app, 'dave')
+  const admin = await adminSession(app)
+  t.equal((await app.inject({ method: 'POST', url: '/api/admin/users/carol/disable', headers: admin.headers })).statusCode, 200)
+
+  const s0 = samples(await scrape(app))
+  const right = await login(app, { username: 'carol', password: PASSWORD })
+  const s1 = samples(await scrape(app))
+  const wrong = await login(app, { username: 'dave', password: 'not the password at all' })
+  const s2 = samples(await scrape(app))
+  t.equal(right.res.statusCode, 401)
+  t.same(right.res.json(), wrong.res.json(), 'the same answer')
+  const byRight = delta(s0, s1)
+  const byWrong = delta(s1, s2)
+  // The scrape between them is counted in both (its own request) and cancels out.
+  t.same(byRight, byWrong, 'the same series moved by the same amounts')
+  t.ok(Object.keys(byRight).some((k) => k.startsWith('auth_login_total')), 'the login was counted')
 })
 
 t.test('refresh outcomes: rotated, within the reuse interval, reuse detected, expired, invalid, missing', async (t) => {
@@ -151,6 +196,19 @@ t.test('METRICS_PORT serves /metrics on its own listener and not on the main por
   t.notOk(app.metricsServer!.listening, 'closed with the app')
 })
 
+t.test('METRICS_PORT with METRICS_TOKEN: the own listener wants the token too', async (t) => {
+  const token = 'another-scrape-token-0123456789abcdef'
+  const app = await buildTestApp(t, { METRICS_PORT: '0', METRICS_TOKEN: token })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  if (!app.metricsServer!.listening) await once(app.metricsServer!, 'listening')
+  const { port } = app.metricsServer!.address() as AddressInfo
+  const none = await get(port, '/metrics')
+  t.equal(none.status, 401)
+  t.equal(JSON.parse(none.body).code, 'AUTHORIZATION_REQUIRED')
+  const right = await get(port, '/metrics', bearer(token))
+  t.equal(right.status, 200)
+})
+
 t.test('a METRICS_PORT that cannot be bound stops the service with exit code 1', async (t) => {
   const blocker = createServer()
   await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve))
@@ -170,4 +228,38 @@ t.test('METRICS_PORT must differ from PORT', async (t) => {
   t.equal(testConfig({ METRICS_PORT: '9100' }).metrics.port, 9100)
   t.equal(testConfig().metrics.port, null)
   t.equal(testConfig().metrics.enabled, true)
+})
+
+async function productionApp (t: Test, env: Record<string, string> = {}): Promise<FastifyInstance> {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-metrics-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const app = await buildApp(loadConfig({
+    NODE_ENV: 'production', DATABASE_URL: `file:${join(dir, 'auth.db')}`, PUBLIC_URL: 'http://localhost:3000', LOG_LEVEL: 'silent', ...env
+  }))
+  t.teardown(() => app.close())
+  return app
+}
+
+t.test('production: /metrics is not served on the public port by default', async (t) => {
+  const app = await productionApp(t)
+  const res = await app.inject({ url: '/metrics' })
+  t.equal(res.statusCode, 404)
+  t.equal(res.json().code, 'NOT_FOUND')
+})
+
+t.test('METRICS_TOKEN: /metrics on the main port wants that bearer token', async (t) => {
+  const token = 'a-metrics-scrape-token-of-32-chars!'
+  const app = await productionApp(t, { METRICS_TOKEN: token })
+  const none = await app.inject({ url: '/metrics' })
+  t.equal(none.statusCode, 401)
+  t.equal(none.json().code, 'AUTHORIZATION_REQUIRED')
+  const wrong = await app.inject({ url: '/metrics', headers: bearer(token.replace('a', 'b')) })
+  t.equal(wrong.statusCode, 401)
+  const right = await app.inject({ url: '/metrics', headers: bearer(token) })
+  t.equal(right.statusCode, 200)
+  t.match(right.body, /# TYPE auth_login_total counter/)
+})
+
+t.test('METRICS_TOKEN must be long enough in production', async (t) => {
+  t.throws(() => loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'file:/tmp/x.db', PUBLIC_URL: 'http://localhost:3000', METRICS_TOKEN: 'short' }), /METRICS_TOKEN/)
 })

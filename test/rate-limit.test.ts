@@ -70,3 +70,14 @@ t.test('TRUST_PROXY=false (default): X-Forwarded-For is ignored, so it cannot do
   for (let i = 0; i < 2; i++) await login(app, { username: `nobody${i}`, headers: { 'x-forwarded-for': `203.0.113.${i}` } })
   t.equal((await login(app, { username: 'nobody9', headers: { 'x-forwarded-for': '203.0.113.99' } })).res.statusCode, 429)
 })
+
+t.test('TRUST_PROXY=1: the address the proxy appended is the key; a client-written leftmost X-Forwarded-For changes nothing', async (t) => {
+  const app = await buildTestApp(t, { ...limited, TRUST_PROXY: '1', RATE_LIMIT_LOGIN_MAX: '2' })
+  // The proxy (the socket peer) appends the address it saw; whatever the client wrote comes first.
+  const via = (forged: string) => ({ 'x-forwarded-for': `${forged}, 198.51.100.20` })
+  for (let i = 0; i < 2; i++) t.equal((await login(app, { username: `nobody${i}`, headers: via(`203.0.113.${i}`) })).res.statusCode, 401)
+  const over = await login(app, { username: 'nobody9', headers: via('203.0.113.99') })
+  t.equal(over.res.statusCode, 429, 'a new forged entry does not make a new key')
+  // Another real client behind the same proxy has its own count.
+  t.equal((await login(app, { username: 'nobody8', headers: { 'x-forwarded-for': '198.51.100.21' } })).res.statusCode, 401)
+})

@@ -48,6 +48,9 @@ export function createUsersRepository (db: Db) {
      * key (case-insensitively, all of Unicode), the same confusable skeleton, or the same
      * lower-cased key. The check and the insert share one IMMEDIATE transaction, so no other
      * writer (another process included) slips a colliding name in between.
+     * Inside a transaction also because an INSERT … RETURNING read with `.get()` alone commits
+     * when the statement is reset, and better-sqlite3 ignores an error there (a full disk in WAL
+     * mode): the row would be answered but never stored. A transaction's COMMIT reports it.
      */
     async insert (user: NewUser): Promise<User | null> {
       const fold = usernameFold(user.username)

@@ -71,7 +71,8 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     if (user === null || !valid || user.disabled) {
       loginThrottle.recordFailure(key, now)
       request.log.info({ outcome: 'failure' }, 'login failed')
-      app.metrics.loginOutcomes.inc({ outcome: user !== null && valid ? 'disabled' : 'invalid_credentials' })
+      // A disabled account's right password is answered as a wrong one, and counted as one.
+      app.metrics.loginOutcomes.inc({ outcome: 'invalid_credentials' })
       // The name tried for an unknown user is not kept: people type passwords into that field.
       const reason = user === null ? 'unknown_user' : valid ? 'disabled' : 'wrong_password'
       app.audit.record(request, 'login_failed', { userId: user?.id ?? null, detail: { reason } }, now)

@@ -11,6 +11,7 @@
  * - Each new token lives REFRESH_TOKEN_TTL (sliding), never past the session's absolute end.
  */
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import type { RevokeReason, SessionRow, SessionsRepository, SessionUser, TokenLookup, TokenRow } from '../../db/repositories/sessions.js'
 import { createRefreshTokenCodec, hashRefreshToken, secretMatches, type ParsedRefreshToken } from './refresh-token.js'
 
@@ -51,10 +52,12 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
     const tokenExpiresAt = tokenExpiry(now, expiresAt)
     const id = newSessionId()
     const userAgent = client.userAgent === null ? null : client.userAgent.slice(0, 512)
-    const tokenId = await repo.start({ id, userId: user.id, userAgent, ip: client.ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt }, alongside)
+    // Only an address is kept: behind a proxy the ip comes from a header that may hold anything.
+    const ip = client.ip !== null && isIP(client.ip) !== 0 ? client.ip : null
+    const tokenId = await repo.start({ id, userId: user.id, userAgent, ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt }, alongside)
     const session: SessionRow = {
       id, userId: user.id, createdAt: now, lastUsedAt: now, expiresAt, refreshExpiresAt: tokenExpiresAt,
-      userAgent, ip: client.ip, revokedAt: null, revokedReason: null
+      userAgent, ip, revokedAt: null, revokedReason: null
     }
     return { refreshToken: codec.encode(tokenId, secret), refreshExpiresAt: tokenExpiresAt, session, user, reused: false }
   }

@@ -20,6 +20,8 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
   /** The last lines the process wrote to stderr (for failure messages). */
   stderr: () => string
+  /** The last lines the process wrote to stdout (its log). */
+  stdout: () => string
   kill: (signal?: NodeJS.Signals) => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
@@ -36,17 +38,20 @@ export async function startServer (env: Record<string, string>, timeoutMs = 60_0
   child.stderr!.on('data', (chunk: string) => { errText = (errText + chunk).slice(-4000) })
 
   const lines = createInterface({ input: child.stdout! })
+  let outText = ''
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`server did not start within ${timeoutMs} ms: ${errText}`)) }, timeoutMs)
     lines.on('line', (line) => {
+      outText = (outText + line + '\n').slice(-16_000)
       const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(line)
       if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
     })
     void exited.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`server exited (${String(code ?? signal)}) before listening: ${errText}`)) })
   })
-  // Keep draining stdout (one log line per request) so the child never blocks on a full pipe.
+  // Keep draining stdout (one log line per request) so the child never blocks on a full pipe,
+  // and keep its last lines.
   lines.removeAllListeners('line')
-  lines.on('line', () => {})
+  lines.on('line', (line) => { outText = (outText + line + '\n').slice(-16_000) })
 
   return {
     base: `http://127.0.0.1:${port}`,
@@ -54,6 +59,7 @@ export async function startServer (env: Record<string, string>, timeoutMs = 60_0
     child,
     exited,
     stderr: () => errText,
+    stdout: () => outText,
     kill: async (signal: NodeJS.Signals = 'SIGKILL') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       return await exited

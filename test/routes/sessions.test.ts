@@ -24,6 +24,23 @@ t.test('lists live sessions with their login user agent and ip, marking the curr
   }
 })
 
+t.test('an ip that is not an address is never stored: markup in X-Forwarded-For gives null', async (t) => {
+  for (const trust of ['1', 'true']) {
+    const app = await buildTestApp(t, { TRUST_PROXY: trust })
+    await register(app)
+    const payload = '<img src=x onerror=alert(1)>'
+    const l = await login(app, { transport: 'body', headers: { 'x-forwarded-for': payload } })
+    const good = await login(app, { transport: 'body', headers: { 'x-forwarded-for': '2001:db8::7' } })
+    const list = (await app.inject({ url: '/api/auth/sessions', headers: bearer(l.accessToken) })).json() as Array<{ id: string, ip: string | null }>
+    t.notMatch(JSON.stringify(list), /onerror|<img/, `TRUST_PROXY=${trust}: the markup is nowhere in the list`)
+    const sid = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sid
+    t.equal(list.find((s) => s.id === sid(l.accessToken))?.ip, null, `TRUST_PROXY=${trust}: stored as null`)
+    t.equal(list.find((s) => s.id === sid(good.accessToken))?.ip, '2001:db8::7', `TRUST_PROXY=${trust}: a real address is kept`)
+    const audit = app.sqlite.prepare('SELECT ip FROM audit_events WHERE ip IS NOT NULL').pluck().all() as string[]
+    t.notOk(audit.some((ip) => ip.includes('<')), `TRUST_PROXY=${trust}: nor in the audit log`)
+  }
+})
+
 t.test('deleting a session ends it; the current one may be deleted too', async (t) => {
   const app = await buildTestApp(t)
   await register(app)

@@ -1,0 +1,177 @@
+/**
+ * A real full disk under a running service: the database lives on a small tmpfs (mounted here,
+ * as root), the real server process (src/server.ts) registers accounts from several clients
+ * until the file system is full and writes fail, and afterwards, with the service stopped and
+ * space freed, every registration that was answered 201 must be in the database file. Every
+ * other answer must be a clean JSON error (503 DATABASE_UNAVAILABLE with Retry-After), never a
+ * 500.
+ *
+ * This is the case a `PRAGMA max_page_count` cannot show: in WAL mode a commit's frames are
+ * written when the commit happens, and a failed commit of a statement read with `.get()`
+ * outside a transaction is not reported by the driver, so the service would answer 201 for a
+ * row that was never stored.
+ *
+ * Mounting needs root (or a mount namespace); where it is impossible the test is skipped with
+ * the reason, except under CI=true, where it fails instead.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import t from 'tap'
+import { openDatabase } from '../../db/client.js'
+import { runMigrations } from '../../db/migrate.js'
+import { createAuditRepository } from '../../db/repositories/audit.js'
+import { createLeasesRepository } from '../../db/repositories/leases.js'
+import { createUsersRepository } from '../../db/repositories/users.js'
+import { startServer, type ServerProcess } from './server-process.js'
+
+const PASSWORD = 'disk full passphrase 2026'
+const CLIENTS = 4
+
+function tryMount (dir: string, size: string): string | null {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { stdio: 'pipe' })
+    return null
+  } catch (err) {
+    return (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message
+  }
+}
+
+t.test('a full disk under load: every registration answered 201 is stored; the others are 503 DATABASE_UNAVAILABLE', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-diskfull-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const mountError = tryMount(dir, '8m')
+  if (mountError !== null) {
+    if (process.env.CI === 'true') { t.fail(`cannot mount a tmpfs for the full-disk test: ${mountError}`); return }
+    t.plan(0, `cannot mount a tmpfs (needs root or a mount namespace): ${mountError}`)
+    return
+  }
+  t.teardown(() => { execFileSync('umount', ['-l', dir]) })
+
+  const path = join(dir, 'auth.db')
+  const env = {
+    NODE_ENV: 'test',
+    DATABASE_URL: `file:${path}`,
+    PUBLIC_URL: 'http://localhost:3000',
+    ARGON2_MEMORY_KIB: '1024',
+    ARGON2_TIME_COST: '1',
+    RATE_LIMIT_ENABLED: 'false',
+    DEMO_ENABLED: 'false'
+  }
+  let server: ServerProcess | undefined = await startServer(env)
+  t.teardown(async () => { await server?.kill() })
+
+  // Leave about 160 KB free: a few dozen registrations fit, then the WAL cannot grow.
+  const { bavail, bsize } = statfsSync(dir)
+  const filler = join(dir, 'filler')
+  writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - 160 * 1024)))
+
+  const acknowledged: string[] = []
+  const refused: Array<{ status: number, body: string, retryAfter: string | null }> = []
+  let stop = false
+  let n = 0
+  const client = async (id: number): Promise<void> => {
+    while (!stop && n < 5000) {
+      const username = `c${id}n${n++}`
+      const res = await fetch(`${server!.base}/api/auth/register`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password: PASSWORD })
+      })
+      const body = await res.text()
+      if (res.status === 201) acknowledged.push(username)
+      else refused.push({ status: res.status, body, retryAfter: res.headers.get('retry-after') })
+      // Once writes fail steadily, the disk is full.
+      if (refused.length >= 40) stop = true
+    }
+  }
+  await Promise.all(Array.from({ length: CLIENTS }, async (_, id) => { await client(id) }))
+  t.ok(refused.length >= 40, `writes failed once the disk was full (${acknowledged.length} acknowledged, ${refused.length} refused)`)
+  t.ok(acknowledged.length > 0, 'registrations were acknowledged before the disk filled')
+
+  const bad = refused.filter((r) => {
+    let json: { statusCode?: number, code?: string }
+    try { json = JSON.parse(r.body) } catch { return true }
+    return r.status !== 503 || json.statusCode !== 503 || json.code !== 'DATABASE_UNAVAILABLE' || !(Number(r.retryAfter) > 0)
+  })
+  t.same(bad.slice(0, 3), [], 'every refusal is 503 DATABASE_UNAVAILABLE with Retry-After, as JSON')
+
+  // Stop the service, free the space, and look at what is really in the file.
+  await server.kill('SIGTERM')
+  server = undefined
+  rmSync(filler)
+  const db = new Database(path)
+  try {
+    t.equal(db.pragma('integrity_check', { simple: true }), 'ok', 'integrity_check ok')
+    const stored = new Set((db.prepare('SELECT username FROM users').pluck().all() as string[]))
+    const lost = acknowledged.filter((u) => !stored.has(u))
+    t.same(lost, [], `all ${acknowledged.length} acknowledged registrations are stored`)
+  } finally {
+    db.close()
+  }
+})
+
+t.test('every repository write on a full disk either throws or is stored (WAL mode, no transaction of the caller)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'auth-diskfull-repo-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const mountError = tryMount(dir, '4m')
+  if (mountError !== null) {
+    if (process.env.CI === 'true') { t.fail(`cannot mount a tmpfs for the full-disk test: ${mountError}`); return }
+    t.plan(0, `cannot mount a tmpfs (needs root or a mount namespace): ${mountError}`)
+    return
+  }
+  t.teardown(() => { execFileSync('umount', ['-l', dir]) })
+  const path = join(dir, 'auth.db')
+  // SQLite's own commit path (synchronous NORMAL, WAL), as the service runs it under group commit.
+  const opened = openDatabase({ path, synchronous: 'NORMAL' })
+  runMigrations(opened.db)
+  const users = createUsersRepository(opened.db)
+  const audit = createAuditRepository(opened.db)
+  const leases = createLeasesRepository(opened.db)
+  const now = new Date()
+  const base = await users.insert({ id: 'base', username: 'base', usernameKey: 'base', passwordHash: 'x'.repeat(97), roles: ['user'], now })
+  t.ok(base !== null)
+
+  const { bavail, bsize } = statfsSync(dir)
+  const filler = join(dir, 'filler')
+  writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - 96 * 1024)))
+
+  // Each write is answered (returns) or refused (throws); what was answered must be stored.
+  const answered = { users: [] as string[], audit: [] as string[], leases: [] as string[], roles: [] as string[] }
+  let failures = 0
+  for (let i = 0; i < 3000 && failures < 40; i++) {
+    const writes: Array<[keyof typeof answered, string, () => Promise<unknown>]> = [
+      ['users', `u${i}`, async () => await users.insert({ id: `u${i}`, username: `u${i}`, usernameKey: `u${i}`, passwordHash: 'y'.repeat(97), roles: ['user'], now })],
+      ['audit', `r${i}`, async () => { await audit.record({ type: 'login_failed', at: now, requestId: `r${i}`, detail: { pad: 'z'.repeat(200) } }) }],
+      ['leases', `l${i}`, async () => { await leases.renew(`l${i}`, 'holder', new Date(now.getTime() + 60_000)) }],
+      ['roles', `role${i}`, async () => { await users.setRoles('base', ['user', `role${i}`], now) }]
+    ]
+    for (const [kind, key, write] of writes) {
+      try {
+        await write()
+        answered[kind].push(key)
+      } catch (err) {
+        failures++
+        t.match(String((err as { code?: string }).code), /^SQLITE_(FULL|IOERR)/, `${kind}: refused as a full disk, not another error`)
+      }
+    }
+  }
+  t.ok(failures >= 40, `writes failed once the disk was full (${failures} refused)`)
+  await opened.close()
+  rmSync(filler)
+
+  const db = new Database(path)
+  try {
+    const has = (sql: string, values: string[]): string[] => {
+      const stmt = db.prepare(sql).pluck()
+      return values.filter((v) => stmt.get(v) === undefined)
+    }
+    t.same(has('SELECT 1 FROM users WHERE id = ?', answered.users), [], `all ${answered.users.length} answered user inserts are stored`)
+    t.same(has('SELECT 1 FROM audit_events WHERE request_id = ?', answered.audit), [], `all ${answered.audit.length} answered audit events are stored`)
+    t.same(has('SELECT 1 FROM leases WHERE name = ?', answered.leases), [], `all ${answered.leases.length} answered leases are stored`)
+    const lastRole = answered.roles.at(-1)
+    if (lastRole !== undefined) t.match(String(db.prepare("SELECT roles FROM users WHERE id = 'base'").pluck().get()), lastRole, 'the last answered update is stored')
+  } finally {
+    db.close()
+  }
+})
