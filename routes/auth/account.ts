@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { checkUsername, usernameKey } from '../../src/auth/credentials.js'
 import {
-  AccessTokenInvalid, InvalidCurrentPassword, InvalidUsername, RegistrationDisabled, UsernameTaken, WeakPassword
+  AccessTokenInvalid, InvalidCurrentPassword, InvalidUsername, RegistrationDisabled, SessionEnded, UsernameTaken, WeakPassword
 } from '../../src/errors.js'
 import { PasswordInput, UserSchema, UsernameInput, errors, userView } from '../schemas.js'
 import { routeLimit } from './limits.js'
@@ -63,7 +63,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/password', {
     schema: {
       summary: 'Change the caller\'s password',
-      description: 'Every other session of the user ends; the calling session stays.',
+      description: 'Every other session of the user ends; the calling session stays. A change that a concurrent password change, logout-all or disable overtook is refused with 401 (the calling session has ended).',
       tags: ['account'],
       security: [{ bearerAuth: [] }],
       body: PasswordBody,
@@ -73,6 +73,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     config: { rateLimit: routeLimit(config, config.rateLimit.login) },
     preValidation: app.authenticate
   }, async (request, reply) => {
+    const now = new Date()
     const { userId, sessionId } = request.principal!
     const next = passwordPolicy.check(request.body.newPassword)
     if (!next.ok) throw new WeakPassword(next.message)
@@ -80,11 +81,16 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     if (user === null) throw new AccessTokenInvalid()
     if (!await passwords.verify(user.passwordHash, request.body.currentPassword.normalize('NFKC'))) throw new InvalidCurrentPassword()
 
-    const now = new Date()
-    await repos.users.updatePasswordHash(userId, await passwords.hash(next.value), now, true)
-    const ended = await repos.sessions.revokeAllForUser(userId, 'password_change', now, sessionId)
-    request.log.info({ userId, endedSessions: ended }, 'password changed')
-    app.audit.record(request, 'password_changed', { userId, sessionId, detail: { endedSessions: ended } }, now)
+    // Committed only while the credential is the one just checked (users repository,
+    // `changePassword`): otherwise a concurrent change, logout-all or disable has ended this
+    // session, and the caller's proof of the password no longer holds.
+    const result = await repos.users.changePassword({ id: userId, passwordHash: await passwords.hash(next.value), epoch: user.credentialEpoch, keepSessionId: sessionId, now })
+    if (!result.changed) {
+      request.log.info({ userId, sessionId }, 'password change overtaken; session ended')
+      throw new SessionEnded()
+    }
+    request.log.info({ userId, endedSessions: result.endedSessions }, 'password changed')
+    app.audit.record(request, 'password_changed', { userId, sessionId, detail: { endedSessions: result.endedSessions } }, now)
     return reply.code(204).send(null)
   })
 }

@@ -71,7 +71,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       const user = await repos.users.findByUsernameKey(key)
       // Unknown users cost one verification too, so that timing does not tell them apart.
       const valid = user === null ? await passwords.verifyDummy(password) : await passwords.verify(user.passwordHash, password)
-      const refuse = (reason: 'unknown_user' | 'wrong_password' | 'disabled'): Error => {
+      const refuse = (reason: 'unknown_user' | 'wrong_password' | 'disabled' | 'credential_changed'): Error => {
         outcome = 'failed'
         request.log.info({ outcome: 'failure' }, 'login failed')
         app.metrics.loginOutcomes.inc({ outcome: reason === 'disabled' ? 'disabled' : 'invalid_credentials' })
@@ -83,14 +83,17 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       if (!valid) throw refuse('wrong_password')
       if (user.disabled) throw refuse('disabled')
       if (passwords.needsRehash(user.passwordHash)) {
-        await repos.users.updatePasswordHash(user.id, await passwords.hash(password), now, false)
+        await repos.users.rehashPassword(user.id, user.passwordHash, await passwords.hash(password))
       }
 
       // The audit event is written in the session's own transaction: one commit (one fsync with
-      // DATABASE_SYNCHRONOUS=FULL) per login instead of two.
+      // DATABASE_SYNCHRONOUS=FULL) per login instead of two. The session starts only while the
+      // password checked above is still the account's credential (see sessionManager.start): a
+      // password change, logout-all or disable that committed meanwhile refuses it.
       const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now, (sessionId) => {
         app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode } }, now)
       })
+      if (issued === null) throw refuse('credential_changed')
       outcome = 'right'
       const access = await app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
       request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
