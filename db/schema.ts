@@ -34,7 +34,14 @@ export const users = sqliteTable('users', {
   disabled: integer('disabled', { mode: 'boolean' }).notNull().default(false),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   updatedAt: integer('updated_at', { mode: 'timestamp_ms' }).notNull(),
-  passwordChangedAt: integer('password_changed_at', { mode: 'timestamp_ms' }).notNull()
+  passwordChangedAt: integer('password_changed_at', { mode: 'timestamp_ms' }).notNull(),
+  /**
+   * The security stamp: raised by everything that withdraws what a password check proved (a
+   * password change, logout-all, ending every session, disabling the account). A login or a
+   * password change that checked the password at one value commits only while it still holds,
+   * so none of them can start or keep a session across such a change (sessions repository).
+   */
+  credentialEpoch: integer('credential_epoch').notNull().default(0)
 }, (t) => [
   uniqueIndex('users_username_key_unique').on(t.usernameKey),
   index('users_username_fold_idx').on(t.usernameFold),

@@ -106,3 +106,49 @@ export function decodeJwt (token: string): { header: Record<string, unknown>, pa
     payload: JSON.parse(Buffer.from(p!, 'base64url').toString('utf8'))
   }
 }
+
+export interface VerificationHold {
+  /** Verifications finished by argon2 and now waiting for `release()`. */
+  readonly held: number
+  /** Resolves once `n` verifications are held. */
+  reached: (n: number) => Promise<void>
+  /** Verifications started from now on are not held (those already held stay held). */
+  stopHolding: () => void
+  /** Lets every held verification return its (real) result; stops holding. */
+  release: () => void
+}
+
+/**
+ * Holds each password verification of `app` (login, password change) after argon2 has
+ * answered, until `release()`. The real hasher still decides; the hold only keeps a request
+ * between its password check and what it does next, so that a test can make other requests
+ * land exactly there, or have many requests in flight at once, whatever the machine's speed.
+ */
+export function holdVerifications (app: FastifyInstance): VerificationHold {
+  const { passwords } = app
+  const { verify, verifyDummy } = passwords
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  let held = 0
+  const waiters: Array<{ n: number, resolve: () => void }> = []
+  const hold = async <T>(result: T): Promise<T> => {
+    held++
+    for (const w of waiters.filter((w) => held >= w.n)) { waiters.splice(waiters.indexOf(w), 1); w.resolve() }
+    await gate
+    return result
+  }
+  passwords.verify = async (phc, password) => await hold(await verify(phc, password))
+  passwords.verifyDummy = async (password) => await hold(await verifyDummy(password))
+  const stopHolding = (): void => { passwords.verify = verify; passwords.verifyDummy = verifyDummy }
+  return {
+    get held () { return held },
+    reached: async (n) => { if (held < n) await new Promise<void>((resolve) => waiters.push({ n, resolve })) },
+    stopHolding,
+    release: () => { stopHolding(); open() }
+  }
+}
+
+/** Resolves once `condition()` holds, checking between turns of the event loop. */
+export async function until (condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2))
+}

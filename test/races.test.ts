@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import { bearer, buildTestApp, cookieOf, login, PASSWORD, register } from './helper.js'
+import { bearer, buildTestApp, cookieOf, holdVerifications, login, PASSWORD, register } from './helper.js'
+import { adminSession } from './ops-helper.js'
 
 const N = 50
 
@@ -77,7 +78,9 @@ for (const [name, database] of databases) {
   })
 
   t.test(`${name}: parallel logins of one user all succeed with distinct sessions`, async (t) => {
-    const app = await buildTestApp(t, { DATABASE_URL: database(t) })
+    // Every login in flight holds one of the account's attempts until it is answered (a
+    // password is counted before it is checked): the limit must allow 20 at once.
+    const app = await buildTestApp(t, { DATABASE_URL: database(t), RATE_LIMIT_LOGIN_FAILURES_PER_USER_MAX: '20' })
     await register(app)
     const logins = await Promise.all(Array.from({ length: 20 }, async () => await login(app, { transport: 'body' })))
     t.same(logins.map((l) => l.res.statusCode), Array(20).fill(200))
@@ -159,4 +162,89 @@ t.test('parallel password changes and refreshes: other sessions end, and no refr
     for (const token of tokens) t.equal((await refreshBody(app, token)).statusCode, 401)
   }
   t.equal((await refreshBody(app, owner.refreshToken)).statusCode, 200, 'the changing session stays')
+})
+
+const liveSessions = (app: FastifyInstance, userId: string): number =>
+  (app.sqlite.prepare('SELECT count(*) AS n FROM sessions WHERE user_id = ? AND revoked_at IS NULL').get(userId) as { n: number }).n
+
+/** Everything that ends a user's sessions because the credential changed, as a user or an administrator makes it. */
+const credentialChanges: Array<[string, (app: FastifyInstance, owner: { accessToken: string }, userId: string) => Promise<void>]> = [
+  ['a password change', async (app, owner) => {
+    const res = await app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(owner.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'a different passphrase 99' } })
+    if (res.statusCode !== 204) throw new Error(`password change answered ${res.statusCode}`)
+  }],
+  ['logout-all', async (app, owner) => {
+    const res = await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: bearer(owner.accessToken) })
+    if (res.statusCode !== 204) throw new Error(`logout-all answered ${res.statusCode}`)
+  }],
+  ['an administrator disabling the account (then enabling it again)', async (app, _owner, userId) => {
+    const admin = await adminSession(app)
+    for (const action of ['disable', 'enable']) {
+      const res = await app.inject({ method: 'POST', url: `/api/admin/users/id:${userId}/${action}`, headers: admin.headers })
+      if (res.statusCode !== 200) throw new Error(`${action} answered ${res.statusCode}`)
+    }
+  }]
+]
+
+for (const [name, change] of credentialChanges) {
+  t.test(`a login whose password check passed before ${name} committed starts no session: 401, and nothing of it refreshes`, async (t) => {
+    const app = await buildTestApp(t)
+    const userId = (await register(app)).json().id as string
+    const owner = await login(app, { transport: 'body' })
+    // The racing login is held after argon2 said yes, before it starts its session.
+    const hold = holdVerifications(app)
+    const racing = login(app, { transport: 'body' })
+    await hold.reached(1)
+    hold.stopHolding()
+    const before = liveSessions(app, userId)
+    await change(app, owner, userId)
+    const after = liveSessions(app, userId)
+    hold.release()
+    const { res, refreshToken, accessToken } = await racing
+    t.equal(res.statusCode, 401, 'the racing login is refused')
+    t.equal(res.json().code, 'INVALID_CREDENTIALS')
+    t.equal(liveSessions(app, userId), after, `no session added after ${name} (${before} before it)`)
+    if (refreshToken !== undefined) t.equal((await refreshBody(app, refreshToken)).statusCode, 401, 'its refresh token is refused')
+    if (accessToken !== undefined) t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(accessToken) })).statusCode, 401)
+    const audit = app.sqlite.prepare("SELECT type FROM audit_events WHERE user_id = ? AND type IN ('login_succeeded', 'login_failed') ORDER BY id").all(userId) as Array<{ type: string }>
+    t.same(audit.map((e) => e.type), ['login_succeeded', 'login_failed'], 'the racing login is recorded as a failure, not a success')
+  })
+}
+
+t.test('a password change whose current-password check passed before another password change committed is refused, and the other one stands', async (t) => {
+  const app = await buildTestApp(t)
+  const userId = (await register(app)).json().id as string
+  const a = await login(app, { transport: 'body' })
+  const b = await login(app, { transport: 'body' })
+  const hold = holdVerifications(app)
+  const fromA = app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(a.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'the passphrase of session a' } })
+  await hold.reached(1)
+  hold.stopHolding()
+  const fromB = await app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(b.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'the passphrase of session b' } })
+  t.equal(fromB.statusCode, 204, 'the change that committed first')
+  hold.release()
+  const late = await fromA
+  t.equal(late.statusCode, 401, 'the change checked against the old password is refused')
+  t.equal(late.headers['content-type'] === undefined ? undefined : late.json().code, 'SESSION_ENDED')
+  t.equal((await refreshBody(app, a.refreshToken)).statusCode, 401, "the late change's session does not survive")
+  t.equal((await refreshBody(app, b.refreshToken)).statusCode, 200, "the first change's session stays")
+  t.equal((await login(app, { password: 'the passphrase of session b' })).res.statusCode, 200, 'the first change stands')
+  t.equal((await login(app, { password: 'the passphrase of session a' })).res.statusCode, 401, 'the late one did not overwrite it')
+  t.equal(liveSessions(app, userId), 2, "b's session and the login above")
+})
+
+t.test('a password change whose current-password check passed before logout-all committed is refused: no session survives it', async (t) => {
+  const app = await buildTestApp(t)
+  const userId = (await register(app)).json().id as string
+  const a = await login(app, { transport: 'body' })
+  const b = await login(app, { transport: 'body' })
+  const hold = holdVerifications(app)
+  const fromA = app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(a.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'the passphrase of session a' } })
+  await hold.reached(1)
+  hold.stopHolding()
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: bearer(b.accessToken) })).statusCode, 204)
+  hold.release()
+  t.equal((await fromA).statusCode, 401)
+  t.equal(liveSessions(app, userId), 0, 'logout-all ended every session, and nothing came back')
+  t.equal((await login(app)).res.statusCode, 200, 'the password did not change')
 })

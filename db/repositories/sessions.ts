@@ -6,7 +6,7 @@
  *
  * The methods are async so that a PostgreSQL implementation can stand behind the same shape.
  */
-import { and, desc, eq, gt, isNull, lte, ne, or, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, isNull, lte, or, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { refreshTokens, sessions } from '../schema.js'
 
@@ -51,6 +51,8 @@ export interface TokenLookup {
 export interface NewSession {
   id: string
   userId: string
+  /** The user's security stamp as read with the hash the password was checked against. */
+  credentialEpoch: number
   userAgent: string | null
   ip: string | null
   now: Date
@@ -69,7 +71,7 @@ export interface Rotation {
 
 export type RotateOutcome = { outcome: 'rotated', id: number } | { outcome: 'already_spent' }
 
-export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
+export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'password_guessing' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
 
 /*
  * CAST around the bound values of the joins below: better-sqlite3 clears a statement's bindings
@@ -165,7 +167,13 @@ export function createSessionsRepository (db: Db) {
   // statements (which run on the same connection, so inside the transaction). Drizzle's
   // db.transaction() builds a transaction object per call, with a query builder for every
   // table of the schema: about a third of a rotation's database time (npm run bench:drizzle).
-  const startTx = db.$client.transaction((s: NewSession, alongside?: (sessionId: string) => void): number => {
+  const credentialOf = db.$client.prepare('SELECT credential_epoch, disabled FROM users WHERE id = ?')
+  const startTx = db.$client.transaction((s: NewSession, alongside?: (sessionId: string) => void): number | null => {
+    // Inside the IMMEDIATE transaction, so nothing can raise the stamp between this read and
+    // the commit: a password change, logout-all or disable that committed after the password
+    // was checked refuses the session here, and one that comes later ends it.
+    const credential = credentialOf.get(s.userId) as { credential_epoch: number, disabled: number } | undefined
+    if (credential === undefined || credential.credential_epoch !== s.credentialEpoch || credential.disabled !== 0) return null
     insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip })
     const token = insertFirstToken.get({ hash: s.tokenHash, sessionId: s.id, now: s.now, expiresAt: s.tokenExpiresAt })
     alongside?.(s.id)
@@ -189,6 +197,13 @@ export function createSessionsRepository (db: Db) {
     return id
   }).immediate
 
+  const raiseStamp = db.$client.prepare('UPDATE users SET credential_epoch = credential_epoch + 1 WHERE id = ?')
+  const revokeAllOf = db.$client.prepare('UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL')
+  const revokeAllTx = db.$client.transaction((userId: string, reason: RevokeReason, now: number): number => {
+    raiseStamp.run(userId)
+    return revokeAllOf.run(now, reason, userId).changes
+  }).immediate
+
   const tokenWalk = db.$client.prepare('SELECT id, created_at FROM refresh_tokens WHERE id > ? ORDER BY id LIMIT ?')
   const deleteExpiredTokens = db.$client.prepare('DELETE FROM refresh_tokens WHERE id > ? AND id <= ? AND expires_at <= ?')
 
@@ -201,10 +216,11 @@ export function createSessionsRepository (db: Db) {
   return {
     /**
      * A login: inserts the session and its first refresh token in one transaction (together or
-     * not at all) and answers the token's id. `alongside` runs inside it (synchronous writes
-     * only, such as the login's audit event), so both land in one commit.
+     * not at all) and answers the token's id; null, inserting nothing, when the user's security
+     * stamp is no longer `credentialEpoch` or the account is disabled. `alongside` runs inside
+     * it (synchronous writes only, such as the login's audit event), so both land in one commit.
      */
-    async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number> {
+    async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number | null> {
       return startTx(s, alongside)
     },
 
@@ -258,12 +274,14 @@ export function createSessionsRepository (db: Db) {
       return db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(where).run().changes > 0
     },
 
-    /** Ends every session of a user, optionally but one; returns how many were ended. */
-    async revokeAllForUser (userId: string, reason: RevokeReason, now: Date, exceptSessionId?: string): Promise<number> {
-      const where = exceptSessionId === undefined
-        ? and(eq(sessions.userId, userId), isNull(sessions.revokedAt))
-        : and(eq(sessions.userId, userId), isNull(sessions.revokedAt), ne(sessions.id, exceptSessionId))
-      return db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(where).run().changes
+    /**
+     * Ends every session of a user and raises the user's security stamp, in one transaction, so
+     * that a login whose password check passed before this commits starts no session after it.
+     * Returns how many sessions were ended. (A password change ends all but one in its own
+     * transaction: users repository, `changePassword`.)
+     */
+    async revokeAllForUser (userId: string, reason: RevokeReason, now: Date): Promise<number> {
+      return revokeAllTx(userId, reason, now.getTime())
     },
 
     /**

@@ -1,7 +1,7 @@
-import { and, asc, eq, isNotNull, or, sql } from 'drizzle-orm'
+import { and, asc, eq, isNotNull, isNull, ne, or, sql } from 'drizzle-orm'
 import { usernameFold, usernameKey, usernameSkeleton } from '../../src/auth/credentials.js'
 import type { Db } from '../client.js'
-import { users } from '../schema.js'
+import { sessions, users } from '../schema.js'
 
 export interface User {
   id: string
@@ -10,6 +10,8 @@ export interface User {
   disabled: boolean
   createdAt: Date
   passwordHash: string
+  /** The security stamp (db/schema.ts): what a password check read, for its commit to compare. */
+  credentialEpoch: number
 }
 
 export interface NewUser {
@@ -39,7 +41,8 @@ export function createUsersRepository (db: Db) {
     roles: row.roles,
     disabled: row.disabled,
     createdAt: row.createdAt,
-    passwordHash: row.passwordHash
+    passwordHash: row.passwordHash,
+    credentialEpoch: row.credentialEpoch
   })
 
   return {
@@ -124,15 +127,42 @@ export function createUsersRepository (db: Db) {
       return row === undefined ? null : toUser(row)
     },
 
-    /** Replaces the hash; `changed` marks a new password rather than a rehash of the same one. */
-    async updatePasswordHash (id: string, passwordHash: string, now: Date, changed: boolean): Promise<void> {
-      db.update(users)
-        .set(changed ? { passwordHash, updatedAt: now, passwordChangedAt: now } : { passwordHash })
-        .where(eq(users.id, id)).run()
+    /**
+     * Stores a stronger hash of the same password, unless the hash was changed since `previous`
+     * was read (a rehash must never bring back a password changed meanwhile). True when stored.
+     */
+    async rehashPassword (id: string, previous: string, passwordHash: string): Promise<boolean> {
+      return db.update(users).set({ passwordHash })
+        .where(and(eq(users.id, id), eq(users.passwordHash, previous))).run().changes > 0
     },
 
+    /**
+     * A password change, in one transaction: the new hash and a new security stamp, and every
+     * session but `keepSessionId` ended; committed only while the stamp is still `epoch` (the
+     * one read with the hash the current password was checked against) and the account is
+     * enabled. Otherwise something withdrew that check meanwhile (another password change,
+     * logout-all, a disable): nothing changes but that `keepSessionId` ends too, and the answer
+     * is `changed: false`.
+     */
+    async changePassword (c: { id: string, passwordHash: string, epoch: number, keepSessionId: string, now: Date }): Promise<{ changed: true, endedSessions: number } | { changed: false }> {
+      return db.transaction((tx) => {
+        const updated = tx.update(users)
+          .set({ passwordHash: c.passwordHash, updatedAt: c.now, passwordChangedAt: c.now, credentialEpoch: sql`${users.credentialEpoch} + 1` })
+          .where(and(eq(users.id, c.id), eq(users.credentialEpoch, c.epoch), eq(users.disabled, false))).run().changes
+        const ended = tx.update(sessions).set({ revokedAt: c.now, revokedReason: 'password_change' })
+          .where(updated === 0
+            ? and(eq(sessions.id, c.keepSessionId), isNull(sessions.revokedAt))
+            : and(eq(sessions.userId, c.id), isNull(sessions.revokedAt), ne(sessions.id, c.keepSessionId)))
+          .run().changes
+        return updated === 0 ? { changed: false as const } : { changed: true as const, endedSessions: ended }
+      }, { behavior: 'immediate' })
+    },
+
+    /** Disabling also raises the security stamp, so that no login checked before it starts a session. */
     async setDisabled (id: string, disabled: boolean, now: Date): Promise<boolean> {
-      return db.update(users).set({ disabled, updatedAt: now }).where(eq(users.id, id)).run().changes > 0
+      return db.update(users)
+        .set(disabled ? { disabled, updatedAt: now, credentialEpoch: sql`${users.credentialEpoch} + 1` } : { disabled, updatedAt: now })
+        .where(eq(users.id, id)).run().changes > 0
     },
 
     async setRoles (id: string, roles: string[], now: Date): Promise<boolean> {

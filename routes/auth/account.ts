@@ -2,9 +2,9 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { checkUsername, usernameKey } from '../../src/auth/credentials.js'
+import { checkUsername, normalizeUsername, usernameFold, usernameKey } from '../../src/auth/credentials.js'
 import {
-  AccessTokenInvalid, InvalidCurrentPassword, InvalidUsername, RegistrationDisabled, UsernameTaken, WeakPassword
+  AccessTokenInvalid, InvalidCurrentPassword, InvalidUsername, RateLimited, RegistrationDisabled, SessionEnded, UsernameTaken, WeakPassword
 } from '../../src/errors.js'
 import { PasswordInput, UserSchema, UsernameInput, errors, userView } from '../schemas.js'
 import { routeLimit } from './limits.js'
@@ -13,7 +13,7 @@ const RegisterBody = Type.Object({ username: UsernameInput, password: PasswordIn
 const PasswordBody = Type.Object({ currentPassword: PasswordInput, newPassword: PasswordInput }, { additionalProperties: false })
 
 const account: FastifyPluginAsyncTypebox = async (app) => {
-  const { config, repos, passwords, passwordPolicy } = app
+  const { config, repos, passwords, passwordPolicy, loginThrottle } = app
 
   app.post('/register', {
     schema: {
@@ -63,28 +63,52 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/password', {
     schema: {
       summary: 'Change the caller\'s password',
-      description: 'Every other session of the user ends; the calling session stays.',
+      description: 'Every other session of the user ends; the calling session stays. Wrong current passwords count in the per-account limit of failed logins; past it the answer is 429 and the calling session ends. A change that a concurrent password change, logout-all or disable overtook is refused with 401 (the calling session has ended).',
       tags: ['account'],
       security: [{ bearerAuth: [] }],
       body: PasswordBody,
       response: { 204: Type.Null(), ...errors(400, 401, 403, 415, 429) }
     },
-    // Guessing the current password with a stolen access token is limited like login.
+    // Guessing the current password with a stolen access token is limited like login: per
+    // address by this route limit, per account by the login throttle below.
     config: { rateLimit: routeLimit(config, config.rateLimit.login) },
     preValidation: app.authenticate
   }, async (request, reply) => {
+    const now = new Date()
     const { userId, sessionId } = request.principal!
     const next = passwordPolicy.check(request.body.newPassword)
     if (!next.ok) throw new WeakPassword(next.message)
     const user = await repos.users.findById(userId)
     if (user === null) throw new AccessTokenInvalid()
-    if (!await passwords.verify(user.passwordHash, request.body.currentPassword.normalize('NFKC'))) throw new InvalidCurrentPassword()
 
-    const now = new Date()
-    await repos.users.updatePasswordHash(userId, await passwords.hash(next.value), now, true)
-    const ended = await repos.sessions.revokeAllForUser(userId, 'password_change', now, sessionId)
-    request.log.info({ userId, endedSessions: ended }, 'password changed')
-    app.audit.record(request, 'password_changed', { userId, sessionId, detail: { endedSessions: ended } }, now)
+    // A wrong current password is a guess at the account's password: it counts in the same
+    // per-account limit as failed logins, reserved before hashing. Past the limit the session
+    // that sent the guesses ends, so that a stolen access token cannot go on guessing.
+    const key = usernameFold(normalizeUsername(user.username))
+    const reservation = await loginThrottle.reserve(key, now)
+    if (!reservation.ok) {
+      await repos.sessions.revoke(sessionId, 'password_guessing', now)
+      request.log.info({ userId, sessionId }, 'password change throttled; session ended')
+      app.audit.record(request, 'session_revoked', { userId, sessionId, detail: { reason: 'password_guessing' } }, now)
+      reply.header('retry-after', reservation.retryAfter)
+      throw new RateLimited(String(reservation.retryAfter))
+    }
+    if (!await passwords.verify(user.passwordHash, request.body.currentPassword.normalize('NFKC'))) {
+      await loginThrottle.release(key, now, 'failed')
+      throw new InvalidCurrentPassword()
+    }
+    await loginThrottle.reset(key, now)
+
+    // Committed only while the credential is the one just checked (users repository,
+    // `changePassword`): otherwise a concurrent change, logout-all or disable has ended this
+    // session, and the caller's proof of the password no longer holds.
+    const result = await repos.users.changePassword({ id: userId, passwordHash: await passwords.hash(next.value), epoch: user.credentialEpoch, keepSessionId: sessionId, now })
+    if (!result.changed) {
+      request.log.info({ userId, sessionId }, 'password change overtaken; session ended')
+      throw new SessionEnded()
+    }
+    request.log.info({ userId, endedSessions: result.endedSessions }, 'password changed')
+    app.audit.record(request, 'password_changed', { userId, sessionId, detail: { endedSessions: result.endedSessions } }, now)
     return reply.code(204).send(null)
   })
 }

@@ -56,42 +56,55 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     if (mode === 'cookie') transport.checkOrigin(request)
 
     const name = normalizeUsername(request.body.username)
-    // Failures count per fold key: every spelling of one name shares one budget.
+    // Attempts count per fold key: every spelling of one name shares one budget.
     const key = usernameFold(name)
-    const retryAfter = loginThrottle.retryAfter(key, now)
-    if (retryAfter > 0) {
+    // The guess is counted before its password is hashed, so that guesses sent at once cannot
+    // all pass the per-account limit while the first ones are still hashing.
+    const reservation = await loginThrottle.reserve(key, now)
+    if (!reservation.ok) {
       app.metrics.loginOutcomes.inc({ outcome: 'throttled' })
-      reply.header('retry-after', retryAfter)
-      throw new RateLimited(String(retryAfter))
+      reply.header('retry-after', reservation.retryAfter)
+      throw new RateLimited(String(reservation.retryAfter))
     }
-    const password = request.body.password.normalize('NFKC')
-    const user = await repos.users.findByUsername(name)
-    // Unknown users cost one verification too, so that timing does not tell them apart.
-    const valid = user === null ? await passwords.verifyDummy(password) : await passwords.verify(user.passwordHash, password)
-    if (user === null || !valid || user.disabled) {
-      loginThrottle.recordFailure(key, now)
-      request.log.info({ outcome: 'failure' }, 'login failed')
-      // A disabled account's right password is answered as a wrong one, and counted as one.
-      app.metrics.loginOutcomes.inc({ outcome: 'invalid_credentials' })
-      // The name tried for an unknown user is not kept: people type passwords into that field.
-      const reason = user === null ? 'unknown_user' : valid ? 'disabled' : 'wrong_password'
-      app.audit.record(request, 'login_failed', { userId: user?.id ?? null, detail: { reason } }, now)
-      throw new InvalidCredentials()
-    }
-    loginThrottle.reset(key)
-    if (passwords.needsRehash(user.passwordHash)) {
-      await repos.users.updatePasswordHash(user.id, await passwords.hash(password), now, false)
-    }
+    // Every reservation is settled once, whatever happens below (a database error included).
+    let outcome: 'failed' | 'unchecked' | 'right' = 'unchecked'
+    try {
+      const password = request.body.password.normalize('NFKC')
+      const user = await repos.users.findByUsername(name)
+      // Unknown users cost one verification too, so that timing does not tell them apart.
+      const valid = user === null ? await passwords.verifyDummy(password) : await passwords.verify(user.passwordHash, password)
+      const refuse = (reason: 'unknown_user' | 'wrong_password' | 'disabled' | 'credential_changed'): Error => {
+        outcome = 'failed'
+        request.log.info({ outcome: 'failure' }, 'login failed')
+        app.metrics.loginOutcomes.inc({ outcome: 'invalid_credentials' })
+        // The name tried for an unknown user is not kept: people type passwords into that field.
+        app.audit.record(request, 'login_failed', { userId: user?.id ?? null, detail: { reason } }, now)
+        return new InvalidCredentials()
+      }
+      if (user === null) throw refuse('unknown_user')
+      if (!valid) throw refuse('wrong_password')
+      if (user.disabled) throw refuse('disabled')
+      if (passwords.needsRehash(user.passwordHash)) {
+        await repos.users.rehashPassword(user.id, user.passwordHash, await passwords.hash(password))
+      }
 
-    // The audit event is written in the session's own transaction: one commit (one fsync with
-    // DATABASE_SYNCHRONOUS=FULL) per login instead of two.
-    const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now, (sessionId) => {
-      app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode } }, now)
-    })
-    const access = await app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
-    request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
-    app.metrics.loginOutcomes.inc({ outcome: 'success' })
-    return transport.send(reply, mode, { ...access, ...issued }, now)
+      // The audit event is written in the session's own transaction: one commit (one fsync with
+      // DATABASE_SYNCHRONOUS=FULL) per login instead of two. The session starts only while the
+      // password checked above is still the account's credential (see sessionManager.start): a
+      // password change, logout-all or disable that committed meanwhile refuses it.
+      const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now, (sessionId) => {
+        app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode } }, now)
+      })
+      if (issued === null) throw refuse('credential_changed')
+      outcome = 'right'
+      const access = await app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
+      request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
+      app.metrics.loginOutcomes.inc({ outcome: 'success' })
+      return transport.send(reply, mode, { ...access, ...issued }, now)
+    } finally {
+      if (outcome === 'right') await loginThrottle.reset(key, now)
+      else await loginThrottle.release(key, now, outcome)
+    }
   })
 
   app.post('/refresh', {

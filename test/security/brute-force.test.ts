@@ -6,7 +6,9 @@
  * Sheet ("Protect Against Automated Attacks", "Account Lockout"), NIST SP 800-63B §5.2.2
  * (rate limiting), RFC 6585 §4 and RFC 9110 §10.2.3 (429 with Retry-After).
  */
+import { request as httpRequest } from 'node:http'
 import t, { type Test } from 'tap'
+import { holdVerifications, until } from '../helper.js'
 import { call, listen, PASSWORD, registerUser, type Answer, type Served } from './server.js'
 
 const ip = (n: number): string => `203.0.113.${n % 250 + 1}`
@@ -96,4 +98,89 @@ t.test('X-Forwarded-For is not believed unless TRUST_PROXY is set: a forged head
   const statuses: number[] = []
   for (let i = 0; i < 5; i++) statuses.push((await login(s, `user${i}`, 'a wrong password here', ip(i))).status)
   t.same(statuses, [401, 401, 401, 429, 429], 'every request counted against 127.0.0.1, whatever the header said')
+})
+
+/**
+ * A login sent from the loopback address `from` (any of 127.0.0.0/8 on Linux): the server sees
+ * a different client address without trusting any header.
+ */
+async function loginFrom (s: Served, from: string, username: string, password: string): Promise<{ status: number, retryAfter: string | undefined }> {
+  const body = JSON.stringify({ username, password, transport: 'body' })
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port: s.port,
+      localAddress: from,
+      method: 'POST',
+      path: '/api/auth/login',
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
+    }, (res) => {
+      res.resume()
+      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const CONCURRENT = 100
+const sources = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']
+
+t.test('concurrent guesses: 100 wrong passwords for one account at once, from five addresses, get at most the per-account limit evaluated; the rest 429 without hashing — OWASP Credential Stuffing Prevention, NIST SP 800-63B §5.2.2', async (t) => {
+  const max = 5
+  const s = await listen(t, {
+    RATE_LIMIT_ENABLED: 'true',
+    RATE_LIMIT_LOGIN_MAX: '1000', // the per-address limit is not what stops this attack
+    RATE_LIMIT_LOGIN_FAILURES_PER_USER_MAX: String(max),
+    RATE_LIMIT_LOGIN_FAILURES_PER_USER_WINDOW: '15m'
+  })
+  await registerUser(s, 'victim')
+  // Every verification is held after argon2 until all 100 requests are either held there or
+  // answered: every guess is in flight at once, on a fast machine as on a slow one.
+  const hold = holdVerifications(s.app)
+  let answered = 0
+  const guesses = Array.from({ length: CONCURRENT }, async (_, i) => {
+    const a = await loginFrom(s, sources[i % sources.length]!, 'victim', `wrong guess number ${i}`)
+    answered++
+    return a
+  })
+  await until(() => hold.held + answered === CONCURRENT)
+  t.equal(hold.held, max, `only ${max} guesses reached the password check`)
+  hold.release()
+  const answers = await Promise.all(guesses)
+  const statuses = answers.map((a) => a.status)
+  t.equal(statuses.filter((x) => x === 401).length, max, `${max} evaluated: 401`)
+  t.equal(statuses.filter((x) => x === 429).length, CONCURRENT - max, 'the rest: 429')
+  t.ok(answers.filter((a) => a.status === 429).every((a) => Number(a.retryAfter) > 0), 'every 429 carries Retry-After')
+  const failed = s.app.sqlite.prepare("SELECT count(*) AS n FROM audit_events WHERE type = 'login_failed'").get() as { n: number }
+  t.equal(failed.n, max, 'as many failed logins recorded as were evaluated')
+  t.equal((await loginFrom(s, '127.0.0.7', 'victim', PASSWORD)).status, 429, 'afterwards even the right password waits')
+})
+
+t.test('concurrent guesses: in a burst whose right password arrives after the limit is used up, the right password is refused too — OWASP Credential Stuffing Prevention', async (t) => {
+  const max = 5
+  const s = await listen(t, {
+    RATE_LIMIT_ENABLED: 'true',
+    RATE_LIMIT_LOGIN_MAX: '1000',
+    RATE_LIMIT_LOGIN_FAILURES_PER_USER_MAX: String(max)
+  })
+  await registerUser(s, 'victim')
+  const hold = holdVerifications(s.app)
+  let answered = 0
+  const wrong = Array.from({ length: 20 }, async (_, i) => {
+    const a = await loginFrom(s, sources[i % sources.length]!, 'victim', `wrong guess number ${i}`)
+    answered++
+    return a
+  })
+  // The wrong guesses have all arrived (held in their password check, or answered) and none
+  // has finished its check: the right password comes now, while they are still in flight.
+  await until(() => hold.held + answered === 20)
+  const right = loginFrom(s, sources[0]!, 'victim', PASSWORD).then((a) => { answered++; return a })
+  await until(() => hold.held + answered === 21)
+  hold.release()
+  t.equal((await right).status, 429, 'the right password, after the limit: 429, no session')
+  t.same((await Promise.all(wrong)).map((a) => a.status).sort(), [...Array(max).fill(401), ...Array(20 - max).fill(429)])
+  const sessions = s.app.sqlite.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }
+  t.equal(sessions.n, 0, 'no session was started')
 })
