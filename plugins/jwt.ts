@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, SessionEnded } from '../src/errors.js'
+import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, ServiceUnavailable, SessionEnded } from '../src/errors.js'
 import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
 import type { Algorithm } from '../src/keys/signing-key.js'
 import { createTokenSigner } from '../src/keys/token-signer.js'
@@ -51,12 +51,19 @@ declare module 'fastify' {
   interface FastifyInstance {
     keyRing: KeyRing
     authenticate: Authenticate
-    issueAccessToken: (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => Promise<{ accessToken: string, expiresIn: number }>
+    issueAccessToken: (subject: AccessSubject, now: Date) => Promise<{ accessToken: string, expiresIn: number }>
+    /**
+     * The signer of access tokens at `now`, with its key chosen now: throws a 503 (and so lets
+     * a route refuse before it writes anything) when no key can sign.
+     */
+    accessTokenIssuer: (now: Date) => (subject: AccessSubject) => Promise<{ accessToken: string, expiresIn: number }>
   }
   interface FastifyRequest {
     principal: Principal | null
   }
 }
+
+export interface AccessSubject { userId: string, sessionId: string, roles: string[] }
 
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*) *$/i
 
@@ -140,8 +147,18 @@ export default fp(async function jwtPlugin (app) {
     return signer
   }
 
-  app.decorate('issueAccessToken', async (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => {
-    const key = ring.signingKey(now)
+  const accessTokenIssuer = (now: Date) => {
+    const key = ring.findSigningKey(now)
+    if (key === undefined) {
+      app.log.error('no signing key: access tokens cannot be issued (is the signing_keys table empty?)')
+      throw Object.assign(new ServiceUnavailable('No key can sign access tokens right now; retry later'), { retryAfter: 5 })
+    }
+    return async (subject: AccessSubject) => await signAccessToken(key, subject, now)
+  }
+  app.decorate('accessTokenIssuer', accessTokenIssuer)
+  app.decorate('issueAccessToken', async (subject: AccessSubject, now: Date) => await accessTokenIssuer(now)(subject))
+
+  async function signAccessToken (key: RingKey, subject: AccessSubject, now: Date): Promise<{ accessToken: string, expiresIn: number }> {
     const ttl = config.jwt.accessTokenTtl
     // Optional jitter: tokens of clients that logged in together do not all expire together.
     const expiresIn = ttl - Math.floor(Math.random() * config.jwt.accessTokenJitter * ttl)
@@ -156,7 +173,7 @@ export default fp(async function jwtPlugin (app) {
     const iat = Math.floor(now.getTime() / 1000)
     const accessToken = await signerOf(key)({ ...claims, iat, exp: iat + expiresIn })
     return { accessToken, expiresIn }
-  })
+  }
 
   /**
    * The one Bearer check. Routes use it as a `preValidation` hook, not `onRequest`: the rate

@@ -21,7 +21,7 @@ import { openDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
 import { createSigningKeysRepository, type SigningKeyRow } from '../../db/repositories/signing-keys.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
-import { createKeyRing, keyRingOptions, type RingEvent } from '../keys/key-ring.js'
+import { createKeyRing, keyRingOptions, signsAt, type RingEvent } from '../keys/key-ring.js'
 import { isSealed, KeyProtectionError } from '../keys/signing-key.js'
 import { isMain } from './is-main.js'
 
@@ -66,7 +66,7 @@ async function withRepository<T> (config: Config, work: (repo: ReturnType<typeof
 function listing (rows: SigningKeyRow[], now: Date): KeyListing[] {
   let signing: SigningKeyRow | undefined
   for (const r of rows) {
-    if (r.state === 'retired' || r.activatesAt > now) continue
+    if (!signsAt(r, now)) continue
     if (signing === undefined || r.activatesAt > signing.activatesAt) signing = r
   }
   const iso = (d: Date | null): string | null => d === null ? null : d.toISOString()

@@ -12,8 +12,8 @@
  * lead time, so no verifier that honours Cache-Control meets a kid it has never been offered.
  *
  * Which key signs is decided by time (the newest non-retired key whose `activatesAt` has
- * passed), so every instance switches at the same moment even before any of them has rewritten
- * the states. A key stops being accepted `retirement` after it stopped signing: the access-token
+ * passed, or that is already `current`), so every instance switches at the same moment even
+ * before any of them has rewritten the states, and a clock stepped back does not stop signing. A key stops being accepted `retirement` after it stopped signing: the access-token
  * lifetime, plus the clock tolerance, plus one check interval (an instance that has not reloaded
  * yet may still sign with it for that long after an immediate rotation).
  *
@@ -96,6 +96,17 @@ interface Material {
   signKey: string
   signKeyObject: KeyObject
   jwk: PublicJwk
+}
+
+/**
+ * Whether a key signs at `now` (the newest such key does): a key that is not retired and either
+ * has reached its activation time or has already been made `current` (it has signed). The
+ * second half makes the ring tolerate a wall clock stepped back: the key that signed a moment
+ * ago keeps signing, and is never mistaken for a pending key, even when its activation time
+ * now appears to be in the future. A `next` key never signs before its time by this clock.
+ */
+export function signsAt (key: { state: string, activatesAt: Date }, now: Date): boolean {
+  return key.state !== 'retired' && (key.state === 'current' || key.activatesAt <= now)
 }
 
 export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOptions) {
@@ -205,12 +216,12 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     }
   }
 
-  /** Newest non-retired key whose activation time has passed (HS256: the configured secret). */
+  /** The key that signs at `now` (see `signsAt`; HS256: the configured secret). */
   function signingKeyAt (now: Date): RingKey | undefined {
     if (hsKey !== null) return hsKey
     let best: RingKey | undefined
     for (const k of keys) {
-      if (k.state === 'retired' || k.activatesAt > now) continue
+      if (!signsAt(k, now)) continue
       if (best === undefined || k.activatesAt > best.activatesAt) best = k
     }
     return best
@@ -250,16 +261,18 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
       // The secret signs; asymmetric keys only verify until their tokens have expired.
       for (const r of live) {
         if (r.state === 'retired') continue
-        if (r.activatesAt > now) remove(r)
+        if (!signsAt(r, now)) remove(r)
         else retire(r, now)
       }
       return { needsKey: false, events }
     }
 
-    const signing = live.filter((r) => r.state !== 'retired' && r.activatesAt <= now)
+    const signing = live.filter((r) => signsAt(r, now))
       .sort((a, b) => b.activatesAt.getTime() - a.activatesAt.getTime())
     const active = signing[0]
-    let pending = live.filter((r) => r.state !== 'retired' && r.activatesAt > now)
+    // Only keys that never signed are pending: a `current` key whose activation time looks to
+    // be in the future (the clock was stepped back) is the active one, never removed.
+    let pending = live.filter((r) => !signsAt(r, now))
 
     // The newest activated key is current; every older one retires from the moment it stopped signing.
     if (active !== undefined && active.state !== 'current') {
@@ -331,6 +344,8 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     maintain,
     /** Schedules a rotation now (next key published, signing after the lead time), or replaces the key at once. */
     rotate: (now: Date, immediate = false) => maintain(now, immediate ? 'immediate' : 'scheduled'),
+    /** The key that signs at `now`, or undefined when the ring has none (nothing stored, or all revoked). */
+    findSigningKey: (now: Date): RingKey | undefined => signingKeyAt(now),
     signingKey (now: Date): RingKey {
       const k = signingKeyAt(now)
       if (k === undefined) throw new Error('the key ring has no signing key; maintain() was not run')
