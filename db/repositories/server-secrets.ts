@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { eq } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { serverSecrets } from '../schema.js'
@@ -6,12 +5,23 @@ import { serverSecrets } from '../schema.js'
 export function createServerSecretsRepository (db: Db) {
   return {
     /**
-     * Returns the named secret, creating it from the CSPRNG on first use. INSERT OR IGNORE
-     * then SELECT: when two processes start at once, both end up with the same value.
+     * Reads the named secret's stored value and decides, inside one IMMEDIATE transaction,
+     * what to write: `decide(stored)` gets the value as stored (undefined when there is none)
+     * and answers the value to return and, when the row must be created or rewritten (first
+     * start, or sealing a clear value), the value to store. When two processes start at once,
+     * the second waits for the first's commit and sees its row, so both end up with the same
+     * secret. `decide` must be synchronous.
      */
-    async getOrCreate (name: string, bytes = 32): Promise<Buffer> {
-      db.insert(serverSecrets).values({ name, value: randomBytes(bytes), createdAt: new Date() }).onConflictDoNothing().run()
-      return db.select().from(serverSecrets).where(eq(serverSecrets.name, name)).get()!.value
+    async resolve<T> (name: string, decide: (stored: Buffer | undefined) => { result: T, store?: Buffer }): Promise<T> {
+      return db.transaction((tx) => {
+        const row = tx.select().from(serverSecrets).where(eq(serverSecrets.name, name)).get()
+        const { result, store } = decide(row?.value)
+        if (store !== undefined) {
+          if (row === undefined) tx.insert(serverSecrets).values({ name, value: store, createdAt: new Date() }).run()
+          else tx.update(serverSecrets).set({ value: store }).where(eq(serverSecrets.name, name)).run()
+        }
+        return result
+      }, { behavior: 'immediate' })
     }
   }
 }
