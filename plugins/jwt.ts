@@ -13,7 +13,8 @@
  * in the database on every request, so a logout takes effect on this service at once.
  *
  * The ring is brought up to date at boot and every KEY_CHECK_INTERVAL (rotation on schedule,
- * retirement, removal, and picking up what other instances or the key CLI changed).
+ * retirement, removal), and reread within a second of any change another instance or the key
+ * CLI stores (a rotation, a revocation).
  * @see https://github.com/fastify/fastify-jwt
  */
 import { randomUUID } from 'node:crypto'
@@ -21,7 +22,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, ServiceUnavailable, SessionEnded } from '../src/errors.js'
-import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
+import { createKeyRing, KEY_CHANGE_CHECK_SECONDS, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
 import type { Algorithm } from '../src/keys/signing-key.js'
 import { createTokenSigner } from '../src/keys/token-signer.js'
 import { createTokenVerifier, FOREIGN_KEY_HEADERS, TokenRejected } from '../src/keys/token-verifier.js'
@@ -209,5 +210,20 @@ export default fp(async function jwtPlugin (app) {
       (err: unknown) => { app.log.error({ err }, 'key ring maintenance failed') })
   }, config.keys.checkInterval * 1000)
   timer.unref()
-  app.addHook('onClose', async () => { clearInterval(timer) })
+  // Between checks, a key rotated or revoked by the key CLI or another instance is picked up
+  // within KEY_CHANGE_CHECK_SECONDS: one small read of the signing_keys table, a reload only
+  // when it changed. A revoked key so stops signing and verifying everywhere within a second.
+  let changeCheckFailed = false
+  const changeTimer = setInterval(() => {
+    ring.refresh().then((reloaded) => {
+      changeCheckFailed = false
+      if (reloaded) app.log.info({ kids: ring.keys.map((k) => k.kid) }, 'signing keys changed in the database; reloaded')
+    }, (err: unknown) => {
+      // Logged once per outage, not every second.
+      if (!changeCheckFailed) app.log.error({ err }, 'signing key change check failed')
+      changeCheckFailed = true
+    })
+  }, KEY_CHANGE_CHECK_SECONDS * 1000)
+  changeTimer.unref()
+  app.addHook('onClose', async () => { clearInterval(timer); clearInterval(changeTimer) })
 }, { name: 'jwt', fastify: '5.x', dependencies: ['db'] })
