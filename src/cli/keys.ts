@@ -20,7 +20,8 @@
  * Every function is exported so that an admin CLI can offer `admin keys ...` by delegating here.
  */
 import { existsSync } from 'node:fs'
-import { openDatabase } from '../../db/client.js'
+import { openDatabase, type Db } from '../../db/client.js'
+import { createAuditRepository } from '../../db/repositories/audit.js'
 import { runMigrations } from '../../db/migrate.js'
 import { createSigningKeysRepository, type SigningKeyRow } from '../../db/repositories/signing-keys.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
@@ -54,13 +55,13 @@ export class KeysCommandError extends Error {
 }
 
 /** Opens the configured database for the duration of `work`. It must exist: the server creates it. */
-async function withRepository<T> (config: Config, work: (repo: ReturnType<typeof createSigningKeysRepository>) => Promise<T>): Promise<T> {
+async function withRepository<T> (config: Config, work: (repo: ReturnType<typeof createSigningKeysRepository>, db: Db) => Promise<T>): Promise<T> {
   if (config.databasePath === ':memory:') throw new KeysCommandError('DATABASE_URL is :memory:; the key CLI needs the database file the service uses')
   if (!existsSync(config.databasePath)) throw new KeysCommandError(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
   const { db, sqlite } = openDatabase({ path: config.databasePath, synchronous: config.databaseSynchronous, busyTimeoutMs: config.databaseBusyTimeoutMs })
   try {
     runMigrations(db)
-    return await work(createSigningKeysRepository(db))
+    return await work(createSigningKeysRepository(db), db)
   } finally {
     sqlite.close()
   }
@@ -180,10 +181,16 @@ function describeRevocation (result: RotateResult, kid: string, config: Config):
  */
 export async function revokeKey (config: Config, kid: string, options: { now?: Date } = {}): Promise<RotateResult> {
   const now = options.now ?? new Date()
-  return await withRepository(config, async (repo) => {
+  return await withRepository(config, async (repo, db) => {
     const ring = createKeyRing(repo, keyRingOptions(config))
     try {
       const events = await ring.revoke(kid, now)
+      // A security event: in the audit log with every change the revocation made.
+      const audit = createAuditRepository(db)
+      for (const e of events) {
+        if (e.type === 'removed') continue
+        await audit.record({ type: 'key_rotated', at: now, userAgent: 'keys-cli', detail: { event: e.type, kid: e.kid, alg: e.alg, by: 'cli' } })
+      }
       return { events, keys: listing(await repo.list(), now) }
     } catch (e) {
       if (e instanceof UnknownKeyError) throw new KeysCommandError(e.message)

@@ -88,6 +88,8 @@ t.test('revoking the only usable key makes a new one sign in the same step', asy
   t.ok(result.events.some((e) => e.type === 'created'), 'a new key is created')
   t.same(result.keys.map((k) => k.kid).includes(only), false, 'the revoked key is gone')
   t.equal(result.keys.filter((k) => k.signing).length, 1, 'and exactly one key signs')
+  const audited = (app.sqlite.prepare("SELECT detail FROM audit_events WHERE type = 'key_rotated'").pluck().all() as string[]).map(String)
+  t.ok(audited.some((d) => d.includes('"revoked"') && d.includes(only)), 'the revocation is in the audit log')
   const unknown = await runKeysCommand(['revoke', 'no-such-kid'], { env: { ...TEST_ENV, ...env }, stderr: () => {}, stdout: () => {} })
   t.equal(unknown, 1, 'an unknown kid is refused')
   t.equal(await runKeysCommand(['revoke'], { env: { ...TEST_ENV, ...env }, stderr: () => {}, stdout: () => {} }), 64, 'a kid is required')
