@@ -214,8 +214,13 @@ export default fp(async function jwtPlugin (app) {
   // within KEY_CHANGE_CHECK_SECONDS: one small read of the signing_keys table, a reload only
   // when it changed. A revoked key so stops signing and verifying everywhere within a second.
   let changeCheckFailed = false
+  let checking = false
   const changeTimer = setInterval(() => {
-    ring.refresh().then((reloaded) => {
+    // One check at a time: a slow database (or a long key generation queued before it) never
+    // piles checks up behind it.
+    if (checking) return
+    checking = true
+    ring.refresh().finally(() => { checking = false }).then((reloaded) => {
       changeCheckFailed = false
       if (reloaded) app.log.info({ kids: ring.keys.map((k) => k.kid) }, 'signing keys changed in the database; reloaded')
     }, (err: unknown) => {

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { runKeysCommand } from '../../src/cli/keys.js'
 import { startServer, ROOT } from '../crash/server-process.js'
-import { buildTestApp, PASSWORD, TEST_ENV } from '../helper.js'
+import { bearer, buildTestApp, login, PASSWORD, register, TEST_ENV } from '../helper.js'
 import { decode } from './support.js'
 
 /** Runs `npm run keys -- ...` as an operator would, in its own process. */
@@ -93,4 +93,27 @@ t.test('revoking the only usable key makes a new one sign in the same step', asy
   const unknown = await runKeysCommand(['revoke', 'no-such-kid'], { env: { ...TEST_ENV, ...env }, stderr: () => {}, stdout: () => {} })
   t.equal(unknown, 1, 'an unknown kid is refused')
   t.equal(await runKeysCommand(['revoke'], { env: { ...TEST_ENV, ...env }, stderr: () => {}, stdout: () => {} }), 64, 'a kid is required')
+})
+
+t.test('revoking a retired key withdraws it without touching the signing key', async (t) => {
+  const env = { DATABASE_URL: `file:${join(t.testdir(), 'auth.db')}` }
+  const app = await buildTestApp(t, env)
+  await register(app)
+  const old = (await login(app)).accessToken
+  const oldKid = decode(old).header.kid as string
+  t.equal(await runKeysCommand(['rotate', '--immediate'], { env: { ...TEST_ENV, ...env }, stdout: () => {} }), 0)
+  await app.keyRing.refresh()
+  const signing = app.keyRing.signingKey(new Date()).kid
+  t.not(signing, oldKid)
+  t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(old) })).statusCode, 200, 'a retired key still verifies its tokens')
+
+  let out = ''
+  t.equal(await runKeysCommand(['revoke', oldKid, '--json'], { env: { ...TEST_ENV, ...env }, stdout: (s) => { out += s } }), 0)
+  t.same((JSON.parse(out) as { events: Array<{ type: string }> }).events.map((e) => e.type), ['revoked'], 'nothing else changes')
+  t.equal(await app.keyRing.refresh(), true, 'the running app sees the change')
+  t.equal(app.keyRing.signingKey(new Date()).kid, signing, 'the signing key is the same')
+  const refused = await app.inject({ url: '/api/auth/me', headers: bearer(old) })
+  t.equal(refused.statusCode, 401)
+  t.equal(refused.json().code, 'ACCESS_TOKEN_INVALID', 'the retired key\'s tokens are refused')
+  t.equal(await app.keyRing.refresh(), false, 'no change, no reload')
 })
