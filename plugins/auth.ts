@@ -7,6 +7,8 @@ import { createPasswordPolicy, type PasswordPolicy } from '../src/auth/credentia
 import { createLoginThrottle, type LoginThrottle } from '../src/auth/login-throttle.js'
 import { createPasswordHasher, hashConcurrency, type PasswordHasher } from '../src/auth/passwords.js'
 import { createSessionManager, type SessionManager } from '../src/auth/sessions.js'
+import { decodeKeyEncryptionKey } from '../src/config.js'
+import { loadServerSecret } from '../src/keys/server-secret.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -21,7 +23,9 @@ export default fp(async function authPlugin (app) {
   const { config, repos } = app
   app.decorate('passwords', await createPasswordHasher(config.password, hashConcurrency(config.threadPoolSize)))
   app.decorate('passwordPolicy', createPasswordPolicy(config.password.minLength))
-  const derivationKey = await repos.serverSecrets.getOrCreate('refresh-token-derivation')
+  // Sealed under KEY_ENCRYPTION_KEY when it is set (src/keys/server-secret.ts).
+  const encryptionKey = config.keys.encryptionKey === undefined ? undefined : decodeKeyEncryptionKey(config.keys.encryptionKey)
+  const derivationKey = await loadServerSecret(repos.serverSecrets, 'refresh-token-derivation', encryptionKey)
   app.decorate('sessionManager', createSessionManager(repos.sessions, derivationKey, {
     refreshTtlSeconds: config.refresh.ttl,
     sessionMaxAgeSeconds: config.refresh.sessionMaxAge,

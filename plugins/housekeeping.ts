@@ -52,6 +52,8 @@ declare module 'fastify' {
 }
 
 const LEASE = 'housekeeping'
+/** How far the wall clock may run ahead of the monotonic clock between two passes (NTP slews, timer drift). */
+const CLOCK_JUMP_TOLERANCE_MS = 5 * 60_000
 
 export default fp(async function housekeepingPlugin (app) {
   const { config, repos, metrics } = app
@@ -59,13 +61,39 @@ export default fp(async function housekeepingPlugin (app) {
   const intervalMs = config.housekeeping.interval * 1000
   const holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
   let running: Promise<HousekeepingResult | null> | null = null
+  /** The time the previous pass pruned as of, and the monotonic clock then. */
+  let previous: { wallMs: number, monotonicMs: number } | null = null
+
+  /**
+   * The time a pass prunes as of. The wall clock can jump (a bad NTP answer, a VM restored or
+   * resumed); a jump of a year would make every session look long expired and delete them
+   * all, for good, even once the clock is put right. So after the first pass of a process the
+   * horizon advances no faster than the monotonic clock (plus a small tolerance); a larger
+   * jump is logged and pruning lags behind the wall clock (deleting later is harmless;
+   * deleting live sessions is not). A restart takes the wall clock as it is.
+   */
+  function horizon (now: Date): Date {
+    const monotonicMs = performance.now()
+    let wallMs = now.getTime()
+    if (previous !== null) {
+      const bound = previous.wallMs + (monotonicMs - previous.monotonicMs) + CLOCK_JUMP_TOLERANCE_MS
+      if (wallMs > bound) {
+        log.warn({ wallClock: now.toISOString(), prunesAsOf: new Date(bound).toISOString(), jumpSeconds: Math.round((wallMs - bound) / 1000) },
+          'the wall clock jumped forward since the last housekeeping pass; pruning only as far as the time that really passed')
+        wallMs = bound
+      }
+    }
+    previous = { wallMs, monotonicMs }
+    return new Date(wallMs)
+  }
 
   async function pass (now: Date): Promise<HousekeepingResult | null> {
+    const asOf = horizon(now)
     // The lease runs out a little before the next tick, so that the next pass (here or on
     // another instance) can take it.
     const until = new Date(now.getTime() + Math.max(1000, intervalMs - 1000))
     if (!await repos.leases.acquire(LEASE, holder, now, until)) return null
-    const result = await runHousekeeping({ repos, config, metrics }, now)
+    const result = await runHousekeeping({ repos, config, metrics }, asOf)
     log.info(result, 'housekeeping done')
     return result
   }

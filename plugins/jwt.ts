@@ -13,15 +13,16 @@
  * in the database on every request, so a logout takes effect on this service at once.
  *
  * The ring is brought up to date at boot and every KEY_CHECK_INTERVAL (rotation on schedule,
- * retirement, removal, and picking up what other instances or the key CLI changed).
+ * retirement, removal), and reread within a second of any change another instance or the key
+ * CLI stores (a rotation, a revocation).
  * @see https://github.com/fastify/fastify-jwt
  */
 import { randomUUID } from 'node:crypto'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, SessionEnded } from '../src/errors.js'
-import { createKeyRing, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
+import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, ServiceUnavailable, SessionEnded } from '../src/errors.js'
+import { createKeyRing, KEY_CHANGE_CHECK_SECONDS, keyRingOptions, type KeyRing, type RingEvent, type RingKey } from '../src/keys/key-ring.js'
 import type { Algorithm } from '../src/keys/signing-key.js'
 import { createTokenSigner } from '../src/keys/token-signer.js'
 import { createTokenVerifier, FOREIGN_KEY_HEADERS, TokenRejected } from '../src/keys/token-verifier.js'
@@ -51,12 +52,19 @@ declare module 'fastify' {
   interface FastifyInstance {
     keyRing: KeyRing
     authenticate: Authenticate
-    issueAccessToken: (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => Promise<{ accessToken: string, expiresIn: number }>
+    issueAccessToken: (subject: AccessSubject, now: Date) => Promise<{ accessToken: string, expiresIn: number }>
+    /**
+     * The signer of access tokens at `now`, with its key chosen now: throws a 503 (and so lets
+     * a route refuse before it writes anything) when no key can sign.
+     */
+    accessTokenIssuer: (now: Date) => (subject: AccessSubject) => Promise<{ accessToken: string, expiresIn: number }>
   }
   interface FastifyRequest {
     principal: Principal | null
   }
 }
+
+export interface AccessSubject { userId: string, sessionId: string, roles: string[] }
 
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*) *$/i
 
@@ -140,8 +148,18 @@ export default fp(async function jwtPlugin (app) {
     return signer
   }
 
-  app.decorate('issueAccessToken', async (subject: { userId: string, sessionId: string, roles: string[] }, now: Date) => {
-    const key = ring.signingKey(now)
+  const accessTokenIssuer = (now: Date) => {
+    const key = ring.findSigningKey(now)
+    if (key === undefined) {
+      app.log.error('no signing key: access tokens cannot be issued (is the signing_keys table empty?)')
+      throw Object.assign(new ServiceUnavailable('No key can sign access tokens right now; retry later'), { retryAfter: 5 })
+    }
+    return async (subject: AccessSubject) => await signAccessToken(key, subject, now)
+  }
+  app.decorate('accessTokenIssuer', accessTokenIssuer)
+  app.decorate('issueAccessToken', async (subject: AccessSubject, now: Date) => await accessTokenIssuer(now)(subject))
+
+  async function signAccessToken (key: RingKey, subject: AccessSubject, now: Date): Promise<{ accessToken: string, expiresIn: number }> {
     const ttl = config.jwt.accessTokenTtl
     // Optional jitter: tokens of clients that logged in together do not all expire together.
     const expiresIn = ttl - Math.floor(Math.random() * config.jwt.accessTokenJitter * ttl)
@@ -156,7 +174,7 @@ export default fp(async function jwtPlugin (app) {
     const iat = Math.floor(now.getTime() / 1000)
     const accessToken = await signerOf(key)({ ...claims, iat, exp: iat + expiresIn })
     return { accessToken, expiresIn }
-  })
+  }
 
   /**
    * The one Bearer check. Routes use it as a `preValidation` hook, not `onRequest`: the rate
@@ -192,5 +210,25 @@ export default fp(async function jwtPlugin (app) {
       (err: unknown) => { app.log.error({ err }, 'key ring maintenance failed') })
   }, config.keys.checkInterval * 1000)
   timer.unref()
-  app.addHook('onClose', async () => { clearInterval(timer) })
+  // Between checks, a key rotated or revoked by the key CLI or another instance is picked up
+  // within KEY_CHANGE_CHECK_SECONDS: one small read of the signing_keys table, a reload only
+  // when it changed. A revoked key so stops signing and verifying everywhere within a second.
+  let changeCheckFailed = false
+  let checking = false
+  const changeTimer = setInterval(() => {
+    // One check at a time: a slow database (or a long key generation queued before it) never
+    // piles checks up behind it.
+    if (checking) return
+    checking = true
+    ring.refresh().finally(() => { checking = false }).then((reloaded) => {
+      changeCheckFailed = false
+      if (reloaded) app.log.info({ kids: ring.keys.map((k) => k.kid) }, 'signing keys changed in the database; reloaded')
+    }, (err: unknown) => {
+      // Logged once per outage, not every second.
+      if (!changeCheckFailed) app.log.error({ err }, 'signing key change check failed')
+      changeCheckFailed = true
+    })
+  }, KEY_CHANGE_CHECK_SECONDS * 1000)
+  changeTimer.unref()
+  app.addHook('onClose', async () => { clearInterval(timer); clearInterval(changeTimer) })
 }, { name: 'jwt', fastify: '5.x', dependencies: ['db'] })

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildTestApp, DAY, fakeDate, HOUR, login, refreshWithBody, register, SECOND, testConfig } from './helper.js'
 import { metric, scrape } from './ops-helper.js'
@@ -134,4 +135,31 @@ t.test('settings: defaults and validation', async (t) => {
   t.throws(() => testConfig({ AUDIT_RETENTION: '0' }), /invalid configuration/)
   t.throws(() => testConfig({ HOUSEKEEPING_BATCH_SIZE: '0' }), /invalid configuration/)
   t.throws(() => testConfig({ AUDIT_RETENTION: 'forever' }), /AUDIT_RETENTION/)
+})
+
+t.test('a large forward jump of the wall clock does not prune beyond the time that really passed', async (t) => {
+  const clock = fakeDate(t)
+  const lines: string[] = []
+  const logStream = new Writable({ write (chunk, _enc, cb) { lines.push(String(chunk)); cb() } })
+  const app = await buildTestApp(t, {
+    REFRESH_TOKEN_TTL: '1d', SESSION_MAX_AGE: '30d', SESSION_RETENTION: '0', HOUSEKEEPING_INTERVAL: '0', LOG_LEVEL: 'warn'
+  }, { logStream })
+  await register(app)
+  const session = await login(app, { transport: 'body' })
+  t.ok(await app.housekeeping.run(), 'a pass at the right time')
+
+  // The wall clock jumps a year ahead between two passes (a bad NTP answer, a restored VM).
+  clock.advance(365 * DAY)
+  const jumped = await app.housekeeping.run()
+  t.ok(jumped, 'the pass runs')
+  t.equal(jumped!.sessions, 0, 'no session is deleted')
+  t.equal(jumped!.refreshTokens, 0, 'no refresh token is deleted')
+  t.equal(count(app, 'sessions'), 1)
+  const warning = lines.map((l) => JSON.parse(l)).find((l) => /wall clock/.test(String(l.msg)))
+  t.ok(warning, 'a warning says why')
+  t.equal((await app.housekeeping.run())!.sessions, 0, 'nor on the pass after')
+
+  // The clock is put right: the session goes on.
+  clock.advance(-365 * DAY)
+  t.equal((await refreshWithBody(app, session.refreshToken)).statusCode, 200)
 })

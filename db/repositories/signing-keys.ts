@@ -38,6 +38,11 @@ export function createSigningKeysRepository (db: Db) {
       }, { behavior: 'immediate' })
     },
 
+    /** What tells a change of the ring: kid, state and times of every key, without key material. */
+    async stamps (): Promise<Array<Pick<SigningKeyRow, 'kid' | 'state' | 'activatesAt' | 'removeAfter'>>> {
+      return db.select({ kid: signingKeys.kid, state: signingKeys.state, activatesAt: signingKeys.activatesAt, removeAfter: signingKeys.removeAfter }).from(signingKeys).all()
+    },
+
     async count (): Promise<number> {
       return db.select({ n: sql<number>`count(*)` }).from(signingKeys).get()?.n ?? 0
     }

@@ -88,6 +88,9 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
         await repos.users.rehashPassword(user.id, user.passwordHash, await passwords.hash(password))
       }
 
+      // The signing key is chosen before the session is written: a login that cannot be answered
+      // (no key can sign) leaves nothing behind.
+      const issueAccess = app.accessTokenIssuer(now)
       // The audit event is written in the session's own transaction: one commit (one fsync with
       // DATABASE_SYNCHRONOUS=FULL) per login instead of two. The session starts only while the
       // password checked above is still the account's credential (see sessionManager.start): a
@@ -97,7 +100,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       })
       if (issued === null) throw refuse('credential_changed')
       outcome = 'right'
-      const access = await app.issueAccessToken({ userId: user.id, sessionId: issued.session.id, roles: user.roles }, now)
+      const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles })
       request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
       app.metrics.loginOutcomes.inc({ outcome: 'success' })
       return transport.send(reply, mode, { ...access, ...issued }, now)
@@ -126,6 +129,9 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       app.metrics.refreshOutcomes.inc({ outcome: 'missing' })
       throw new RefreshTokenMissing()
     }
+    // The signing key is chosen before the token is spent: a refresh that could not be answered
+    // must not rotate, or the client's retry would be taken for reuse and end the session.
+    const issueAccess = app.accessTokenIssuer(now)
     const result = await sessionManager.rotate(token, now)
     app.metrics.refreshOutcomes.inc({ outcome: result.ok ? (result.reused ? 'reuse_interval' : 'rotated') : refreshOutcomes[result.reason] })
     if (!result.ok) {
@@ -136,7 +142,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       }
       throw rotateErrors[result.reason]()
     }
-    const access = await app.issueAccessToken({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles }, now)
+    const access = await issueAccess({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles })
     return transport.send(reply, mode, { ...access, ...result }, now)
   })
 

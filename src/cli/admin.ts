@@ -54,6 +54,7 @@ sessions:
 keys:
   keys list                               the signing keys
   keys rotate [--immediate]               schedule a new signing key (or switch to one now)
+  keys revoke <kid>                       withdraw a leaked key at once (see README, signing keys)
 
 operations:
   audit [--limit N] [--user <user>] [--type T] [--follow]
@@ -210,7 +211,7 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
         opened = open(config, false)
         recorder(createAuditRepository(opened.db), now)('key_rotated', { detail: { kid: created.kid, alg: created.alg, immediate } })
       }
-      show(result, () => `${created === undefined ? 'a next key is already scheduled; nothing to do (use --immediate to switch now)' : `new ${created.alg} key ${created.kid}${immediate ? ' signs from now' : ' published; it signs after the JWKS lead time'}`}\n\n${formatKeyList(result.keys)}`)
+      show(result, () => `${created === undefined ? 'a next key is already scheduled; nothing to do (use --immediate to switch now)' : `new ${created.alg} key ${created.kid}${immediate ? ' signs from now' : ' stored; running servers publish it within 1 s and it signs after the JWKS lead time'}`}\n\n${formatKeyList(result.keys)}`)
       return 0
     }
 

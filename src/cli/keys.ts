@@ -4,24 +4,28 @@
  *
  *   npm run keys -- list [--json]
  *   npm run keys -- rotate [--immediate] [--json]
+ *   npm run keys -- revoke <kid> [--json]
  *   node dist/src/cli/keys.js list            (in the container)
  *
- * `rotate` schedules a new key: published at once, signing after the lead time (JWKS_MAX_AGE +
- * KEY_CHECK_INTERVAL), so no verifier ever meets an unknown kid. `rotate --immediate` makes the
- * new key sign now (for a key that may have leaked): tokens of the old key stay valid until they
- * expire, but verifiers holding a cached key set refetch it when they meet the new kid.
- * Running servers pick up either change at their next check, or as soon as they meet a token
- * of the new key. Several servers and this CLI may act at once: changes are serialised by the
- * database, and a rotation never happens twice.
+ * `rotate` schedules a new key: stored now, published by the running servers within a second,
+ * signing after the lead time (JWKS_MAX_AGE + KEY_CHECK_INTERVAL), so no verifier ever meets an
+ * unknown kid. `rotate --immediate` makes the new key sign now: tokens of the old key stay
+ * valid until they expire, but verifiers holding a cached key set refetch it when they meet the
+ * new kid. `revoke <kid>` deletes a key (one that leaked): it leaves the JWKS and verification,
+ * the tokens it signed are refused, and when it was the signing key a new one signs at once.
+ * Running servers pick up every change within KEY_CHANGE_CHECK_SECONDS (1 s): they reread the
+ * ring when the signing_keys table changed. Several servers and this CLI may act at once:
+ * changes are serialised by the database, and a rotation never happens twice.
  *
  * Every function is exported so that an admin CLI can offer `admin keys ...` by delegating here.
  */
 import { existsSync } from 'node:fs'
-import { openDatabase } from '../../db/client.js'
+import { openDatabase, type Db } from '../../db/client.js'
+import { createAuditRepository } from '../../db/repositories/audit.js'
 import { runMigrations } from '../../db/migrate.js'
 import { createSigningKeysRepository, type SigningKeyRow } from '../../db/repositories/signing-keys.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
-import { createKeyRing, keyRingOptions, type RingEvent } from '../keys/key-ring.js'
+import { createKeyRing, KEY_CHANGE_CHECK_SECONDS, keyRingOptions, signsAt, UnknownKeyError, type RingEvent } from '../keys/key-ring.js'
 import { isSealed, KeyProtectionError } from '../keys/signing-key.js'
 import { isMain } from './is-main.js'
 
@@ -51,13 +55,13 @@ export class KeysCommandError extends Error {
 }
 
 /** Opens the configured database for the duration of `work`. It must exist: the server creates it. */
-async function withRepository<T> (config: Config, work: (repo: ReturnType<typeof createSigningKeysRepository>) => Promise<T>): Promise<T> {
+async function withRepository<T> (config: Config, work: (repo: ReturnType<typeof createSigningKeysRepository>, db: Db) => Promise<T>): Promise<T> {
   if (config.databasePath === ':memory:') throw new KeysCommandError('DATABASE_URL is :memory:; the key CLI needs the database file the service uses')
   if (!existsSync(config.databasePath)) throw new KeysCommandError(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
   const { db, sqlite } = openDatabase({ path: config.databasePath, synchronous: config.databaseSynchronous, busyTimeoutMs: config.databaseBusyTimeoutMs })
   try {
     runMigrations(db)
-    return await work(createSigningKeysRepository(db))
+    return await work(createSigningKeysRepository(db), db)
   } finally {
     sqlite.close()
   }
@@ -66,7 +70,7 @@ async function withRepository<T> (config: Config, work: (repo: ReturnType<typeof
 function listing (rows: SigningKeyRow[], now: Date): KeyListing[] {
   let signing: SigningKeyRow | undefined
   for (const r of rows) {
-    if (r.state === 'retired' || r.activatesAt > now) continue
+    if (!signsAt(r, now)) continue
     if (signing === undefined || r.activatesAt > signing.activatesAt) signing = r
   }
   const iso = (d: Date | null): string | null => d === null ? null : d.toISOString()
@@ -109,8 +113,10 @@ const USAGE = `usage: npm run keys -- <command> [options]
 
 commands:
   list                 the signing keys: kid, algorithm, state, when each signs and is removed
-  rotate               publish a new key now; it signs after JWKS_MAX_AGE + KEY_CHECK_INTERVAL
+  rotate               a new key, published within a second; it signs after JWKS_MAX_AGE + KEY_CHECK_INTERVAL
   rotate --immediate   a new key signs now (the old one is retired; its tokens stay valid)
+  revoke <kid>         a leaked key: removed from the JWKS, its tokens refused, never signs again
+                       (when it was the signing key, a new key signs at once)
 
 options:
   --json               machine-readable output
@@ -135,7 +141,7 @@ export function formatKeyList (keys: KeyListing[]): string {
   return [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
 }
 
-function describeRotation (result: RotateResult, immediate: boolean, config: Config): string {
+function describeRotation (result: RotateResult, immediate: boolean): string {
   const created = result.events.find((e) => e.type === 'created')
   const lines: string[] = []
   if (created === undefined) {
@@ -152,12 +158,45 @@ function describeRotation (result: RotateResult, immediate: boolean, config: Con
       }
       if (e.type === 'removed') lines.push(`removed ${e.kid} (never signed)`)
     }
-    lines.push(`running servers switch at their next check (within ${config.keys.checkInterval} s) or when they first meet a token of the new key`)
+    lines.push(`running servers switch to it within ${KEY_CHANGE_CHECK_SECONDS} s (they reread the ring when it changes)`)
   } else {
-    lines.push(`new ${created.alg} key ${created.kid} is published now and signs from ${created.activatesAt!.toISOString()}`)
+    lines.push(`new ${created.alg} key ${created.kid} is stored; running servers publish it within ${KEY_CHANGE_CHECK_SECONDS} s, and it signs from ${created.activatesAt!.toISOString()}`)
     lines.push('verifiers that honour the JWKS Cache-Control have it before its first token')
   }
   return lines.join('\n')
+}
+
+function describeRevocation (result: RotateResult, kid: string, config: Config): string {
+  const lines = [`revoked ${kid}: deleted from the ring; running servers drop it within ${KEY_CHANGE_CHECK_SECONDS} s: it leaves the JWKS, the tokens it signed are refused (401), and it signs nothing more`]
+  const created = result.events.find((e) => e.type === 'created')
+  if (created !== undefined) lines.push(`new ${created.alg} key ${created.kid} signs from now (${kid} was the signing key)`)
+  for (const e of result.events) if (e.type === 'removed') lines.push(`removed ${e.kid} (scheduled, never signed)`)
+  lines.push(`other services' verifiers that cached the key set keep ${kid} until their copy expires (at most JWKS_MAX_AGE, ${config.keys.jwksMaxAge} s, for those that honour Cache-Control); restart them to drop it at once`)
+  return lines.join('\n')
+}
+
+/**
+ * Revokes the key `kid` (see the ring's `revoke`): refuses an unknown kid and a
+ * KEY_ENCRYPTION_KEY that does not open the stored keys, before writing anything.
+ */
+export async function revokeKey (config: Config, kid: string, options: { now?: Date } = {}): Promise<RotateResult> {
+  const now = options.now ?? new Date()
+  return await withRepository(config, async (repo, db) => {
+    const ring = createKeyRing(repo, keyRingOptions(config))
+    try {
+      const events = await ring.revoke(kid, now)
+      // A security event: in the audit log with every change the revocation made.
+      const audit = createAuditRepository(db)
+      for (const e of events) {
+        if (e.type === 'removed') continue
+        await audit.record({ type: 'key_rotated', at: now, userAgent: 'keys-cli', detail: { event: e.type, kid: e.kid, alg: e.alg, by: 'cli' } })
+      }
+      return { events, keys: listing(await repo.list(), now) }
+    } catch (e) {
+      if (e instanceof UnknownKeyError) throw new KeysCommandError(e.message)
+      throw e
+    }
+  })
 }
 
 export interface KeysCommandIO {
@@ -174,14 +213,17 @@ export interface KeysCommandIO {
 export async function runKeysCommand (argv: string[], io: KeysCommandIO = {}): Promise<number> {
   const out = io.stdout ?? ((s: string) => { process.stdout.write(s + '\n') })
   const err = io.stderr ?? ((s: string) => { process.stderr.write(s + '\n') })
-  const [command, ...rest] = argv
+  const [command, ...args] = argv
+  // `revoke` takes one kid; kids are base64url thumbprints and never start with a dash.
+  const operands = args.filter((a) => !a.startsWith('-'))
+  const rest = args.filter((a) => a.startsWith('-'))
   const flags = new Set(rest)
-  const known = command === 'list' ? ['--json'] : command === 'rotate' ? ['--json', '--immediate'] : []
+  const known = command === 'list' || command === 'revoke' ? ['--json'] : command === 'rotate' ? ['--json', '--immediate'] : []
   if (command === undefined || command === '--help' || command === 'help' || flags.has('--help')) {
     out(USAGE)
     return command === undefined ? 64 : 0
   }
-  if (command !== 'list' && command !== 'rotate') {
+  if (command !== 'list' && command !== 'rotate' && command !== 'revoke') {
     err(`keys: unknown command "${command}"\n\n${USAGE}`)
     return 64
   }
@@ -190,16 +232,24 @@ export async function runKeysCommand (argv: string[], io: KeysCommandIO = {}): P
     err(`keys ${command}: unknown option ${unknown.join(' ')}\n\n${USAGE}`)
     return 64
   }
+  if (operands.length !== (command === 'revoke' ? 1 : 0)) {
+    err(command === 'revoke' ? `keys revoke: name one key id (see \`keys list\`)\n\n${USAGE}` : `keys ${command}: unexpected ${operands.join(' ')}\n\n${USAGE}`)
+    return 64
+  }
   try {
     const config = loadConfig(io.env ?? process.env)
     const json = flags.has('--json')
     if (command === 'list') {
       const keys = await listKeys(config, io.now)
       out(json ? JSON.stringify(keys, null, 2) : formatKeyList(keys))
+    } else if (command === 'revoke') {
+      const kid = operands[0]!
+      const result = await revokeKey(config, kid, { now: io.now })
+      out(json ? JSON.stringify(result, null, 2) : `${describeRevocation(result, kid, config)}\n\n${formatKeyList(result.keys)}`)
     } else {
       const immediate = flags.has('--immediate')
       const result = await rotateKeys(config, { immediate, now: io.now })
-      out(json ? JSON.stringify(result, null, 2) : `${describeRotation(result, immediate, config)}\n\n${formatKeyList(result.keys)}`)
+      out(json ? JSON.stringify(result, null, 2) : `${describeRotation(result, immediate)}\n\n${formatKeyList(result.keys)}`)
     }
     return 0
   } catch (e) {

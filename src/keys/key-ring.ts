@@ -12,8 +12,8 @@
  * lead time, so no verifier that honours Cache-Control meets a kid it has never been offered.
  *
  * Which key signs is decided by time (the newest non-retired key whose `activatesAt` has
- * passed), so every instance switches at the same moment even before any of them has rewritten
- * the states. A key stops being accepted `retirement` after it stopped signing: the access-token
+ * passed, or that is already `current`), so every instance switches at the same moment even
+ * before any of them has rewritten the states, and a clock stepped back does not stop signing. A key stops being accepted `retirement` after it stopped signing: the access-token
  * lifetime, plus the clock tolerance, plus one check interval (an instance that has not reloaded
  * yet may still sign with it for that long after an immediate rotation).
  *
@@ -42,6 +42,22 @@ export interface KeyRingOptions {
   rsaModulusLength: number
   /** At most one reload from the database per this many seconds when a token names an unknown kid. */
   unknownKidReloadSeconds?: number
+}
+
+/**
+ * How often a running instance looks for changes to the stored ring (a key rotated or revoked
+ * by the key CLI or another instance): one read of a few short rows, so it can be often.
+ */
+export const KEY_CHANGE_CHECK_SECONDS = 1
+
+/** What must change for the ring to be reread: which keys exist, their states and times. */
+function stampOf (rows: ReadonlyArray<{ kid: string, state: string, activatesAt: Date, removeAfter: Date | null }>): string {
+  return rows.map((r) => `${r.kid}:${r.state}:${r.activatesAt.getTime()}:${r.removeAfter?.getTime() ?? ''}`).sort().join(',')
+}
+
+/** `keys revoke` named a kid the ring does not hold. */
+export class UnknownKeyError extends Error {
+  override name = 'UnknownKeyError'
 }
 
 /** The ring's settings, from the service configuration (shared by the server and the key CLI). */
@@ -77,7 +93,7 @@ export interface RingKey {
 }
 
 export interface RingEvent {
-  type: 'created' | 'activated' | 'retired' | 'removed' | 'sealed'
+  type: 'created' | 'activated' | 'retired' | 'removed' | 'sealed' | 'revoked'
   kid: string
   alg: Algorithm
   /** For `created`: when the key starts signing. */
@@ -98,6 +114,17 @@ interface Material {
   jwk: PublicJwk
 }
 
+/**
+ * Whether a key signs at `now` (the newest such key does): a key that is not retired and either
+ * has reached its activation time or has already been made `current` (it has signed). The
+ * second half makes the ring tolerate a wall clock stepped back: the key that signed a moment
+ * ago keeps signing, and is never mistaken for a pending key, even when its activation time
+ * now appears to be in the future. A `next` key never signs before its time by this clock.
+ */
+export function signsAt (key: { state: string, activatesAt: Date }, now: Date): boolean {
+  return key.state !== 'retired' && (key.state === 'current' || key.activatesAt <= now)
+}
+
 export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOptions) {
   let keys: RingKey[] = []
   let byKid = new Map<string, RingKey>()
@@ -105,6 +132,8 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
   let jwksEtag = etagOf(jwksBody)
   let material = new Map<string, Material>()
   let lastUnknownKidReload = Number.NEGATIVE_INFINITY
+  /** The stamp of the rows the ring was last read from (see `refresh`). */
+  let loadedStamp = ''
   let running: Promise<unknown> = Promise.resolve()
 
   // HS256: one secret, imported once, both signs and verifies.
@@ -163,6 +192,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
   /** Reads the ring from the database. Throws KeyProtectionError when a stored key cannot be opened. */
   async function reload (): Promise<void> {
     const rows = await repo.list()
+    const stamp = stampOf(rows)
     const next = new Map<string, Material>()
     const loaded: RingKey[] = []
     for (const row of rows) {
@@ -185,6 +215,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     keys = loaded
     byKid = new Map(loaded.map((k) => [k.kid, k]))
     material = next
+    loadedStamp = stamp
     if (body !== jwksBody) {
       jwksBody = body
       jwksEtag = etagOf(body)
@@ -205,12 +236,12 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     }
   }
 
-  /** Newest non-retired key whose activation time has passed (HS256: the configured secret). */
+  /** The key that signs at `now` (see `signsAt`; HS256: the configured secret). */
   function signingKeyAt (now: Date): RingKey | undefined {
     if (hsKey !== null) return hsKey
     let best: RingKey | undefined
     for (const k of keys) {
-      if (k.state === 'retired' || k.activatesAt > now) continue
+      if (!signsAt(k, now)) continue
       if (best === undefined || k.activatesAt > best.activatesAt) best = k
     }
     return best
@@ -250,16 +281,18 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
       // The secret signs; asymmetric keys only verify until their tokens have expired.
       for (const r of live) {
         if (r.state === 'retired') continue
-        if (r.activatesAt > now) remove(r)
+        if (!signsAt(r, now)) remove(r)
         else retire(r, now)
       }
       return { needsKey: false, events }
     }
 
-    const signing = live.filter((r) => r.state !== 'retired' && r.activatesAt <= now)
+    const signing = live.filter((r) => signsAt(r, now))
       .sort((a, b) => b.activatesAt.getTime() - a.activatesAt.getTime())
     const active = signing[0]
-    let pending = live.filter((r) => r.state !== 'retired' && r.activatesAt > now)
+    // Only keys that never signed are pending: a `current` key whose activation time looks to
+    // be in the future (the clock was stepped back) is the active one, never removed.
+    let pending = live.filter((r) => !signsAt(r, now))
 
     // The newest activated key is current; every older one retires from the moment it stopped signing.
     if (active !== undefined && active.state !== 'current') {
@@ -315,22 +348,68 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
   }
 
   /**
+   * Revokes a key: its row is deleted in one IMMEDIATE transaction, so it leaves the JWKS and
+   * verification (its tokens name a kid no instance knows any more) and signs nothing more.
+   * When it was the key signing now, or no other key could sign, a new key is made to sign at
+   * once in the same transaction (as `rotate --immediate`), so the ring is never left without
+   * a signing key. Other instances drop it at their next change check (`refresh`).
+   */
+  async function revokeNow (kid: string, now: Date): Promise<RingEvent[]> {
+    await reload()
+    const fresh = options.algorithm === 'HS256' ? null : await newRow(options.algorithm, now)
+    const result = await repo.update((rows, ops) => {
+      const target = rows.find((r) => r.kid === kid)
+      if (target === undefined) return null
+      ops.remove(kid)
+      const events: RingEvent[] = [{ type: 'revoked', kid, alg: target.alg as Algorithm }]
+      const rest = rows.filter((r) => r !== target)
+      const signingNow = rows.filter((r) => signsAt(r, now)).sort((a, b) => b.activatesAt.getTime() - a.activatesAt.getTime())[0]
+      const mode: MaintainMode = signingNow === target || !rest.some((r) => signsAt(r, now)) ? 'immediate' : 'auto'
+      return [...events, ...plan(rest, now, mode, fresh, ops).events]
+    })
+    if (result === null) throw new UnknownKeyError(`no signing key ${kid} in the ring (see \`keys list\`)`)
+    await reload()
+    return result
+  }
+
+  /**
+   * Rereads the ring when the stored rows changed since it was last read (one small query;
+   * run every KEY_CHANGE_CHECK_SECONDS). Answers whether it reloaded.
+   */
+  async function refreshNow (): Promise<boolean> {
+    if (stampOf(await repo.stamps()) === loadedStamp) return false
+    await reload()
+    return true
+  }
+
+  /** Runs `work` after every change or reload already queued on this ring. */
+  function serial<T> (work: () => Promise<T>): Promise<T> {
+    const run = running.then(work)
+    running = run.catch(() => undefined)
+    return run
+  }
+
+  /**
    * Brings the ring up to date for `now`: creates the first key, schedules the next one,
    * activates it when its time comes, retires the old one and removes keys whose tokens have
    * all expired. Safe to call from every instance at any time; calls on one ring run one
    * after the other.
    */
   function maintain (now: Date, mode: MaintainMode = 'auto'): Promise<RingEvent[]> {
-    const run = running.then(() => maintainNow(now, mode))
-    running = run.catch(() => undefined)
-    return run
+    return serial(async () => await maintainNow(now, mode))
   }
 
   return {
     reload,
     maintain,
+    /** Revokes the key `kid` at once (see `revokeNow`); throws UnknownKeyError for a kid not stored. */
+    revoke: (kid: string, now: Date) => serial(async () => await revokeNow(kid, now)),
+    /** Picks up what the key CLI or another instance changed, if anything (see `refreshNow`). */
+    refresh: () => serial(refreshNow),
     /** Schedules a rotation now (next key published, signing after the lead time), or replaces the key at once. */
     rotate: (now: Date, immediate = false) => maintain(now, immediate ? 'immediate' : 'scheduled'),
+    /** The key that signs at `now`, or undefined when the ring has none (nothing stored, or all revoked). */
+    findSigningKey: (now: Date): RingKey | undefined => signingKeyAt(now),
     signingKey (now: Date): RingKey {
       const k = signingKeyAt(now)
       if (k === undefined) throw new Error('the key ring has no signing key; maintain() was not run')

@@ -73,23 +73,42 @@ export function secretKid (secret: string): string {
 const ENC_PREFIX = 'enc:v1:'
 
 /**
+ * Seals a secret under KEY_ENCRYPTION_KEY: AES-256-GCM with a fresh 96-bit IV, `context` as
+ * associated data (so a ciphertext cannot be moved to another row or another use), stored as
+ * `enc:v1:` + iv.tag.ciphertext in base64url. Used for the private signing keys (context: the
+ * kid) and the server secrets (context: `server_secret:<name>`).
+ */
+export function seal (plaintext: Buffer, context: string, encryptionKey: Buffer): string {
+  const iv = randomBytes(12)
+  const cipher = createCipheriv('aes-256-gcm', encryptionKey, iv)
+  cipher.setAAD(Buffer.from(context))
+  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()])
+  return ENC_PREFIX + [iv, cipher.getAuthTag(), ct].map((b) => b.toString('base64url')).join('.')
+}
+
+/** Opens what `seal` made with the same context and key; throws when either is not the one it was sealed with. */
+export function openSealed (stored: string, context: string, encryptionKey: Buffer): Buffer {
+  if (!isSealed(stored)) throw new Error('not a sealed value')
+  const [iv, tag, ct] = stored.slice(ENC_PREFIX.length).split('.').map((p) => Buffer.from(p, 'base64url'))
+  const decipher = createDecipheriv('aes-256-gcm', encryptionKey, iv!)
+  decipher.setAAD(Buffer.from(context))
+  decipher.setAuthTag(tag!)
+  return Buffer.concat([decipher.update(ct!), decipher.final()])
+}
+
+/**
  * Private keys are stored as PKCS#8 PEM, or, when KEY_ENCRYPTION_KEY is set, sealed with
- * AES-256-GCM under that key with the kid as associated data (so a ciphertext cannot be
- * moved to another row).
+ * AES-256-GCM under that key with the kid as associated data (see `seal`).
  */
 export function sealPrivateKey (privateKey: KeyObject, kid: string, encryptionKey?: Buffer): string {
   const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }) as string
   if (encryptionKey === undefined) return pem
-  const iv = randomBytes(12)
-  const cipher = createCipheriv('aes-256-gcm', encryptionKey, iv)
-  cipher.setAAD(Buffer.from(kid))
-  const ct = Buffer.concat([cipher.update(pem, 'utf8'), cipher.final()])
-  return ENC_PREFIX + [iv, cipher.getAuthTag(), ct].map((b) => b.toString('base64url')).join('.')
+  return seal(Buffer.from(pem, 'utf8'), kid, encryptionKey)
 }
 
 /**
- * Why a stored private key cannot be used. The service refuses to start on it rather than
- * signing with a new key the rest of the ring cannot vouch for.
+ * Why a stored private key (or server secret) cannot be used. The service refuses to start on
+ * it rather than signing with a new key the rest of the ring cannot vouch for.
  */
 export class KeyProtectionError extends Error {
   override name = 'KeyProtectionError'
@@ -107,11 +126,7 @@ export function openPrivateKey (stored: string, kid: string, encryptionKey?: Buf
     throw new KeyProtectionError(`signing key ${kid} is encrypted at rest; set KEY_ENCRYPTION_KEY to the key it was sealed with`)
   }
   try {
-    const [iv, tag, ct] = stored.slice(ENC_PREFIX.length).split('.').map((p) => Buffer.from(p, 'base64url'))
-    const decipher = createDecipheriv('aes-256-gcm', encryptionKey, iv!)
-    decipher.setAAD(Buffer.from(kid))
-    decipher.setAuthTag(tag!)
-    return createPrivateKey(Buffer.concat([decipher.update(ct!), decipher.final()]).toString('utf8'))
+    return createPrivateKey(openSealed(stored, kid, encryptionKey).toString('utf8'))
   } catch {
     throw new KeyProtectionError(`signing key ${kid} could not be decrypted: KEY_ENCRYPTION_KEY is not the key it was sealed with`)
   }

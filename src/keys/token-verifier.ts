@@ -13,6 +13,7 @@
  * - the header's `kid` must name a key of the ring and its `alg` must be that key's algorithm
  *   (the key decides the algorithm, never the token: this is what stops `none` and HS256 signed
  *   with the public key); `jku`, `x5u`, `jwk`, `x5c`, `x5t`, `x5t#S256` and `crit` are refused;
+ * - an ES256 signature must have the low S (s ≤ n/2): its twin (r, n − s) is refused;
  * - `typ` must be `at+jwt` (or `application/at+jwt`, any case);
  * - `iss`, `aud`, `sub`, `iat`, `exp`, `jti` and `sid` must be present; `iss` must equal the
  *   issuer, `aud` the audience (or an array holding it); `exp` and `nbf` are numbers checked
@@ -22,6 +23,7 @@
  * expired only when its signature is good.
  */
 import { createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto'
+import { es256HasLowS } from '../verifier/es256.js'
 import type { AccessTokenClaims } from '../verifier/index.js'
 import type { Algorithm } from './signing-key.js'
 
@@ -96,8 +98,12 @@ async function signatureHolds (key: VerificationKey, input: string, signature: B
       const expected = createHmac('sha256', key.verifyKeyObject).update(data).digest()
       return expected.length === signature.length && timingSafeEqual(expected, signature)
     }
-    case 'ES256':
-      return await verifyAsync('sha256', data, key.verifyKeyObject, joseToDer(signature))
+    case 'ES256': {
+      const der = joseToDer(signature)
+      // One token string, one signature: (r, n − s) is refused (src/verifier/es256.ts).
+      if (!es256HasLowS(signature)) return false
+      return await verifyAsync('sha256', data, key.verifyKeyObject, der)
+    }
     case 'RS256':
       return await verifyAsync('sha256', data, key.verifyKeyObject, signature)
     case 'EdDSA':

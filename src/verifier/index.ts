@@ -8,7 +8,8 @@
  *
  * What it checks, whatever the token's header says: the signature with a key of the JWK Set
  * chosen by `kid` (a token without one is refused) and only with that key's own algorithm, one
- * of ES256/RS256/EdDSA (never HS256, never `none`); no header that points at another key
+ * of ES256/RS256/EdDSA (never HS256, never `none`), an ES256 signature only with the low S (its
+ * twin (r, n − s) is refused: one token string, one signature); no header that points at another key
  * (`jku`, `x5u`, `jwk`, `x5c`, ...); `typ: at+jwt`; `iss` and `aud` exactly; `exp` with a small
  * clock tolerance. The key set is fetched by `jose`'s createRemoteJWKSet: cached for
  * `cacheMaxAge`, refetched at once for an unknown kid unless it was fetched within `cooldown`
@@ -25,6 +26,7 @@ import {
   createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type FlattenedJWSInput, type JSONWebKeySet, type JWTHeaderParameters
 } from 'jose'
 import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, bearerChallenge, ServiceUnavailable } from '../errors.js'
+import { es256HasLowS } from './es256.js'
 
 export type VerifierAlgorithm = 'ES256' | 'RS256' | 'EdDSA'
 
@@ -123,6 +125,8 @@ export function createAccessTokenVerifier (options: VerifierOptions) {
     // Refused before any key is looked up: such a token did not come from the service.
     if (FOREIGN_KEY_HEADERS.some((h) => h in header)) throw new errors.JWSInvalid('the token names its key by a header this service never sets')
     if (typeof header.kid !== 'string' || header.kid === '') throw new errors.JWSInvalid('the token has no kid')
+    // jose (like WebCrypto) accepts both (r, s) and (r, n − s); the service signs only the low S.
+    if (header.alg === 'ES256' && !es256HasLowS(Buffer.from(token.signature, 'base64url'))) throw new errors.JWSSignatureVerificationFailed()
     try {
       return await remote(header, token)
     } catch (err) {

@@ -5,9 +5,9 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import t from 'tap'
-import { buildTestApp } from '../helper.js'
+import { buildTestApp, login, register } from '../helper.js'
 import {
-  ALGORITHMS, assertRefused, attackerKey, ASYMMETRIC, decode, envFor, forge, me, serviceKey, session
+  ALGORITHMS, assertRefused, attackerKey, ASYMMETRIC, decode, envFor, forge, highSTwin, me, P256_ORDER, serviceKey, session
 } from './support.js'
 
 /** Every way the public key could be fed to an HMAC by a confused verifier. */
@@ -197,3 +197,17 @@ for (const alg of ALGORITHMS) {
     })
   })
 }
+
+t.test('ES256: one token string, one signature: the high-S twin of a genuine signature is refused', async (t) => {
+  const app = await buildTestApp(t, envFor('ES256'))
+  await register(app)
+  // Several tokens, so that both halves of s are met whatever the service would draw.
+  for (let i = 0; i < 8; i++) {
+    const { accessToken } = await login(app)
+    const s = BigInt('0x' + Buffer.from(accessToken.split('.')[2]!, 'base64url').subarray(32).toString('hex'))
+    t.ok(s <= P256_ORDER / 2n, `token ${i}: the service signs with the low s`)
+    t.equal((await me(app, accessToken)).statusCode, 200, `token ${i}: accepted`)
+    // (r, n − s) is a mathematically valid signature of the same token: a second spelling.
+    assertRefused(t, await me(app, highSTwin(accessToken)))
+  }
+})

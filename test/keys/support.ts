@@ -31,13 +31,39 @@ export function decode (token: string): Decoded {
   return { header: JSON.parse(Buffer.from(h!, 'base64url').toString()), payload: JSON.parse(Buffer.from(p!, 'base64url').toString()) }
 }
 
+/** The order of P-256's base point: (r, s) and (r, n − s) are both valid ECDSA signatures. */
+export const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n
+
+const int256 = (bytes: Buffer): bigint => BigInt('0x' + bytes.toString('hex'))
+const bytes256 = (n: bigint): Buffer => Buffer.from(n.toString(16).padStart(64, '0'), 'hex')
+
+/** An ES256 signature (r ‖ s) with s replaced by n − s when s is above n/2, as the service signs. */
+export function lowS (signature: Buffer): Buffer {
+  const s = int256(signature.subarray(32))
+  return s > P256_ORDER / 2n ? Buffer.concat([signature.subarray(0, 32), bytes256(P256_ORDER - s)]) : signature
+}
+
+/** The same ES256 token with s replaced by n − s: mathematically a valid signature too, and a second token string. */
+export function highSTwin (token: string): string {
+  const [h, p, sig] = token.split('.')
+  const raw = Buffer.from(sig!, 'base64url')
+  const twin = Buffer.concat([raw.subarray(0, 32), bytes256(P256_ORDER - int256(raw.subarray(32)))])
+  return `${h}.${p}.${twin.toString('base64url')}`
+}
+
+/** A compact ES256 token with its signature brought to low S (for tokens signed outside the service). */
+export function withLowS (token: string): string {
+  const [h, p, sig] = token.split('.')
+  return `${h}.${p}.${lowS(Buffer.from(sig!, 'base64url')).toString('base64url')}`
+}
+
 /** The signature of `input` under `alg`, exactly as JWS wants it (ECDSA in IEEE P1363 form). */
 export function signature (alg: string, key: KeyObject | string | Buffer, input: string): string {
   switch (alg) {
     case 'HS256': case 'HS384': case 'HS512':
       return createHmac(`sha${alg.slice(2)}`, key as string | Buffer).update(input).digest('base64url')
     case 'ES256':
-      return sign('sha256', Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' }).toString('base64url')
+      return lowS(sign('sha256', Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' })).toString('base64url')
     case 'RS256':
       return sign('sha256', Buffer.from(input), key as KeyObject).toString('base64url')
     case 'EdDSA':

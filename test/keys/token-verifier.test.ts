@@ -7,6 +7,7 @@
 import { createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto'
 import t from 'tap'
 import { createTokenVerifier, joseToDer, TokenRejected } from '../../src/keys/token-verifier.js'
+import { lowS } from './support.js'
 
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 
@@ -33,7 +34,7 @@ t.test('claims: issuer, audience, types, expiry and not-before, with the toleran
   const now = 1_800_000_000
   const token = (claims: Record<string, unknown>, header: Record<string, unknown> = {}): string => {
     const input = `${b64({ alg: 'ES256', typ: 'at+jwt', kid: 'k1', ...header })}.${b64({ iss: 'https://auth', aud: 'https://api', sub: 'u', sid: 's', jti: 'j', iat: now, exp: now + 60, ...claims })}`
-    return `${input}.${sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+    return `${input}.${lowS(sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' })).toString('base64url')}`
   }
   const at = (s: number): number => s * 1000
   t.match(await check(token({}), at(now)), { sub: 'u', sid: 's' })

@@ -13,6 +13,7 @@ import { createServer } from 'node:http'
 import { exportJWK, SignJWT, type JWTPayload } from 'jose'
 import t, { type Test } from 'tap'
 import { call, claimsOf, headerOf, listen, loginBody, me, registerUser, type Answer, type Served } from './server.js'
+import { lowS, withLowS } from '../keys/support.js'
 
 const b64url = (v: string | Buffer | Uint8Array): string => Buffer.from(v).toString('base64url')
 const json64 = (v: unknown): string => b64url(JSON.stringify(v))
@@ -46,13 +47,15 @@ async function victim (t: Test, env: Record<string, string> = {}): Promise<Victi
 
 /** Signs `claims` with `header` (alg from the header) using jose. */
 async function sign (header: Record<string, unknown>, claims: JWTPayload, key: KeyObject | Uint8Array): Promise<string> {
-  return await new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key)
+  const token = await new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key)
+  // The service accepts only the low S of an ES256 signature (one token string, one signature).
+  return header.alg === 'ES256' ? withLowS(token) : token
 }
 
 /** ES256 by hand, for headers jose refuses to produce (hostile kid types, `crit`). */
 function signEs256Raw (header: unknown, claims: unknown, key: KeyObject): string {
   const data = `${json64(header)}.${json64(claims)}`
-  return `${data}.${b64url(cryptoSign('sha256', Buffer.from(data), { key, dsaEncoding: 'ieee-p1363' }))}`
+  return `${data}.${b64url(lowS(cryptoSign('sha256', Buffer.from(data), { key, dsaEncoding: 'ieee-p1363' })))}`
 }
 
 function fresh (v: Victim, overrides: Record<string, unknown> = {}): JWTPayload {

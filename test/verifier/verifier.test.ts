@@ -7,7 +7,8 @@ import Fastify from 'fastify'
 import t from 'tap'
 import verifier from '../../src/verifier/index.js'
 import { ISSUER, AUDIENCE, startConsumer, startService, whoami } from '../interop/support.js'
-import { ASYMMETRIC, attackerKey, envFor, forge, forgeries, me, serviceKey, session } from '../keys/support.js'
+import { login } from '../helper.js'
+import { ASYMMETRIC, attackerKey, envFor, forge, forgeries, highSTwin, me, serviceKey, session } from '../keys/support.js'
 
 t.test('options are checked at registration', async (t) => {
   const bad: Array<[string, Record<string, unknown>]> = [
@@ -54,6 +55,19 @@ for (const alg of ASYMMETRIC) {
     }
   })
 }
+
+t.test('ES256: the high-S twin of a genuine signature is refused, as by the service', async (t) => {
+  const service = await startService(t, envFor('ES256'))
+  const consumer = await startConsumer(t, { jwksUrl: service.jwksUrl })
+  await session(service.app)
+  for (let i = 0; i < 8; i++) {
+    const { accessToken } = await login(service.app)
+    t.equal((await whoami(consumer, accessToken)).statusCode, 200, `token ${i}: accepted`)
+    const twin = await whoami(consumer, highSTwin(accessToken))
+    t.equal(twin.statusCode, 401, `token ${i}: its twin (r, n - s) is refused`)
+    t.same(twin.json(), (await me(service.app, highSTwin(accessToken))).json(), 'the same answer as the service')
+  }
+})
 
 t.test('HS256 tokens are never accepted by the verifier', async (t) => {
   const service = await startService(t, envFor('HS256'))
