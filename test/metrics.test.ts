@@ -97,7 +97,7 @@ t.test('no metric tells a right password of a disabled account from a wrong one'
   await register(app, 'carol')
   await register(app, 'dave')
   const admin = await adminSession(app)
-  t.equal((await app.inject({ method: 'POST', url: '/api/admin/users/carol/disable', headers: admin.headers })).statusCode, 200)
+  t.equal((await app.inject({ method: 'POST', url: '/api/admin/users/name:carol/disable', headers: admin.headers })).statusCode, 200)
 
   const s0 = samples(await scrape(app))
   const right = await login(app, { username: 'carol', password: PASSWORD })
