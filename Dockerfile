@@ -18,8 +18,11 @@ WORKDIR /app
 # compiling) although the prebuilt binary is there; no other production dependency has an
 # install script. The require() check below proves the binary loads. Should a native module
 # ever have to compile, install python3 make g++ in this stage only and drop --ignore-scripts.
+# The `node` dev dependency (Node 24 for developers whose system Node is older) is not set up
+# with --ignore-scripts; its dangling bin link is removed so that the build uses the image's node,
+# and `npm prune --omit=dev` below keeps it out of the runtime image.
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund && rm -f node_modules/.bin/node
 # The sources the build needs (.dockerignore keeps tests, docs, local data and .git out).
 COPY . .
 RUN npm run build \

@@ -3,6 +3,7 @@
  * stops accepting, finishes in-flight requests and closes the database (close-with-grace);
  * a second signal or 10 s later it exits anyway.
  */
+import './require-node.js'
 import * as nodeModule from 'node:module'
 import { registerFastResolve } from './fast-resolve.js'
 

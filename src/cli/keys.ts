@@ -16,6 +16,7 @@
  *
  * Every function is exported so that an admin CLI can offer `admin keys ...` by delegating here.
  */
+import '../require-node.js'
 import { existsSync } from 'node:fs'
 import { openDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
