@@ -17,7 +17,7 @@ import { registerFastResolve } from './fast-resolve.js'
 //    anything that can use the pool is loaded. Loading config.js uses no pool.
 registerFastResolve()
 nodeModule.enableCompileCache?.()
-const { ConfigError, loadConfig } = await import('./config.js')
+const { ConfigError, databaseOpenError, loadConfig } = await import('./config.js')
 
 let config
 try {
@@ -40,6 +40,12 @@ try {
   // A stored signing key that KEY_ENCRYPTION_KEY does not open: a setting to fix, not a crash.
   if (err instanceof Error && err.name === 'KeyProtectionError') {
     console.error(`auth-service: ${err.message}`)
+    process.exit(78) // EX_CONFIG
+  }
+  // A data directory the service's user cannot write: the path and the fix, not a stack.
+  const message = databaseOpenError(err, config.databasePath)
+  if (message !== undefined) {
+    console.error(`auth-service: ${message}`)
     process.exit(78) // EX_CONFIG
   }
   throw err
