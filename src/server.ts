@@ -76,3 +76,7 @@ closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
 })
 
 await app.listen({ host: config.host, port: config.port })
+// A browser app opened at another address (127.0.0.1 for localhost, a remapped container port)
+// has its cookie-mode calls refused: say up front which origins are accepted and why.
+const cookieOrigins = [...new Set([config.publicOrigin, ...config.corsOrigins])]
+app.log.info({ cookieOrigins }, `cookie mode accepts requests from ${cookieOrigins.join(', ')} (PUBLIC_URL, CORS_ORIGINS); open browser apps there`)
