@@ -455,7 +455,7 @@ export function databaseOpenError (err: unknown, databasePath: string, container
   const errPath = (err as { path?: unknown }).path
   if (code.startsWith('E') && (typeof errPath !== 'string' || !file.startsWith(resolve(errPath)))) return undefined
   const dir = dirname(file)
-  const reason = (err as Error).message.split('\n')[0]
+  const reason = (err as Error).message.split('\n')[0] ?? ''
   const { uid, gid, username } = userInfo()
   const fix = container
     ? `the directory ${dir} must be writable by the container's user ${username} (uid ${uid}); for a bind mount, run on the host: sudo chown -R ${uid}:${gid} <the host directory mounted at ${dir}>`

@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { databaseOpenError } from '../src/config.js'
 import { ROOT } from './crash/server-process.js'
 
@@ -29,7 +29,7 @@ async function start (env: Record<string, string>): Promise<{ code: number | nul
   return { code, stderr, stdout }
 }
 
-async function refused (t: Tap.Test, env: Record<string, string>, line: string | RegExp): Promise<void> {
+async function refused (t: Test, env: Record<string, string>, line: string | RegExp): Promise<void> {
   const r = await start(env)
   t.equal(r.code, 78, 'exit 78 (EX_CONFIG)')
   const lines = r.stderr.trimEnd().split('\n')
