@@ -49,7 +49,8 @@ const bearerErrors: Record<string, string> = {
 
 /**
  * The `WWW-Authenticate` value for a 401 of a Bearer endpoint: no error attribute when no token
- * was sent, `invalid_token` otherwise (RFC 6750 §3.1). Shared with the verifier plugin.
+ * was sent, `invalid_token` otherwise (RFC 6750 §3.1). The verifier package answers alike
+ * (packages/verifier/src/errors.ts).
  */
 export function bearerChallenge (code: string, realm = 'auth'): string | undefined {
   if (code === 'AUTHORIZATION_REQUIRED') return `Bearer realm="${realm}"`

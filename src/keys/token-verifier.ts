@@ -22,7 +22,7 @@
  * expired only when its signature is good.
  */
 import { createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto'
-import type { AccessTokenClaims } from '../verifier/index.js'
+import type { AccessTokenClaims } from '../../packages/verifier/src/index.js'
 import type { Algorithm } from './signing-key.js'
 
 export interface TokenPolicy {
