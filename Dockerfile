@@ -7,7 +7,7 @@
 #   docker build -t auth-service .
 #   docker run -d -p 127.0.0.1:3000:3000 -v auth-data:/data auth-service
 #
-# See docs/production.md for configuration, key protection, backups and the admin CLI.
+# See README.md, "Running in production", for configuration, key protection, backups and the admin CLI.
 
 FROM node:24-slim AS build
 WORKDIR /app
@@ -18,8 +18,14 @@ WORKDIR /app
 # compiling) although the prebuilt binary is there; no other production dependency has an
 # install script. The require() check below proves the binary loads. Should a native module
 # ever have to compile, install python3 make g++ in this stage only and drop --ignore-scripts.
+# The `node` dev dependency (Node 24 for developers whose system Node is older) is not set up
+# with --ignore-scripts; its dangling bin link is removed so that the build uses the image's node,
+# and `npm prune --omit=dev` below keeps it out of the runtime image.
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# The workspaces (packages/verifier, packages/client): npm ci needs their manifests.
+COPY packages/verifier/package.json packages/verifier/
+COPY packages/client/package.json packages/client/
+RUN npm ci --ignore-scripts --no-audit --no-fund && rm -f node_modules/.bin/node
 # The sources the build needs (.dockerignore keeps tests, docs, local data and .git out).
 COPY . .
 RUN npm run build \
@@ -39,6 +45,10 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The verifier package, which node_modules/@auth-service/verifier links to: a service started from
+# this image (docs/compose-example/protected.mjs) imports it as '@auth-service/verifier'.
+COPY --from=build /app/packages/verifier/package.json ./packages/verifier/package.json
+COPY --from=build /app/packages/verifier/dist ./packages/verifier/dist
 RUN mkdir -p /data && chown node:node /data
 VOLUME /data
 USER node

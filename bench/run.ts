@@ -102,7 +102,7 @@ function ensureBuilt (): void {
     }
     return t
   }
-  if (built > 0 && Math.max(...['src', 'plugins', 'routes', 'db'].map(newest)) <= built) return
+  if (built > 0 && Math.max(...['src', 'plugins', 'routes', 'db', 'packages/verifier/src', 'packages/client/src'].map(newest)) <= built) return
   log('bench: dist/ is missing or older than the sources; running npm run build')
   const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] })
   if (r.status !== 0) throw new Error('npm run build failed')

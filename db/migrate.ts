@@ -5,6 +5,7 @@
  *
  * Run directly (`npm run db:migrate`) it migrates the database named by DATABASE_URL.
  */
+import '../src/require-node.js'
 import { fileURLToPath } from 'node:url'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import { usernameFold, usernameSkeleton } from '../src/auth/credentials.js'

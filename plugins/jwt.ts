@@ -26,7 +26,7 @@ import { createKeyRing, KEY_CHANGE_CHECK_SECONDS, keyRingOptions, type KeyRing, 
 import type { Algorithm } from '../src/keys/signing-key.js'
 import { createTokenSigner } from '../src/keys/token-signer.js'
 import { createTokenVerifier, FOREIGN_KEY_HEADERS, TokenRejected } from '../src/keys/token-verifier.js'
-import type { AccessTokenClaims, Authenticate } from '../src/verifier/index.js'
+import type { AccessTokenClaims, Authenticate } from '../packages/verifier/src/index.js'
 
 /** The claims this service signs; the verifier plugin exposes the same type to other services. */
 export type AccessClaims = AccessTokenClaims

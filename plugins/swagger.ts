@@ -13,12 +13,27 @@
  * @see https://github.com/fastify/fastify-swagger
  * @see https://github.com/fastify/fastify-swagger-ui
  */
+import { readFileSync } from 'node:fs'
 import { STATUS_CODES } from '../src/node-http.js'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
 
 export const DOCS_PREFIX = '/docs'
+
+/**
+ * The service's version, from its package.json: the one above this file (plugins/ in the
+ * sources, dist/plugins/ after the build, /app/dist/plugins/ in the image).
+ */
+export function serviceVersion (): string {
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string, version?: string }
+      if (pkg.name === 'auth-service' && typeof pkg.version === 'string') return pkg.version
+    } catch {}
+  }
+  throw new Error('package.json of auth-service not found above plugins/swagger')
+}
 
 export default fp(async function swaggerPlugin (app) {
   const { config } = app
@@ -27,7 +42,7 @@ export default fp(async function swaggerPlugin (app) {
       openapi: '3.1.0',
       info: {
         title: 'Auth service',
-        version: '1.0.0',
+        version: serviceVersion(),
         description: 'Accounts, short-lived JWT access tokens, rotating refresh tokens and a public JWKS. ' +
           'Every error is JSON `{ statusCode, code, message }` with a stable `code`. ' +
           'Responses that carry tokens have `Cache-Control: no-store`.'

@@ -1,9 +1,9 @@
 /**
  * The demo single-page app at /demo/ (DEMO_ENABLED: on by default outside production, off in
- * production unless set). Plain HTML and CSS from src/demo/, and two ES modules from
- * src/client/: the client library and the demo's script.
+ * production unless set). Plain HTML and CSS from src/demo/, and two ES modules: the client
+ * library (packages/client, the package @auth-service/client) and the demo's script (src/client/).
  *
- * After `npm run build` the modules are the compiled dist/src/client/*.js. Run from source
+ * After `npm run build` the modules are the compiled JavaScript under dist/. Run from source
  * (`npm run dev`, the tests) there is no compiled JavaScript next to this file, so the
  * TypeScript is transpiled on first request with the project's own compiler: no build step to
  * run by hand either way.
@@ -19,8 +19,12 @@ import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync, FastifySchema } from 'fastify'
 
 const demoDir = fileURLToPath(new URL('../src/demo/', import.meta.url))
-const clientDir = fileURLToPath(new URL('../src/client/', import.meta.url))
-const MODULES = ['auth-client', 'demo'] as const
+// This file is routes/demo.ts in the sources and dist/routes/demo.js after the build; the
+// modules sit at the same places below either root (src/client/tsconfig.json emits both).
+const MODULES = {
+  'auth-client': fileURLToPath(new URL('../packages/client/src/auth-client', import.meta.url)),
+  demo: fileURLToPath(new URL('../src/client/demo', import.meta.url))
+} as const
 
 /** Kept out of the OpenAPI document: the demo is not part of the API. */
 const hidden = { hide: true } as FastifySchema
@@ -28,10 +32,10 @@ const hidden = { hide: true } as FastifySchema
 const transpiled = new Map<string, { mtimeMs: number, code: string }>()
 
 /** The module's JavaScript: compiled by the build, or transpiled from its TypeScript source. */
-async function moduleSource (name: string): Promise<string> {
-  const compiled = await readFile(`${clientDir}${name}.js`, 'utf8').catch(() => null)
+async function moduleSource (name: keyof typeof MODULES): Promise<string> {
+  const compiled = await readFile(`${MODULES[name]}.js`, 'utf8').catch(() => null)
   if (compiled !== null) return compiled
-  const path = `${clientDir}${name}.ts`
+  const path = `${MODULES[name]}.ts`
   const { mtimeMs } = await stat(path)
   const cached = transpiled.get(path)
   if (cached?.mtimeMs === mtimeMs) return cached.code
@@ -62,7 +66,7 @@ const demo: FastifyPluginAsync = async (app) => {
 
   app.get('/demo/config.json', { schema: hidden }, async () => ({ apiOrigin }))
 
-  for (const name of MODULES) {
+  for (const name of Object.keys(MODULES) as Array<keyof typeof MODULES>) {
     app.get(`/demo/${name}.js`, { schema: hidden }, async (_request, reply) =>
       reply.type('text/javascript; charset=utf-8').send(await moduleSource(name)))
   }

@@ -3,10 +3,12 @@
  * against `ConfigSchema`, applies the production safety rules, and returns a frozen object
  * that is passed to `buildApp`. Tests build their config with `loadConfig({ ... })` too.
  */
+import { existsSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, userInfo } from 'node:os'
+import { dirname, resolve } from 'node:path'
 import { parse as parseMs } from '@lukeed/ms'
-import { Type, type Static } from 'typebox'
+import { Type, type Static, type TSchema } from 'typebox'
 import { Value } from 'typebox/value'
 
 const Seconds = Type.Integer({ minimum: 1 })
@@ -211,9 +213,91 @@ function limit (env: Env, prefix: string, max: number, window: string): Static<t
   }
 }
 
+/** Which environment variable sets each checked field (paths as in the schema's errors). */
+const ENV_NAMES: Record<string, string> = {
+  '/port': 'PORT',
+  '/host': 'HOST',
+  '/publicUrl': 'PUBLIC_URL',
+  '/databaseUrl': 'DATABASE_URL',
+  '/databaseSynchronous': 'DATABASE_SYNCHRONOUS',
+  '/databaseBusyTimeoutMs': 'DATABASE_BUSY_TIMEOUT_MS',
+  '/databaseCheckpoint': 'DATABASE_CHECKPOINT',
+  '/threadPoolSize': 'UV_THREADPOOL_SIZE',
+  '/threadPoolNice': 'THREAD_POOL_NICE',
+  '/logLevel': 'LOG_LEVEL',
+  '/trustProxy': 'TRUST_PROXY',
+  '/jwt/issuer': 'JWT_ISSUER',
+  '/jwt/audience': 'JWT_AUDIENCE',
+  '/jwt/algorithm': 'JWT_ALGORITHM',
+  '/jwt/accessTokenTtl': 'ACCESS_TOKEN_TTL',
+  '/jwt/accessTokenJitter': 'ACCESS_TOKEN_JITTER',
+  '/jwt/clockToleranceSeconds': 'JWT_CLOCK_TOLERANCE',
+  '/keys/rotationInterval': 'KEY_ROTATION_INTERVAL',
+  '/keys/jwksMaxAge': 'JWKS_MAX_AGE',
+  '/keys/rsaModulusLength': 'RSA_MODULUS_LENGTH',
+  '/keys/checkInterval': 'KEY_CHECK_INTERVAL',
+  '/refresh/ttl': 'REFRESH_TOKEN_TTL',
+  '/refresh/sessionMaxAge': 'SESSION_MAX_AGE',
+  '/refresh/reuseInterval': 'REFRESH_REUSE_INTERVAL',
+  '/refresh/cookieName': 'REFRESH_COOKIE_NAME',
+  '/refresh/cookieSameSite': 'REFRESH_COOKIE_SAMESITE',
+  '/refresh/transportDefault': 'REFRESH_TRANSPORT_DEFAULT',
+  '/demo/apiOrigin': 'DEMO_API_URL',
+  '/password/minLength': 'PASSWORD_MIN_LENGTH',
+  '/password/memoryCost': 'ARGON2_MEMORY_KIB',
+  '/password/timeCost': 'ARGON2_TIME_COST',
+  '/password/parallelism': 'ARGON2_PARALLELISM',
+  '/metrics/port': 'METRICS_PORT',
+  '/housekeeping/interval': 'HOUSEKEEPING_INTERVAL',
+  '/housekeeping/batchSize': 'HOUSEKEEPING_BATCH_SIZE',
+  '/housekeeping/sessionRetention': 'SESSION_RETENTION',
+  '/housekeeping/auditRetention': 'AUDIT_RETENTION'
+}
+for (const [key, prefix] of Object.entries({
+  global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH', loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER'
+})) {
+  ENV_NAMES[`/rateLimit/${key}/max`] = `${prefix}_MAX`
+  ENV_NAMES[`/rateLimit/${key}/windowSeconds`] = `${prefix}_WINDOW`
+}
+
+/** Settings read with `parseDuration`: their limits are said in seconds, with the other units offered. */
+const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTATION_INTERVAL', 'JWKS_MAX_AGE', 'KEY_CHECK_INTERVAL',
+  'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
+  ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
+
+/** What `schema` allows, said for a person: "use one of A, B", "use an integer from 0 to 65535". */
+function allowed (name: string, schema: TSchema): string {
+  const s = schema as { anyOf?: Array<{ const?: unknown }>, type?: string, minimum?: number, maximum?: number, minLength?: number, pattern?: string }
+  const literals = s.anyOf?.map((m) => m.const).filter((c) => c !== undefined)
+  if (literals !== undefined && literals.length > 0) return `use one of ${literals.join(', ')}`
+  if (s.type === 'integer' || s.type === 'number') {
+    const duration = DURATIONS.has(name)
+    const what = duration ? 'a duration' : s.type === 'integer' ? 'an integer' : 'a number'
+    const n = (x: number): string => duration ? `${x}s` : String(x)
+    const unit = duration ? ' (seconds, or a number with s, m, h or d, e.g. 15m)' : ''
+    if (s.minimum !== undefined && s.maximum !== undefined) return `use ${what} from ${n(s.minimum)} to ${n(s.maximum)}${unit}`
+    if (s.minimum !== undefined) return `use ${what} of at least ${n(s.minimum)}${unit}`
+    if (s.maximum !== undefined) return `use ${what} of at most ${n(s.maximum)}${unit}`
+  }
+  if (s.pattern !== undefined) return `use a value matching ${s.pattern}`
+  if (s.minLength !== undefined) return 'use a value that is not empty'
+  return 'see README, "Configuration"'
+}
+
+function notAllowed (name: string, value: string, schema: TSchema): string {
+  return `${name}: '${value}' is not allowed; ${allowed(name, schema)}`
+}
+
+/** Returns `parsed` when `schema` accepts it; otherwise the setting's one-line error. */
+function checked<T> (name: string, raw: string, schema: TSchema, parsed: T): T {
+  if (!Value.Check(schema, parsed)) throw new ConfigError(notAllowed(name, raw, schema))
+  return parsed
+}
+
 export function loadConfig (env: Env = process.env): Config {
   const nodeEnv = env.NODE_ENV === 'production' ? 'production' : env.NODE_ENV === 'test' ? 'test' : 'development'
-  const port = read(env, 'PORT', 3000, parseInteger)
+  // Checked here, before PUBLIC_URL's default is derived from it: an out-of-range PORT is PORT's fault.
+  const port = read(env, 'PORT', 3000, (n, v) => checked(n, v, ConfigSchema.properties.port, parseInteger(n, v)))
   const publicUrl = read(env, 'PUBLIC_URL', `http://localhost:${port}`, str).replace(/\/+$/, '')
   const publicOrigin = parseOrigin('PUBLIC_URL', publicUrl)
   const databaseUrl = read(env, 'DATABASE_URL', 'file:data/auth.db', str)
@@ -312,9 +396,12 @@ export function loadConfig (env: Env = process.env): Config {
   }
 
   if (!Value.Check(ConfigSchema, config)) {
-    const first = [...Value.Errors(ConfigSchema, config)].slice(0, 5)
-      .map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ')
-    throw new ConfigError(`invalid configuration: ${first}`)
+    const error = [...Value.Errors(ConfigSchema, config)][0]
+    const path = error?.instancePath ?? ''
+    const name = ENV_NAMES[path]
+    const schema = path.split('/').slice(1).reduce<TSchema | undefined>((s, key) => (s as { properties?: Record<string, TSchema> } | undefined)?.properties?.[key], ConfigSchema)
+    if (name === undefined || schema === undefined) throw new ConfigError(`invalid configuration: ${path} ${error?.message ?? ''}`)
+    throw new ConfigError(notAllowed(name, env[name] ?? '', schema))
   }
   checkConsistency(config)
   if (config.env === 'production') checkProductionSafety(config)
@@ -383,6 +470,34 @@ function checkProductionSafety (c: Config): void {
     problems.push('DATABASE_URL=:memory: loses every account and key on restart')
   }
   if (problems.length > 0) {
-    throw new ConfigError(`refusing to start with NODE_ENV=production:\n  - ${problems.join('\n  - ')}`)
+    throw new ConfigError(`refusing to start with NODE_ENV=production: ${problems.join('; ')}`)
   }
+}
+
+const OPEN_FAILURES = /^(EACCES|EPERM|EROFS|ENOTDIR|EEXIST|ENOENT|SQLITE_CANTOPEN|SQLITE_READONLY|SQLITE_PERM)/
+
+/** True inside a Docker or Podman container (both leave a marker file at the root). */
+export function inContainer (): boolean {
+  return existsSync('/.dockerenv') || existsSync('/run/.containerenv')
+}
+
+/**
+ * The one line for a database file that cannot be opened or written (a directory the service's
+ * user may not write, a bind mount owned by another user, a read-only file system), naming the
+ * path and the fix; in a container, the `chown` to run on the host. `undefined` for any other error.
+ */
+export function databaseOpenError (err: unknown, databasePath: string, container = inContainer()): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code !== 'string' || !OPEN_FAILURES.test(code) || databasePath === ':memory:') return undefined
+  const file = resolve(databasePath)
+  // A file-system error about another path (a missing migrations folder, ...) is not this one.
+  const errPath = (err as { path?: unknown }).path
+  if (code.startsWith('E') && (typeof errPath !== 'string' || !file.startsWith(resolve(errPath)))) return undefined
+  const dir = dirname(file)
+  const reason = (err as Error).message.split('\n')[0] ?? ''
+  const { uid, gid, username } = userInfo()
+  const fix = container
+    ? `the directory ${dir} must be writable by the container's user ${username} (uid ${uid}); for a bind mount, run on the host: sudo chown -R ${uid}:${gid} <the host directory mounted at ${dir}>`
+    : `make ${dir} a directory that user ${username} (uid ${uid}) can write, or point DATABASE_URL elsewhere`
+  return `DATABASE_URL: cannot open the database ${file} (${reason.startsWith(code) ? reason : `${code}: ${reason}`}); ${fix}`
 }

@@ -12,7 +12,8 @@ export const InvalidUsername = createError('INVALID_USERNAME', '%s', 400)
 export const UsernameTaken = createError('USERNAME_TAKEN', 'This username is not available', 409)
 export const RegistrationDisabled = createError('REGISTRATION_DISABLED', 'Registration is disabled', 403)
 export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Invalid username or password', 401)
-export const CrossSiteRequest = createError('CROSS_SITE_REQUEST', 'Cross-site request refused', 403)
+/** The message says which origin arrived and which are allowed (routes/auth/refresh-transport.ts). */
+export const CrossSiteRequest = createError('CROSS_SITE_REQUEST', 'Cross-site request refused: %s', 403)
 export const InvalidCurrentPassword = createError('INVALID_CURRENT_PASSWORD', 'The current password is incorrect', 403)
 export const Forbidden = createError('FORBIDDEN', 'You are not allowed to do this', 403)
 
@@ -48,7 +49,8 @@ const bearerErrors: Record<string, string> = {
 
 /**
  * The `WWW-Authenticate` value for a 401 of a Bearer endpoint: no error attribute when no token
- * was sent, `invalid_token` otherwise (RFC 6750 §3.1). Shared with the verifier plugin.
+ * was sent, `invalid_token` otherwise (RFC 6750 §3.1). The verifier package answers alike
+ * (packages/verifier/src/errors.ts).
  */
 export function bearerChallenge (code: string, realm = 'auth'): string | undefined {
   if (code === 'AUTHORIZATION_REQUIRED') return `Bearer realm="${realm}"`

@@ -3,6 +3,7 @@
  * stops accepting, finishes in-flight requests and closes the database (close-with-grace);
  * a second signal or 10 s later it exits anyway.
  */
+import './require-node.js'
 import * as nodeModule from 'node:module'
 import { registerFastResolve } from './fast-resolve.js'
 
@@ -16,7 +17,7 @@ import { registerFastResolve } from './fast-resolve.js'
 //    anything that can use the pool is loaded. Loading config.js uses no pool.
 registerFastResolve()
 nodeModule.enableCompileCache?.()
-const { ConfigError, loadConfig } = await import('./config.js')
+const { ConfigError, databaseOpenError, loadConfig } = await import('./config.js')
 
 let config
 try {
@@ -40,6 +41,12 @@ try {
   // A database path that cannot be opened for writing: likewise (plugins/db.ts).
   if (err instanceof Error && (err.name === 'KeyProtectionError' || err.name === 'DatabaseOpenError')) {
     console.error(`auth-service: ${err.message}`)
+    process.exit(78) // EX_CONFIG
+  }
+  // A data directory the service's user cannot write: the path and the fix, not a stack.
+  const message = databaseOpenError(err, config.databasePath)
+  if (message !== undefined) {
+    console.error(`auth-service: ${message}`)
     process.exit(78) // EX_CONFIG
   }
   throw err
@@ -70,3 +77,7 @@ closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
 })
 
 await app.listen({ host: config.host, port: config.port })
+// A browser app opened at another address (127.0.0.1 for localhost, a remapped container port)
+// has its cookie-mode calls refused: say up front which origins are accepted and why.
+const cookieOrigins = [...new Set([config.publicOrigin, ...config.corsOrigins])]
+app.log.info({ cookieOrigins }, `cookie mode accepts requests from ${cookieOrigins.join(', ')} (PUBLIC_URL, CORS_ORIGINS); open browser apps there`)

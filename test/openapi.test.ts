@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import type { RouteOptions } from 'fastify'
 import t, { type Test } from 'tap'
@@ -53,6 +54,8 @@ t.test('the document at /docs/json is valid OpenAPI 3.1', async (t) => {
   t.equal(res.statusCode, 200)
   const doc = res.json() as Doc
   t.equal(doc.openapi, '3.1.0')
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  t.equal((doc as unknown as { info: { version: string } }).info.version, pkg.version, 'info.version is the package\'s version')
   const validator = new Validator()
   const result = await validator.validate(structuredClone(doc))
   t.same(result.errors, undefined, 'no validation errors')

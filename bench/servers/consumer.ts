@@ -1,6 +1,6 @@
 /**
  * A service that consumes the auth service's tokens: a bare Fastify app with the verifier
- * plugin (src/verifier, as built into dist/) and one protected route. It fetches the JWK Set
+ * plugin (packages/verifier, as built into its dist/) and one protected route. It fetches the JWK Set
  * from the running auth service once, then verifies every token offline.
  */
 import Fastify from 'fastify'
@@ -8,8 +8,8 @@ import Fastify from 'fastify'
 const issuer = process.env.ISSUER!
 const jwksUrl = process.env.JWKS_URL!
 
-// The built plugin, as a consuming app would install it (package export "./verifier").
-const { default: verifier } = await import(new URL('../../dist/src/verifier/index.js', import.meta.url).href) as typeof import('../../src/verifier/index.js')
+// The built plugin, as a consuming app installs it (the package @auth-service/verifier).
+const { default: verifier } = await import(new URL('../../packages/verifier/dist/index.js', import.meta.url).href) as typeof import('../../packages/verifier/src/index.js')
 
 const app = Fastify({ logger: false })
 await app.register(verifier, { issuer, audience: issuer, jwksUrl })

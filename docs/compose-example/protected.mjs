@@ -1,16 +1,17 @@
 // A tiny service protected by the auth service's access tokens, for compose.yaml. It verifies
 // each token offline, from the auth service's public JWK Set, with the project's verifier
-// plugin (dist/src/verifier: signature by kid, iss, aud, typ at+jwt, exp). It runs on the
+// plugin, @auth-service/verifier (signature by kid, iss, aud, typ at+jwt, exp). It runs on the
 // auth-service image, which already holds node, fastify, jose and the plugin.
 //
 //   GET /health        no token needed
 //   GET /hello         any valid access token: who you are
 //   GET /reports       only tokens whose roles include "admin"
 //
-// Outside this example: `npm i auth-service` and `import verifier from 'auth-service/verifier'`,
-// or any JOSE library given the JWKS URL, the issuer and the audience.
+// Outside this example: install @auth-service/verifier (packages/verifier/README.md: from a tarball
+// packed from the repository, or the registry once published; NOT `npm i auth-service`, which is
+// an unrelated package), or use any JOSE library given the JWKS URL, the issuer and the audience.
 import Fastify from 'fastify'
-import verifier from '/app/dist/src/verifier/index.js'
+import verifier from '@auth-service/verifier'
 
 const issuer = process.env.AUTH_ISSUER ?? 'http://localhost:3000'
 const audience = process.env.AUTH_AUDIENCE ?? issuer

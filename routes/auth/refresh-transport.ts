@@ -59,27 +59,50 @@ export function createRefreshTransport (config: Config) {
   const sameSite = cookieSameSite.toLowerCase() as 'strict' | 'lax' | 'none'
   const requireCustomHeader = sameSite === 'none'
 
-  /** Why a cookie-mode request is refused, or null when it may go on. */
-  function crossSiteReason (request: FastifyRequest): string | null {
+  const allowedList = [...allowedOrigins].join(', ')
+  const fix = `cookie mode accepts ${allowedList}; open the app there, or add its origin to CORS_ORIGINS (or set PUBLIC_URL to the address users open)`
+  /** An origin as received, for the message: a header of at most a URL's usual length, quoted. */
+  const shown = (value: string): string => JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value)
+
+  /**
+   * Why a cookie-mode request is refused, or null when it may go on: a short reason for the log,
+   * and the 403's message, which says which origin arrived, which are allowed, and the settings
+   * that decide it (the allowed origins are no secret: they are the service's own pages).
+   */
+  function crossSiteReason (request: FastifyRequest): { reason: string, message: string } | null {
     const { origin, referer } = request.headers
     const fetchSite = request.headers['sec-fetch-site']
     const originAllowed = origin !== undefined && allowedOrigins.has(origin)
-    if (origin !== undefined && !originAllowed) return 'origin not allowed'
-    if (fetchSite !== undefined && fetchSite !== 'same-origin' && !originAllowed) return `sec-fetch-site ${String(fetchSite)} without an allowed origin`
+    if (origin !== undefined && !originAllowed) {
+      return { reason: 'origin not allowed', message: `the request came from origin ${shown(origin)}, which is not allowed; ${fix}` }
+    }
+    if (fetchSite !== undefined && fetchSite !== 'same-origin' && !originAllowed) {
+      return {
+        reason: `sec-fetch-site ${String(fetchSite)} without an allowed origin`,
+        message: `the request came from another site (Sec-Fetch-Site: ${shown(String(fetchSite))}) without an allowed Origin header; ${fix}`
+      }
+    }
     if (origin === undefined && fetchSite === undefined && request.cookies[cookieName] !== undefined) {
       const refererOrigin = referer === undefined ? undefined : originOf(referer)
-      if (refererOrigin === undefined || !allowedOrigins.has(refererOrigin)) return 'cookie without origin, sec-fetch-site or allowed referer'
+      if (refererOrigin === undefined || !allowedOrigins.has(refererOrigin)) {
+        return {
+          reason: 'cookie without origin, sec-fetch-site or allowed referer',
+          message: `the refresh cookie came without an Origin, Sec-Fetch-Site or allowed Referer header${refererOrigin === undefined ? '' : ` (Referer origin ${shown(refererOrigin)})`}; ${fix}`
+        }
+      }
     }
-    if (requireCustomHeader && request.headers[CUSTOM_HEADER] !== '1') return `SameSite=None and no ${CUSTOM_HEADER} header`
+    if (requireCustomHeader && request.headers[CUSTOM_HEADER] !== '1') {
+      return { reason: `SameSite=None and no ${CUSTOM_HEADER} header`, message: 'with REFRESH_COOKIE_SAMESITE=None a cookie-mode request must carry the header X-Auth-Request: 1' }
+    }
     return null
   }
 
   /** Refuses a cookie-mode request that is not provably from one of our origins (see above). */
   function checkOrigin (request: FastifyRequest): void {
-    const reason = crossSiteReason(request)
-    if (reason === null) return
-    request.log.info({ reason, origin: request.headers.origin ?? null, secFetchSite: request.headers['sec-fetch-site'] ?? null }, 'cross-site request refused')
-    throw new CrossSiteRequest()
+    const refusal = crossSiteReason(request)
+    if (refusal === null) return
+    request.log.info({ reason: refusal.reason, origin: request.headers.origin ?? null, secFetchSite: request.headers['sec-fetch-site'] ?? null }, 'cross-site request refused')
+    throw new CrossSiteRequest(refusal.message)
   }
 
   return {

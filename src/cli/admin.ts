@@ -11,6 +11,7 @@
  * Every change is recorded in the audit log with `"by": "cli"`. Output is a readable table, or
  * JSON with --json. Exit codes: 0 done, 1 refused or not found, 64 usage, 78 configuration.
  */
+import '../require-node.js'
 import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'

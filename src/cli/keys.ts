@@ -19,6 +19,7 @@
  *
  * Every function is exported so that an admin CLI can offer `admin keys ...` by delegating here.
  */
+import '../require-node.js'
 import { existsSync } from 'node:fs'
 import { openDatabase, type Db } from '../../db/client.js'
 import { createAuditRepository } from '../../db/repositories/audit.js'

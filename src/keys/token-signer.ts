@@ -10,7 +10,7 @@
  * in DER and is converted to JWS's r ‖ s here.
  */
 import { createHmac, sign as cryptoSign, type KeyObject } from 'node:crypto'
-import { toLowS } from '../verifier/es256.js'
+import { toLowS } from '../../packages/verifier/src/es256.js'
 import type { Algorithm } from './signing-key.js'
 
 export interface SigningKey {
@@ -50,7 +50,7 @@ export function createTokenSigner (key: SigningKey): (claims: Record<string, unk
     const signature = await new Promise<Buffer>((resolve, reject) => {
       cryptoSign(digest, data, key.signKeyObject, (err, result) => { if (err !== null) reject(err); else resolve(result) })
     })
-    // ES256: always the low S, the one spelling verifiers accept (src/verifier/es256.ts).
+    // ES256: always the low S, the one spelling verifiers accept (packages/verifier/src/es256.ts).
     return `${input}.${(key.alg === 'ES256' ? toLowS(derToJose(signature)) : signature).toString('base64url')}`
   }
 }

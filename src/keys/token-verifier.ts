@@ -23,8 +23,8 @@
  * expired only when its signature is good.
  */
 import { createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto'
-import { es256HasLowS } from '../verifier/es256.js'
-import type { AccessTokenClaims } from '../verifier/index.js'
+import { es256HasLowS } from '../../packages/verifier/src/es256.js'
+import type { AccessTokenClaims } from '../../packages/verifier/src/index.js'
 import type { Algorithm } from './signing-key.js'
 
 export interface TokenPolicy {

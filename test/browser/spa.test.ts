@@ -7,9 +7,12 @@
  * short wait. Skipped with a message when Chromium is missing, unless CI is set.
  */
 import { mkdirSync, statSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { PASSWORD } from '../helper.js'
+import { buildApp } from '../../src/app.js'
+import { PASSWORD, testConfig } from '../helper.js'
 import { browserUnavailable, launchBrowser, startServers } from './support.js'
 
 const TTL_MS = 2000
@@ -89,7 +92,26 @@ async function run (): Promise<void> {
     await apiPage.goto(`${servers.apiOrigin}/api/auth/me`)
     t.notMatch(await apiPage.evaluate('document.cookie'), /refresh_token/, 'HttpOnly: not even a page under /api/auth on the API origin sees it')
     await apiPage.close()
-    t.equal(await page.evaluate('JSON.stringify(localStorage) + JSON.stringify(sessionStorage)'), '{}{}', 'no token in web storage')
+    const storage = await page.evaluate('JSON.stringify([localStorage, sessionStorage])') as string
+    t.notMatch(storage, /eyJ/, 'no JWT in web storage')
+    t.match(JSON.parse(storage), [{ [`auth-client:${servers.apiOrigin}:session`]: '1' }, {}], 'only the signed-in flag')
+    t.equal(Object.keys(JSON.parse(storage)[0] as object).length, 1)
+  })
+
+  await t.test('0. a first visit asks nothing of the service and logs no error in the console', async (t) => {
+    const context = await b.newContext()
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') errors.push(`${m.type()}: ${m.text()}`) })
+    page.on('pageerror', (e) => { errors.push(`pageerror: ${e.message}`) })
+    const mark = servers.log.length
+    await page.goto(demoUrl)
+    await page.locator('#login-view').waitFor()
+    // The demo has settled: the page has been idle on the network (a refresh would have been sent at load).
+    await page.waitForLoadState('networkidle')
+    t.same(servers.statuses('POST', REFRESH, mark), [], 'no refresh without a sign-in in this browser')
+    t.same(errors, [], 'no error in the console')
   })
 
   await t.test('2. the access token expires: the next call refreshes silently', async (t) => {
@@ -243,6 +265,28 @@ async function run (): Promise<void> {
     t.equal(spent(), spentBefore, 'no refresh token was spent')
     t.equal(servers.liveSessions(username), 1)
     t.match(await callApi(app), /^200 OK/, 'the app still works')
+  })
+
+  await t.test('8. the demo opened at another address than PUBLIC_URL says which origin to use', async (t) => {
+    // The service serves its own demo; the user types 127.0.0.1 where PUBLIC_URL says localhost.
+    const probe = createServer()
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+    const port = (probe.address() as AddressInfo).port
+    await new Promise<void>((resolve) => probe.close(() => resolve()))
+    const own = await buildApp(testConfig({ PUBLIC_URL: `http://localhost:${port}`, DEMO_ENABLED: 'true' }))
+    t.teardown(() => own.close())
+    await own.listen({ host: '127.0.0.1', port })
+    const context = await b.newContext()
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    await page.goto(`http://127.0.0.1:${port}/demo/`)
+    await page.locator('#login-view').waitFor()
+    await page.fill('#username', 'wrong-address')
+    await page.fill('#password', PASSWORD)
+    await page.click('#register-button')
+    await page.locator('#login-error').waitFor()
+    t.match(await page.textContent('#login-error'),
+      `Cross-site request refused: the request came from origin "http://127.0.0.1:${port}", which is not allowed; cookie mode accepts http://localhost:${port}; open the app there, or add its origin to CORS_ORIGINS (or set PUBLIC_URL to the address users open) (CROSS_SITE_REQUEST)`)
   })
 
   await t.test('7. a screenshot of the demo after login', async (t) => {

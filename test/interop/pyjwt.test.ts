@@ -6,6 +6,7 @@
  * must run.
  */
 import { execFile, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ASYMMETRIC, envFor, forgeries, serviceKey, session } from '../keys/support.js'
@@ -74,4 +75,54 @@ t.test('PyJWT verifies the service\'s tokens and refuses forged ones', { skip },
       t.notOk(r.ok, `${e.name} is refused by PyJWT (${r.error ?? 'accepted!'})`)
     }
   })
+})
+
+/** The README's Python example ("In any other language"), as a reader copies it. */
+function readmeExample (): string {
+  const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8')
+  const match = /```python\n(import jwt\n[\s\S]*?)```/.exec(readme)
+  if (match === null) throw new Error('no Python example in README.md')
+  return match[1]!
+}
+
+// Runs the example, then points its ISSUER, AUDIENCE and JWKS at the test service.
+const DRIVER = `
+import json, os, sys
+ns = {}
+exec(os.environ["EXAMPLE"], ns)
+ns["ISSUER"], ns["AUDIENCE"] = os.environ["ISSUER"], os.environ["AUDIENCE"]
+ns["JWKS"] = ns["PyJWKClient"](os.environ["JWKS_URL"])
+out = []
+for token in json.load(sys.stdin):
+    try:
+        out.append({"ok": True, "sub": ns["verify"](token)["sub"]})
+    except Exception as error:
+        out.append({"ok": False, "error": f"{type(error).__name__}: {error}"})
+print(json.dumps(out))
+`
+
+t.test('the README\'s Python example uses only public API and makes the checks its prose lists', { skip }, async (t) => {
+  const example = readmeExample()
+  t.notMatch(example, /\._[a-z]/, 'no private attribute (such as key._jwk_data)')
+  for (const alg of ASYMMETRIC) {
+    const service = await startService(t, envFor(alg))
+    const genuine = await session(service.app)
+    const forged = forgeries(genuine, serviceKey(service.app))
+    const child = spawn(PYTHON, ['-c', DRIVER], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { EXAMPLE: example, ISSUER, AUDIENCE, JWKS_URL: service.jwksUrl }
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (c) => { out += String(c) })
+    child.stderr.on('data', (c) => { err += String(c) })
+    child.stdin.end(JSON.stringify([genuine.token, ...forged.map((f) => f.token)]))
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    clearTimeout(timer)
+    t.equal(code, 0, err)
+    const [first, ...rest] = JSON.parse(out) as Array<{ ok: boolean, sub?: string, error?: string }>
+    t.same(first, { ok: true, sub: genuine.payload.sub }, `${alg}: the genuine token verifies`)
+    rest.forEach((r, i) => { t.notOk(r.ok, `${alg}: ${forged[i]!.name} is refused (${r.error ?? 'accepted!'})`) })
+  }
 })

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
-import verifier, { type VerifierOptions } from '../../src/verifier/index.js'
+import verifier, { type VerifierOptions } from '../../packages/verifier/src/index.js'
 import { testConfig } from '../helper.js'
 
 export const ISSUER = 'https://auth.test.example'

@@ -12,7 +12,9 @@
  *   other tabs over a BroadcastChannel, so a tab that waited for the lock usually finds a fresh
  *   token and does not refresh at all. (Should two refreshes still cross, the service answers a
  *   token re-presented within REFRESH_REUSE_INTERVAL with the same new token: nobody is logged out.)
- * - `restore()` refreshes on page load: a reload, or a new tab, is back in the session.
+ * - `restore()` refreshes on page load: a reload, or a new tab, is back in the session. It asks
+ *   only when this browser has signed in here and not out since (a flag in localStorage, no
+ *   token): a first visit sends no refresh, whose 401 every browser would log in its console.
  * - Logout in one tab tells the others; they drop their token, try the cookie once (it may
  *   hold a newer login) and otherwise report that the session has ended.
  *
@@ -75,6 +77,23 @@ export function createAuthClient (options: AuthClientOptions = {}) {
   let lifetimeMs = 0
   let inflight: Promise<boolean> | null = null
 
+  // "Signed in here and not signed out": a flag, never a token. Where storage is unavailable
+  // (blocked, or outside a browser) restore() asks the service, as if the flag were set.
+  const hintKey = `${name}:session`
+  function hasSessionHint (): boolean {
+    try {
+      return globalThis.localStorage === undefined || globalThis.localStorage.getItem(hintKey) !== null
+    } catch {
+      return true
+    }
+  }
+  function setSessionHint (on: boolean): void {
+    try {
+      if (on) globalThis.localStorage?.setItem(hintKey, '1')
+      else globalThis.localStorage?.removeItem(hintKey)
+    } catch {}
+  }
+
   const url = (path: string): string => new URL(path, base).href
   const expiringSoon = (): boolean => Date.now() >= expiresAt - Math.min(leewayMs, lifetimeMs / 5)
 
@@ -86,6 +105,7 @@ export function createAuthClient (options: AuthClientOptions = {}) {
     token = body.accessToken
     lifetimeMs = body.expiresIn * 1000
     expiresAt = Date.now() + lifetimeMs
+    setSessionHint(true)
     if (reason !== 'other-tab') channel?.postMessage({ type: 'token', accessToken: token, expiresAt, lifetimeMs } satisfies TabMessage)
     emit({ authenticated: true, reason })
   }
@@ -94,6 +114,7 @@ export function createAuthClient (options: AuthClientOptions = {}) {
     const was = token !== null
     token = null
     expiresAt = 0
+    setSessionHint(false)
     if (was || reason === 'logout') emit({ authenticated: false, reason })
   }
 
@@ -182,9 +203,13 @@ export function createAuthClient (options: AuthClientOptions = {}) {
       }
     },
 
-    /** On page load: back in the session if the refresh cookie is still good. */
+    /**
+     * On page load: back in the session if the refresh cookie is still good. Without a sign-in
+     * in this browser since the last sign-out, false at once, without a request.
+     */
     async restore (): Promise<boolean> {
-      return token !== null && !expiringSoon() ? true : await refresh()
+      if (token !== null && !expiringSoon()) return true
+      return hasSessionHint() ? await refresh() : false
     },
 
     refresh,

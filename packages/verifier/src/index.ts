@@ -2,7 +2,7 @@
  * Verifies this service's access tokens inside another Fastify service, offline, from the
  * service's public JWK Set:
  *
- *   import verifier from 'auth-service/verifier'
+ *   import verifier from '@auth-service/verifier'
  *   await app.register(verifier, { issuer: 'https://auth.example.com', audience: 'https://auth.example.com' })
  *   app.get('/orders', { onRequest: app.authenticate }, async (request) => request.user.sub)
  *
@@ -25,7 +25,7 @@ import fp from 'fastify-plugin'
 import {
   createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type FlattenedJWSInput, type JSONWebKeySet, type JWTHeaderParameters
 } from 'jose'
-import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, bearerChallenge, ServiceUnavailable } from '../errors.js'
+import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, bearerChallenge, ServiceUnavailable } from './errors.js'
 import { es256HasLowS } from './es256.js'
 
 export type VerifierAlgorithm = 'ES256' | 'RS256' | 'EdDSA'
