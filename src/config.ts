@@ -34,7 +34,7 @@ export const ConfigSchema = Type.Object({
    * run at once. Default: the CPU count plus one, at least 3 and at most 17 (README, "Performance").
    */
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
-  /** The nice value of the pool's threads (src/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
+  /** The nice value of the pool's threads (src/tuning/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
   threadPoolNice: Type.Integer({ minimum: 0, maximum: 19 }),
   /**
    * REQUEST_TIMEOUT: how long a client may take to send a whole request (headers and body).

@@ -4,7 +4,7 @@
  * a second signal or 10 s later it exits anyway.
  */
 import * as nodeModule from 'node:module'
-import { registerFastResolve } from './fast-resolve.js'
+import { registerFastResolve } from './tuning/fast-resolve.js'
 
 // Start-up order matters here, which is why the service's modules are imported dynamically:
 // 1. The resolver shortcut (fast-resolve.ts) must be in place before any package is loaded,
@@ -47,7 +47,7 @@ try {
 
 // The hasher has used the pool while the app was built, so its threads exist now.
 if (config.threadPoolNice !== 0) {
-  const { lowerThreadPoolPriority } = await import('./thread-priority.js')
+  const { lowerThreadPoolPriority } = await import('./tuning/thread-priority.js')
   const priority = lowerThreadPoolPriority(config.threadPoolNice)
   if (priority.applied) app.log.info({ threads: priority.threads, nice: priority.nice }, 'thread pool runs below the event loop')
   else app.log.warn({ reason: priority.reason }, 'thread pool priority unchanged')
