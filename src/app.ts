@@ -28,7 +28,6 @@ import wellKnownRoutes from '../routes/well-known.js'
 import type { Config } from './config.js'
 import { bearerChallenge, NotFound, ServiceUnavailable } from './errors.js'
 import { answerClientError, toPublicError } from './public-error.js'
-import { lazyChildLoggerFactory } from './request-logger.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -86,8 +85,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     genReqId: () => randomUUID(),
     // Our own onResponse hook writes one line per request instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    // request.log is made when a handler first logs through it (src/request-logger.ts).
-    childLoggerFactory: lazyChildLoggerFactory,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     clientErrorHandler: answerClientError,
