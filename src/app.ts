@@ -133,8 +133,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   // One JSON line per request, with its id (also sent back as x-request-id). The line holds
   // only these fixed fields, none of them secret, so it is written through a child logger
-  // without the redaction pass: with wildcard paths that pass visits every field and cost more
-  // than the rest of the line (about 15 µs a request). Every other log call keeps redaction.
+  // without the redaction pass: with wildcard paths that pass visits every field and costs more
+  // than the rest of the line (docs/decisions/0008-request-log-line.md). Every other log call
+  // keeps redaction.
   const requestLog = app.log.child({}, { redact: [] })
   // nosniff on every response (errors, 404s, JWKS, static files): a browser never guesses a
   // type other than the one sent, so no response can be run as script or styles by mistake.

@@ -234,8 +234,8 @@ export function loadConfig (env: Env = process.env): Config {
     databaseSynchronous,
     databaseBusyTimeoutMs: read(env, 'DATABASE_BUSY_TIMEOUT_MS', 5000, parseInteger),
     // Off the event loop: an automatic checkpoint runs inside a commit and, with a million
-    // sessions, copies hundreds of scattered pages and syncs the file there. The thread costs
-    // about 13 MB and is worth 10 % more refreshes at 1M sessions (README, Performance).
+    // sessions, copies hundreds of scattered pages and syncs the file there. The thread's cost
+    // and gain: docs/decisions/0002-background-checkpoints.md.
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
     threadPoolNice: read(env, 'THREAD_POOL_NICE', 10, parseInteger),

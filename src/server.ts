@@ -9,7 +9,7 @@ import { registerFastResolve } from './tuning/fast-resolve.js'
 // Start-up order matters here, which is why the service's modules are imported dynamically:
 // 1. The resolver shortcut (fast-resolve.ts) must be in place before any package is loaded,
 //    and so must Node's on-disk compile cache (NODE_COMPILE_CACHE, default <tmp>/node-compile-cache),
-//    which spares later starts most of the compiling of some 3,500 modules.
+//    which spares later starts most of the compiling.
 // 2. libuv reads UV_THREADPOOL_SIZE once, when its thread pool is first used (argon2 runs
 //    there, and so do token signature checks, async fs and crypto); the configured size
 //    (config.ts: the CPU count plus one, at least 3, unless UV_THREADPOOL_SIZE is set) is written to the environment before
