@@ -9,17 +9,15 @@
  *
  * Checkpoints. In WAL mode every commit appends pages to the -wal file; a checkpoint copies them
  * back into the database file. SQLite does it by itself ('auto') inside the commit that takes
- * the WAL past 1,000 pages, so every few hundred refreshes one request pays for copying and
- * syncing a few megabytes, on the event loop. With 'background' a worker thread with its own
- * connection checkpoints every 200 ms instead (checkpointer.ts), and requests only append
- * (the service's default: with a million sessions a checkpoint copies hundreds of scattered
- * pages and syncs the file, and inside a commit the event loop waited for all of it; the
- * thread's isolate costs about 13 MB). Nothing changes for durability: a commit is
- * acknowledged once it is in the WAL and synced there, whoever copies it later, and after a
- * crash SQLite replays the WAL. The WAL stays bounded: it restarts from its beginning
- * once a checkpoint has caught up, `journal_size_limit` truncates the file when it does, and if
- * the worker ever falls behind or fails, SQLite's own automatic checkpoint still runs at 10,000
- * pages (about 40 MB) as a backstop.
+ * the WAL past 1,000 pages, so now and then one request pays, on the event loop, for copying
+ * and syncing every page written since. With 'background' a worker thread with its own
+ * connection checkpoints every CHECKPOINT_INTERVAL_MS instead (checkpointer.ts), and requests
+ * only append (the service's default; why: docs/decisions/0002-background-checkpoints.md).
+ * Nothing changes for durability: a commit is acknowledged once it is in the WAL and synced
+ * there, whoever copies it later, and after a crash SQLite replays the WAL. The WAL stays
+ * bounded: it restarts from its beginning once a checkpoint has caught up,
+ * `journal_size_limit` truncates the file when it does, and if the worker ever falls behind or
+ * fails, SQLite's own automatic checkpoint still runs at BACKSTOP_PAGES as a backstop.
  */
 import { mkdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'

@@ -2,9 +2,9 @@
  * Group commit: the durability of DATABASE_SYNCHRONOUS=FULL without an fsync on the event loop.
  *
  * With SQLite's own `synchronous = FULL`, every COMMIT calls fdatasync on the WAL before it
- * returns. better-sqlite3 is synchronous, so the event loop waits for the disk on every write:
- * about a millisecond here, during which no other request is served, no argon2 result is picked
- * up and no hash is started. Instead the connection runs with `synchronous = NORMAL` (a COMMIT
+ * returns. better-sqlite3 is synchronous, so the event loop waits for the disk on every write,
+ * and meanwhile no other request is served, no argon2 result is picked up and no hash is
+ * started (docs/decisions/0001-group-commit.md). Instead the connection runs with `synchronous = NORMAL` (a COMMIT
  * appends to the WAL and returns; SQLite still syncs the WAL before each checkpoint and the
  * database file after it, so the file is never corrupted) and this module makes the commits
  * durable before anyone is told about them: no response leaves the service (db plugin, onSend)

@@ -71,11 +71,10 @@ export const sessions = sqliteTable('sessions', {
  * One row per refresh token, found by its id: a token is `selector ‖ secret`, the selector being
  * this id, encrypted (src/auth/refresh-token.ts), and `token_hash` the SHA-256 of the secret,
  * compared in constant time. Rows are appended in id order, so a rotation touches the newest
- * pages of this table and the session's row, and no index at all: at a million sessions, the
- * unique index on the digest and the index on `session_id` that the lookup used to need cost
- * a rotation two random B-tree pages to read and write (in-process, 160 -> 72 µs per rotation
- * with 1M sessions; README, Performance), and an index on `expires_at` cost every rotation a
- * sixth of its time (30 -> 25 µs) for the sake of pruning. Housekeeping finds expired rows by
+ * pages of this table and the session's row, and no index at all: every index here is keyed by
+ * random values (a digest, a session id) or serves only pruning (`expires_at`), and would cost
+ * each rotation random B-tree pages that no cache holds once there are many sessions
+ * (docs/decisions/0005-refresh-tokens-name-their-row.md). Housekeeping finds expired rows by
  * walking ids from the oldest instead (sessions repository, `pruneExpired`).
  *
  * `session_id` is deliberately not a foreign key: ON DELETE CASCADE would need an index on it

@@ -22,7 +22,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Server } from 'node:http'
 import { AuthorizationRequired } from '../src/errors.js'
-import { createServer } from '../src/node-http.js'
+import { createServer } from '../src/tuning/node-http.js'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'

@@ -14,7 +14,7 @@
  * @see https://github.com/fastify/fastify-swagger-ui
  */
 import { readFileSync } from 'node:fs'
-import { STATUS_CODES } from '../src/node-http.js'
+import { STATUS_CODES } from '../src/tuning/node-http.js'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'

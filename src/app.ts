@@ -28,7 +28,6 @@ import wellKnownRoutes from '../routes/well-known.js'
 import type { Config } from './config.js'
 import { bearerChallenge, NotFound, ServiceUnavailable } from './errors.js'
 import { answerClientError, toPublicError } from './public-error.js'
-import { lazyChildLoggerFactory } from './request-logger.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -86,8 +85,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     genReqId: () => randomUUID(),
     // Our own onResponse hook writes one line per request instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    // request.log is made when a handler first logs through it (src/request-logger.ts).
-    childLoggerFactory: lazyChildLoggerFactory,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     clientErrorHandler: answerClientError,
@@ -136,8 +133,9 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   // One JSON line per request, with its id (also sent back as x-request-id). The line holds
   // only these fixed fields, none of them secret, so it is written through a child logger
-  // without the redaction pass: with wildcard paths that pass visits every field and cost more
-  // than the rest of the line (about 15 µs a request). Every other log call keeps redaction.
+  // without the redaction pass: with wildcard paths that pass visits every field and costs more
+  // than the rest of the line (docs/decisions/0008-request-log-line.md). Every other log call
+  // keeps redaction.
   const requestLog = app.log.child({}, { redact: [] })
   // nosniff on every response (errors, 404s, JWKS, static files): a browser never guesses a
   // type other than the one sent, so no response can be run as script or styles by mistake.

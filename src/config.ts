@@ -36,7 +36,7 @@ export const ConfigSchema = Type.Object({
    * run at once. Default: the CPU count plus one, at least 3 and at most 17 (README, "Performance").
    */
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
-  /** The nice value of the pool's threads (src/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
+  /** The nice value of the pool's threads (src/tuning/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
   threadPoolNice: Type.Integer({ minimum: 0, maximum: 19 }),
   /**
    * REQUEST_TIMEOUT: how long a client may take to send a whole request (headers and body).
@@ -318,8 +318,8 @@ export function loadConfig (env: Env = process.env): Config {
     databaseSynchronous,
     databaseBusyTimeoutMs: read(env, 'DATABASE_BUSY_TIMEOUT_MS', 5000, parseInteger),
     // Off the event loop: an automatic checkpoint runs inside a commit and, with a million
-    // sessions, copies hundreds of scattered pages and syncs the file there. The thread costs
-    // about 13 MB and is worth 10 % more refreshes at 1M sessions (README, Performance).
+    // sessions, copies hundreds of scattered pages and syncs the file there. The thread's cost
+    // and gain: docs/decisions/0002-background-checkpoints.md.
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
     threadPoolNice: read(env, 'THREAD_POOL_NICE', 10, parseInteger),

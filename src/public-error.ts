@@ -4,7 +4,7 @@
  * faults the client cannot fix (locked, read-only, disk full) are 503 with Retry-After.
  * No stack, SQL or internal message ever reaches the response.
  */
-import { STATUS_CODES } from './node-http.js'
+import { STATUS_CODES } from './tuning/node-http.js'
 import type { Duplex } from 'node:stream'
 import type { FastifyError } from 'fastify'
 

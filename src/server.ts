@@ -5,12 +5,12 @@
  */
 import './require-node.js'
 import * as nodeModule from 'node:module'
-import { registerFastResolve } from './fast-resolve.js'
+import { registerFastResolve } from './tuning/fast-resolve.js'
 
 // Start-up order matters here, which is why the service's modules are imported dynamically:
 // 1. The resolver shortcut (fast-resolve.ts) must be in place before any package is loaded,
 //    and so must Node's on-disk compile cache (NODE_COMPILE_CACHE, default <tmp>/node-compile-cache),
-//    which spares later starts most of the compiling of some 3,500 modules.
+//    which spares later starts most of the compiling.
 // 2. libuv reads UV_THREADPOOL_SIZE once, when its thread pool is first used (argon2 runs
 //    there, and so do token signature checks, async fs and crypto); the configured size
 //    (config.ts: the CPU count plus one, at least 3, unless UV_THREADPOOL_SIZE is set) is written to the environment before
@@ -54,7 +54,7 @@ try {
 
 // The hasher has used the pool while the app was built, so its threads exist now.
 if (config.threadPoolNice !== 0) {
-  const { lowerThreadPoolPriority } = await import('./thread-priority.js')
+  const { lowerThreadPoolPriority } = await import('./tuning/thread-priority.js')
   const priority = lowerThreadPoolPriority(config.threadPoolNice)
   if (priority.applied) app.log.info({ threads: priority.threads, nice: priority.nice }, 'thread pool runs below the event loop')
   else app.log.warn({ reason: priority.reason }, 'thread pool priority unchanged')

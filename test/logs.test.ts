@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import { bearer, buildTestApp, cookieOf, PASSWORD, SAME_ORIGIN } from './helper.js'
+import { bearer, buildTestApp, cookieOf, PASSWORD, register, SAME_ORIGIN } from './helper.js'
 
 const NEW_PASSWORD = 'a completely new passphrase'
 
@@ -87,6 +87,22 @@ t.test('one JSON line per request, carrying the request id that is also sent bac
   t.equal(new Set(ids).size, ids.length, 'ids are unique')
   t.match(requestLines.at(-1), { route: null, statusCode: 404 })
   t.equal(requestLines[0]!.route, '/api/auth/register', 'the route pattern is logged, not query strings')
+})
+
+t.test('the lines handlers write through request.log carry the id sent back as x-request-id', async (t) => {
+  const log = capture()
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream: log.stream })
+  await register(app)
+  const failed = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'alice', password: 'not the password' } })
+  t.equal(failed.statusCode, 401)
+  const ok = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'alice', password: PASSWORD, transport: 'body' } })
+  t.equal(ok.statusCode, 200)
+  const refused = await app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken: 'X'.repeat(43) } })
+  t.equal(refused.statusCode, 401)
+  const lines = log.lines()
+  t.equal(lines.find((l) => l.msg === 'login failed')?.reqId, failed.headers['x-request-id'])
+  t.equal(lines.find((l) => l.msg === 'login')?.reqId, ok.headers['x-request-id'])
+  t.equal(lines.find((l) => l.msg === 'request refused' && l.reqId === refused.headers['x-request-id'])?.statusCode, 401)
 })
 
 t.test('token responses carry Cache-Control: no-store (RFC 6749 §5.1), in both transports', async (t) => {

@@ -15,7 +15,7 @@ import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import { createSigner } from 'fast-jwt'
 import { createRefreshTokenCodec, hashRefreshToken, secretMatches } from '../../src/auth/refresh-token.js'
-import { registerFastResolve } from '../../src/fast-resolve.js'
+import { registerFastResolve } from '../../src/tuning/fast-resolve.js'
 
 // As the service's entry point does, so that loading db/client.js (Drizzle) costs the same.
 registerFastResolve()

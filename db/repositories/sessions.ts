@@ -77,11 +77,10 @@ export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'passwo
  * CAST around the bound values of the joins below: better-sqlite3 clears a statement's bindings
  * after every run, and SQLite re-prepares (parses and plans again) a statement whose plan might
  * depend on a bound value once its bindings are cleared; in a join, SQLite marks every
- * `column = ?` it weighs as such, so the joined lookups were re-prepared on every run
- * (callgrind: 1,999 re-prepares in 2,000 runs). Inside CAST the value is out of the planner's
- * sight, the plan stays the same (the key or index the column has), and a lookup costs less
- * than half (token: 17.5 -> 6.9 µs, session: 10 -> 4.5 µs, when tokens were found by digest).
- * Single-table statements take SQLite's shortcut planner and are not affected.
+ * `column = ?` it weighs as such, so a joined lookup would be re-prepared on every run. Inside
+ * CAST the value is out of the planner's sight and the plan stays the same (the key or index
+ * the column has), prepared once (docs/decisions/0006-cast-bound-values.md). Single-table
+ * statements take SQLite's shortcut planner and are not affected.
  */
 
 /** Thrown inside the rotation's transaction to roll it back when the parent was spent meanwhile. */
@@ -99,11 +98,11 @@ export function createSessionsRepository (db: Db) {
   }).from(refreshTokens).where(eq(refreshTokens.id, sql.placeholder('id'))).prepare()
 
   // The lookups every Bearer request (authenticate) and every refresh make skip Drizzle: its
-  // prepared select maps every column of the joined tables through the schema's codecs and
-  // took as long as the statement itself (npm run bench:drizzle: the session lookup 11.4 µs
-  // against 6.6 µs as here; a rotation 21 % slower with the token lookup through Drizzle). The
-  // same SQL as Drizzle generated, with the columns mapped in `sessionAndUser` and `tokenAt` as
-  // the schema says (timestamp_ms to Date, the JSON roles, the boolean). CAST: see above.
+  // prepared select maps every column of the joined tables through the schema's codecs, which
+  // costs as much as the statement itself (docs/decisions/0007-raw-statements-on-hot-paths.md;
+  // `npm run bench:drizzle` compares the two). The same SQL as Drizzle generated, with the
+  // columns mapped in `sessionAndUser` and `tokenAt` as the schema says (timestamp_ms to Date,
+  // the JSON roles, the boolean). CAST: see above.
   const SESSION_AND_USER = `s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at,
       s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
       u.id, u.username, u.roles, u.disabled, u.created_at`
@@ -166,7 +165,7 @@ export function createSessionsRepository (db: Db) {
   // The two write transactions are better-sqlite3's own, made once, around Drizzle's prepared
   // statements (which run on the same connection, so inside the transaction). Drizzle's
   // db.transaction() builds a transaction object per call, with a query builder for every
-  // table of the schema: about a third of a rotation's database time (npm run bench:drizzle).
+  // table of the schema, a large share of a rotation's database time (decision 0007).
   const credentialOf = db.$client.prepare('SELECT credential_epoch, disabled FROM users WHERE id = ?')
   const startTx = db.$client.transaction((s: NewSession, alongside?: (sessionId: string) => void): number | null => {
     // Inside the IMMEDIATE transaction, so nothing can raise the stamp between this read and

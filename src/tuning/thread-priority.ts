@@ -3,14 +3,13 @@
  * default 10; 0 leaves it alone).
  *
  * Every request is parsed, checked and answered by the one event-loop thread; the pool does the
- * bulk work beside it: argon2 (10–15 ms per hash) and the signature check of every access
- * token. At the same priority, the kernel shares the CPUs fairly between all of them, so during
- * a burst of logins the event loop waits its turn behind the hashes, and under a flood of
- * `/me` each token check it hands to the pool wakes a pool thread that takes the event loop's
- * CPU away from it (measured on 2 cores: 30,000 involuntary context switches of the event loop
- * in 6 s, and a third of the CPU time idle). With the pool niced, the event loop runs whenever
- * it has work, the pool takes every cycle it leaves: `/me` +15–20 % on the same machine, login
- * unchanged (README, "Performance").
+ * bulk work beside it: argon2 and the signature jobs of every token. At the same priority the
+ * kernel shares the CPUs fairly between all of them, so during a burst of logins the event loop
+ * waits its turn behind the hashes, and each short job it hands to the pool wakes a pool thread
+ * that takes the event loop's CPU. With the pool niced, the event loop runs whenever it has
+ * work and the pool takes every cycle it leaves. The price: a niced hash is preempted more
+ * often, so logins are slower, and on a host shared with other busy processes the hashes yield
+ * to those too. The trade and its figures: docs/decisions/0003-thread-pool-priority.md.
  *
  * Raising a thread's nice value needs no privilege. Linux only (`/proc/self/task` names the
  * threads, and setpriority(2) on a thread id applies to that thread alone); elsewhere nothing

@@ -3,12 +3,9 @@
  * package is loaded.
  *
  * Why: for every ES module file it loads, Node looks up the package.json that decides the
- * file's format, and in current Node versions that lookup re-parses the package's whole
- * `exports` map each time. drizzle-orm's map is 175 KB and the service loads about 400 of its
- * files; typebox adds some 2,300 more files. Measured on the service (Node 24, 2 cores): start
- * to listening 1.4–3 s and 270 MB RSS without this hook, 0.8 s and 137 MB with it. The heap the
- * parses grow is kept by V8 long after start-up, so this is the difference between fitting a
- * small container or not.
+ * file's format, and that lookup re-parses the package's whole `exports` map each time; the
+ * service's ES-module packages (drizzle-orm, typebox) have large maps and load thousands of
+ * files. The time and memory it saves: docs/decisions/0009-module-resolution-shortcut.md.
  *
  * What it does, and only this: a relative import (`./x.js`, `../y.mjs`) from a file inside
  * node_modules, in a package whose package.json says `"type": "module"` (or of a `.mjs` file),

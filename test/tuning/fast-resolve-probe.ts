@@ -5,7 +5,7 @@
  * many relative imports inside node_modules still reached Node's own resolver.
  */
 import * as nodeModule from 'node:module'
-import { registerFastResolve } from '../../src/fast-resolve.js'
+import { registerFastResolve } from '../../src/tuning/fast-resolve.js'
 
 const ESM_PACKAGES = /\/node_modules\/(drizzle-orm|typebox|jose)\//
 const loaded: string[] = []

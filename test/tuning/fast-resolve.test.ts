@@ -1,5 +1,5 @@
 /**
- * The entry point's resolver shortcut (src/fast-resolve.ts) must load exactly the modules Node
+ * The entry point's resolver shortcut (src/tuning/fast-resolve.ts) must load exactly the modules Node
  * itself would, in the same format, while sparing Node's resolver the relative imports inside
  * ES-module packages (that is the whole point: each of those re-parses the package's exports).
  */
