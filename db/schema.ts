@@ -83,10 +83,6 @@ export const sessions = sqliteTable('sessions', {
  * finds no session when presented (401) and is deleted with the other expired tokens by
  * housekeeping. Ids are not AUTOINCREMENT, so an id may come back after the newest rows were
  * pruned; a token naming such an id fails the digest check like any wrong secret.
- *
- * `legacy` marks rows from before selectors (tokens were then 32 bytes, found by digest): they
- * keep a partial unique index on the digest, which rows written since never enter, until they
- * expire (REFRESH_TOKEN_TTL after issue).
  */
 export const refreshTokens = sqliteTable('refresh_tokens', {
   id: integer('id').primaryKey(),
@@ -97,11 +93,8 @@ export const refreshTokens = sqliteTable('refresh_tokens', {
   successorId: integer('successor_id'),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
-  spentAt: integer('spent_at', { mode: 'timestamp_ms' }),
-  legacy: integer('legacy', { mode: 'boolean' }).notNull().default(false)
-}, (t) => [
-  uniqueIndex('refresh_tokens_legacy_token_hash_unique').on(t.tokenHash).where(sql`legacy = 1`)
-])
+  spentAt: integer('spent_at', { mode: 'timestamp_ms' })
+})
 
 /**
  * The signing-key ring. `state` is one of next (published, not yet signing), current

@@ -71,6 +71,7 @@ export interface Rotation {
 
 export type RotateOutcome = { outcome: 'rotated', id: number } | { outcome: 'already_spent' }
 
+/** Why a session ended (revoked_reason). The upgrade that retired tokens from before selectors also wrote 'legacy_refresh_token'. */
 export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'password_guessing' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
 
 /*
@@ -146,8 +147,6 @@ export function createSessionsRepository (db: Db) {
       t.created_at AS tokenCreatedAt, t.expires_at AS tokenExpiresAt, t.spent_at AS spentAt
     FROM refresh_tokens t INNER JOIN sessions s ON s.id = t.session_id INNER JOIN users u ON u.id = s.user_id`
   const lookupById = db.$client.prepare<[number], TokenWithSessionColumns>(`${TOKEN_WITH_SESSION} WHERE t.id = CAST(? AS INTEGER)`)
-  // Tokens issued before selectors, through the partial index that only their rows are in.
-  const lookupLegacy = db.$client.prepare<[Buffer], TokenWithSessionColumns>(`${TOKEN_WITH_SESSION} WHERE t.token_hash = CAST(? AS BLOB) AND t.legacy = 1`)
   const date = (ms: number | null): Date | null => ms === null ? null : new Date(ms)
   const sessionAndUser = (r: SessionAndUserColumns): { session: SessionRow, user: SessionUser } => ({
     session: {
@@ -259,11 +258,6 @@ export function createSessionsRepository (db: Db) {
     /** The token with this id, with its session and user (the caller checks the secret). */
     async findToken (id: number): Promise<TokenLookup | null> {
       return tokenAt(lookupById.get(id))
-    },
-
-    /** A token issued before selectors, by the digest of its secret. */
-    async findLegacyToken (hash: Buffer): Promise<TokenLookup | null> {
-      return tokenAt(lookupLegacy.get(hash))
     },
 
     /** The token row alone (following a chain of successors). */
