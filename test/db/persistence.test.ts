@@ -111,6 +111,8 @@ t.test('the upgrade ends sessions whose current refresh token is of the 43-chara
   t.equal(ended.json().code, 'REFRESH_TOKEN_INVALID')
   t.same(app.sqlite.prepare('SELECT id, revoked_reason FROM sessions WHERE revoked_at IS NOT NULL').all(), [{ id: 'legacy', revoked_reason: 'legacy_refresh_token' }],
     'its session is ended, with a reason that says why; no other is')
+  t.same(app.sqlite.prepare("SELECT type, user_id, session_id, detail FROM audit_events WHERE type = 'session_revoked'").all(),
+    [{ type: 'session_revoked', user_id: 'u1', session_id: 'legacy', detail: '{"reason":"legacy_refresh_token","by":"migration"}' }], 'and the audit trail says so')
   for (const [sid, id] of [['selector', 2], ['rotated', 4]] as const) {
     const res = await refreshWithBody(app, codec.encode(id, secrets[sid]))
     t.equal(res.statusCode, 200, `the session on a selector token (${sid}) refreshes`)
