@@ -20,7 +20,7 @@ export const users = sqliteTable('users', {
    */
   usernameKey: text('username_key').notNull(),
   /**
-   * NFKC + full case folding (src/auth/credentials.ts): the key names are found by and unique
+   * NFKC + full case folding (db/username-keys.ts): the key names are found by and unique
    * by. Not a unique index, because databases from before fold keys may hold names that now
    * collide (`admin usernames collisions` lists them); a new name is checked against it in
    * its insert's transaction. Null only until the start that fills it in (db/migrate.ts).
