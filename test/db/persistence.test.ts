@@ -5,6 +5,7 @@ import t from 'tap'
 import { openDatabase } from '../../db/client.js'
 import { migrationsFolder, runMigrations } from '../../db/migrate.js'
 import { createRefreshTokenCodec } from '../../src/auth/refresh-token.js'
+import { migrateCommand } from '../../src/cli/migrate.js'
 import { bearer, buildTestApp, login, refreshWithBody, register } from '../helper.js'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 
@@ -77,6 +78,15 @@ t.test('migrations: idempotent, and an existing database at the first migration 
   runMigrations(app.db)
   t.equal((app.sqlite.prepare('SELECT count(*) AS n FROM __drizzle_migrations').get() as { n: number }).n, applied.n)
   t.equal(app.sqlite.pragma('integrity_check', { simple: true }), 'ok')
+})
+
+t.test('npm run db:migrate migrates the database DATABASE_URL names', async (t) => {
+  const path = join(t.testdir(), 'auth.db')
+  t.equal(migrateCommand({ DATABASE_URL: `file:${path}`, NODE_ENV: 'development' }), `migrated ${path}`)
+  const { sqlite } = openDatabase({ path })
+  t.teardown(() => sqlite.close())
+  const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] }
+  t.equal(sqlite.prepare('SELECT count(*) FROM __drizzle_migrations').pluck().get(), journal.entries.length, 'every migration applied')
 })
 
 /** The tag of the migration that ends sessions still on a token from before selectors. */
