@@ -3,12 +3,12 @@
  * applied migrations in `__drizzle_migrations` and runs each pending one in a transaction, so
  * this is idempotent and safe on an existing database file.
  *
- * Run directly (`npm run db:migrate`) it migrates the database named by DATABASE_URL.
+ * `npm run db:migrate` (src/cli/migrate.ts) runs it on the database named by DATABASE_URL.
  */
 import '../src/require-node.js'
 import { fileURLToPath } from 'node:url'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
-import { usernameFold, usernameSkeleton } from '../src/auth/credentials.js'
+import { usernameFold, usernameSkeleton } from './username-keys.js'
 import type { Db } from './client.js'
 
 export const migrationsFolder = fileURLToPath(new URL('./migrations', import.meta.url))
@@ -36,14 +36,4 @@ export function backfillUsernameKeys (db: Db): number {
     for (const row of rows) update.run(usernameFold(row.username), usernameSkeleton(row.username), row.id)
     return rows.length
   }).immediate()
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { loadConfig } = await import('../src/config.js')
-  const { openDatabase } = await import('./client.js')
-  const config = loadConfig()
-  const { db, sqlite } = openDatabase({ path: config.databasePath })
-  runMigrations(db)
-  sqlite.close()
-  console.log(`migrated ${config.databasePath}`)
 }

@@ -20,7 +20,7 @@ export const users = sqliteTable('users', {
    */
   usernameKey: text('username_key').notNull(),
   /**
-   * NFKC + full case folding (src/auth/credentials.ts): the key names are found by and unique
+   * NFKC + full case folding (db/username-keys.ts): the key names are found by and unique
    * by. Not a unique index, because databases from before fold keys may hold names that now
    * collide (`admin usernames collisions` lists them); a new name is checked against it in
    * its insert's transaction. Null only until the start that fills it in (db/migrate.ts).
@@ -82,10 +82,6 @@ export const sessions = sqliteTable('sessions', {
  * finds no session when presented (401) and is deleted with the other expired tokens by
  * housekeeping. Ids are not AUTOINCREMENT, so an id may come back after the newest rows were
  * pruned; a token naming such an id fails the digest check like any wrong secret.
- *
- * `legacy` marks rows from before selectors (tokens were then 32 bytes, found by digest): they
- * keep a partial unique index on the digest, which rows written since never enter, until they
- * expire (REFRESH_TOKEN_TTL after issue).
  */
 export const refreshTokens = sqliteTable('refresh_tokens', {
   id: integer('id').primaryKey(),
@@ -96,11 +92,8 @@ export const refreshTokens = sqliteTable('refresh_tokens', {
   successorId: integer('successor_id'),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
-  spentAt: integer('spent_at', { mode: 'timestamp_ms' }),
-  legacy: integer('legacy', { mode: 'boolean' }).notNull().default(false)
-}, (t) => [
-  uniqueIndex('refresh_tokens_legacy_token_hash_unique').on(t.tokenHash).where(sql`legacy = 1`)
-])
+  spentAt: integer('spent_at', { mode: 'timestamp_ms' })
+})
 
 /**
  * The signing-key ring. `state` is one of next (published, not yet signing), current

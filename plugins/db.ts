@@ -19,21 +19,9 @@ import type Database from 'better-sqlite3'
 import { openDatabase, type Db, type OpenDatabase } from '../db/client.js'
 import type { GroupCommit } from '../db/durability.js'
 import { runMigrations } from '../db/migrate.js'
-import { createAuditRepository } from '../db/repositories/audit.js'
-import { createLeasesRepository } from '../db/repositories/leases.js'
-import { createServerSecretsRepository } from '../db/repositories/server-secrets.js'
-import { createSessionsRepository } from '../db/repositories/sessions.js'
-import { createSigningKeysRepository } from '../db/repositories/signing-keys.js'
-import { createUsersRepository } from '../db/repositories/users.js'
+import { createRepositories, type Repositories } from '../db/repositories/index.js'
 
-export interface Repositories {
-  users: ReturnType<typeof createUsersRepository>
-  sessions: ReturnType<typeof createSessionsRepository>
-  signingKeys: ReturnType<typeof createSigningKeysRepository>
-  serverSecrets: ReturnType<typeof createServerSecretsRepository>
-  audit: ReturnType<typeof createAuditRepository>
-  leases: ReturnType<typeof createLeasesRepository>
-}
+export type { Repositories }
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -125,14 +113,7 @@ export default fp(async function dbPlugin (app) {
       durability.sync().then(() => { done(null, payload) }, (err: Error) => { done(err) })
     })
   }
-  app.decorate('repos', {
-    users: createUsersRepository(db),
-    sessions: createSessionsRepository(db),
-    signingKeys: createSigningKeysRepository(db),
-    serverSecrets: createServerSecretsRepository(db),
-    audit: createAuditRepository(db),
-    leases: createLeasesRepository(db)
-  })
+  app.decorate('repos', createRepositories(db))
   app.addHook('onClose', async () => {
     clearInterval(fileCheck)
     await opened.close()

@@ -1,7 +1,6 @@
 /**
- * Housekeeping: deletes refresh tokens past their expiry, sessions that ended (revoked or
- * expired) more than SESSION_RETENTION ago, and audit events older than AUDIT_RETENTION, every
- * HOUSEKEEPING_INTERVAL (0 switches the schedule off; `npm run admin -- prune` runs it by hand).
+ * Housekeeping (src/housekeeping.ts: expired refresh tokens, ended sessions, old audit events)
+ * every HOUSEKEEPING_INTERVAL (0 switches the schedule off; `npm run admin -- prune` runs it by hand).
  *
  * Deletes go in batches of HOUSEKEEPING_BATCH_SIZE rows, one short statement each, yielding to
  * the event loop in between: a request waits for at most one batch, never for the whole purge.
@@ -11,34 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../src/config.js'
-import type { Repositories } from './db.js'
-import type { Metrics } from './metrics.js'
-
-export interface HousekeepingResult {
-  refreshTokens: number
-  sessions: number
-  auditEvents: number
-  ms: number
-}
-
-export interface HousekeepingDeps {
-  repos: Pick<Repositories, 'sessions' | 'audit'>
-  config: Pick<Config, 'housekeeping' | 'refresh'>
-  metrics?: Pick<Metrics, 'housekeepingDeleted'>
-}
-
-/** One pass over every table that grows without bound. */
-export async function runHousekeeping ({ repos, config, metrics }: HousekeepingDeps, now: Date): Promise<HousekeepingResult> {
-  const started = performance.now()
-  const { batchSize, sessionRetention, auditRetention } = config.housekeeping
-  const pruned = await repos.sessions.pruneExpired(now, new Date(now.getTime() - sessionRetention * 1000), batchSize, new Date(now.getTime() - config.refresh.ttl * 1000))
-  const auditEvents = await repos.audit.pruneBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
-  metrics?.housekeepingDeleted.inc({ kind: 'refresh_tokens' }, pruned.tokens)
-  metrics?.housekeepingDeleted.inc({ kind: 'sessions' }, pruned.sessions)
-  metrics?.housekeepingDeleted.inc({ kind: 'audit_events' }, auditEvents)
-  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, ms: Math.round(performance.now() - started) }
-}
+import { runHousekeeping, type HousekeepingResult } from '../src/housekeeping.js'
 
 export interface Housekeeping {
   /** Runs a pass now (if this instance gets the lease); null when another instance holds it. */

@@ -74,7 +74,7 @@ const server = createServer((req, res) => {
   const token = cookie === undefined ? null : codec.parse(cookie)
   const now = Date.now()
   const successor = randomBytes(32)
-  const done = token?.kind !== 'selector' ? null : immediate(token.id, token.secret, hashRefreshToken(successor), now)
+  const done = token === null ? null : immediate(token.id, token.secret, hashRefreshToken(successor), now)
   if (done === null) {
     res.writeHead(401, { 'content-type': 'application/json' }).end('{"statusCode":401,"code":"REFRESH_TOKEN_INVALID","message":"invalid"}')
     return

@@ -71,6 +71,7 @@ export interface Rotation {
 
 export type RotateOutcome = { outcome: 'rotated', id: number } | { outcome: 'already_spent' }
 
+/** Why a session ended (revoked_reason). The upgrade that retired tokens from before selectors also wrote 'legacy_refresh_token'. */
 export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'password_guessing' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
 
 /*
@@ -82,6 +83,37 @@ export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'passwo
  * the column has), prepared once (docs/decisions/0006-cast-bound-values.md). Single-table
  * statements take SQLite's shortcut planner and are not affected.
  */
+
+/** A row of the joined session-and-user lookups, as SQLite answers it (aliases in SESSION_AND_USER). */
+interface SessionAndUserColumns {
+  sessionId: string
+  sessionUserId: string
+  sessionCreatedAt: number
+  lastUsedAt: number
+  sessionExpiresAt: number
+  refreshExpiresAt: number
+  userAgent: string | null
+  ip: string | null
+  revokedAt: number | null
+  revokedReason: string | null
+  userId: string
+  username: string
+  /** JSON array. */
+  roles: string
+  disabled: number
+  userCreatedAt: number
+}
+
+/** A row of the token lookups: the session and user columns and the token's (aliases in TOKEN_WITH_SESSION). */
+interface TokenWithSessionColumns extends SessionAndUserColumns {
+  tokenId: number
+  tokenHash: Buffer
+  tokenSessionId: string
+  successorId: number | null
+  tokenCreatedAt: number
+  tokenExpiresAt: number
+  spentAt: number | null
+}
 
 /** Thrown inside the rotation's transaction to roll it back when the parent was spent meanwhile. */
 const ALREADY_SPENT = Symbol('already spent')
@@ -100,49 +132,49 @@ export function createSessionsRepository (db: Db) {
   // The lookups every Bearer request (authenticate) and every refresh make skip Drizzle: its
   // prepared select maps every column of the joined tables through the schema's codecs, which
   // costs as much as the statement itself (docs/decisions/0007-raw-statements-on-hot-paths.md;
-  // `npm run bench:drizzle` compares the two). The same SQL as Drizzle generated, with the
-  // columns mapped in `sessionAndUser` and `tokenAt` as the schema says (timestamp_ms to Date,
-  // the JSON roles, the boolean). CAST: see above.
-  const SESSION_AND_USER = `s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at,
-      s.refresh_expires_at, s.user_agent, s.ip, s.revoked_at, s.revoked_reason,
-      u.id, u.username, u.roles, u.disabled, u.created_at`
-  const liveSession = db.$client.prepare(`SELECT ${SESSION_AND_USER}
+  // `npm run bench:drizzle` compares the two). The same SQL as Drizzle generated, each column
+  // named by its alias, and mapped in `sessionAndUser` and `tokenAt` as the schema says
+  // (timestamp_ms to Date, the JSON roles, the boolean). CAST: see above.
+  const SESSION_AND_USER = `s.id AS sessionId, s.user_id AS sessionUserId, s.created_at AS sessionCreatedAt,
+      s.last_used_at AS lastUsedAt, s.expires_at AS sessionExpiresAt, s.refresh_expires_at AS refreshExpiresAt,
+      s.user_agent AS userAgent, s.ip AS ip, s.revoked_at AS revokedAt, s.revoked_reason AS revokedReason,
+      u.id AS userId, u.username AS username, u.roles AS roles, u.disabled AS disabled, u.created_at AS userCreatedAt`
+  const liveSession = db.$client.prepare<[string, number, number], SessionAndUserColumns>(`SELECT ${SESSION_AND_USER}
     FROM sessions s INNER JOIN users u ON u.id = s.user_id
-    WHERE s.id = CAST(? AS TEXT) AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`).raw()
+    WHERE s.id = CAST(? AS TEXT) AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`)
   const TOKEN_WITH_SESSION = `SELECT ${SESSION_AND_USER},
-      t.id, t.token_hash, t.session_id, t.successor_id, t.created_at, t.expires_at, t.spent_at
+      t.id AS tokenId, t.token_hash AS tokenHash, t.session_id AS tokenSessionId, t.successor_id AS successorId,
+      t.created_at AS tokenCreatedAt, t.expires_at AS tokenExpiresAt, t.spent_at AS spentAt
     FROM refresh_tokens t INNER JOIN sessions s ON s.id = t.session_id INNER JOIN users u ON u.id = s.user_id`
-  const lookupById = db.$client.prepare(`${TOKEN_WITH_SESSION} WHERE t.id = CAST(? AS INTEGER)`).raw()
-  // Tokens issued before selectors, through the partial index that only their rows are in.
-  const lookupLegacy = db.$client.prepare(`${TOKEN_WITH_SESSION} WHERE t.token_hash = CAST(? AS BLOB) AND t.legacy = 1`).raw()
-  const date = (ms: unknown): Date | null => ms === null ? null : new Date(ms as number)
-  const sessionAndUser = (r: unknown[]): { session: SessionRow, user: SessionUser } => ({
+  const lookupById = db.$client.prepare<[number], TokenWithSessionColumns>(`${TOKEN_WITH_SESSION} WHERE t.id = CAST(? AS INTEGER)`)
+  const date = (ms: number | null): Date | null => ms === null ? null : new Date(ms)
+  const sessionAndUser = (r: SessionAndUserColumns): { session: SessionRow, user: SessionUser } => ({
     session: {
-      id: r[0] as string,
-      userId: r[1] as string,
-      createdAt: new Date(r[2] as number),
-      lastUsedAt: new Date(r[3] as number),
-      expiresAt: new Date(r[4] as number),
-      refreshExpiresAt: new Date(r[5] as number),
-      userAgent: r[6] as string | null,
-      ip: r[7] as string | null,
-      revokedAt: date(r[8]),
-      revokedReason: r[9] as string | null
+      id: r.sessionId,
+      userId: r.sessionUserId,
+      createdAt: new Date(r.sessionCreatedAt),
+      lastUsedAt: new Date(r.lastUsedAt),
+      expiresAt: new Date(r.sessionExpiresAt),
+      refreshExpiresAt: new Date(r.refreshExpiresAt),
+      userAgent: r.userAgent,
+      ip: r.ip,
+      revokedAt: date(r.revokedAt),
+      revokedReason: r.revokedReason
     },
-    user: { id: r[10] as string, username: r[11] as string, roles: JSON.parse(r[12] as string) as string[], disabled: r[13] === 1, createdAt: new Date(r[14] as number) }
+    user: { id: r.userId, username: r.username, roles: JSON.parse(r.roles) as string[], disabled: r.disabled === 1, createdAt: new Date(r.userCreatedAt) }
   })
-  const tokenAt = (r: unknown[] | undefined): TokenLookup | null => r === undefined
+  const tokenAt = (r: TokenWithSessionColumns | undefined): TokenLookup | null => r === undefined
     ? null
     : {
         ...sessionAndUser(r),
         token: {
-          id: r[15] as number,
-          tokenHash: r[16] as Buffer,
-          sessionId: r[17] as string,
-          successorId: r[18] as number | null,
-          createdAt: new Date(r[19] as number),
-          expiresAt: new Date(r[20] as number),
-          spentAt: date(r[21])
+          id: r.tokenId,
+          tokenHash: r.tokenHash,
+          sessionId: r.tokenSessionId,
+          successorId: r.successorId,
+          createdAt: new Date(r.tokenCreatedAt),
+          expiresAt: new Date(r.tokenExpiresAt),
+          spentAt: date(r.spentAt)
         }
       }
 
@@ -225,12 +257,7 @@ export function createSessionsRepository (db: Db) {
 
     /** The token with this id, with its session and user (the caller checks the secret). */
     async findToken (id: number): Promise<TokenLookup | null> {
-      return tokenAt(lookupById.get(id) as unknown[] | undefined)
-    },
-
-    /** A token issued before selectors, by the digest of its secret. */
-    async findLegacyToken (hash: Buffer): Promise<TokenLookup | null> {
-      return tokenAt(lookupLegacy.get(hash) as unknown[] | undefined)
+      return tokenAt(lookupById.get(id))
     },
 
     /** The token row alone (following a chain of successors). */
@@ -254,7 +281,7 @@ export function createSessionsRepository (db: Db) {
     /** The session when it is live (not revoked, not past either expiry), with its user. */
     async findLive (sessionId: string, now: Date): Promise<{ session: SessionRow, user: SessionUser } | null> {
       const t = now.getTime()
-      const r = liveSession.get(sessionId, t, t) as unknown[] | undefined
+      const r = liveSession.get(sessionId, t, t)
       return r === undefined ? null : sessionAndUser(r)
     },
 

@@ -1,5 +1,5 @@
 import { and, asc, eq, isNotNull, isNull, ne, or, sql } from 'drizzle-orm'
-import { usernameFold, usernameKey, usernameSkeleton } from '../../src/auth/credentials.js'
+import { usernameFold, usernameKey, usernameSkeleton } from '../username-keys.js'
 import type { Db } from '../client.js'
 import { sessions, users } from '../schema.js'
 
@@ -17,7 +17,7 @@ export interface User {
 export interface NewUser {
   id: string
   username: string
-  /** The lower-cased name (credentials.ts `usernameKey`); the fold key and skeleton are derived here. */
+  /** The lower-cased name (db/username-keys.ts `usernameKey`); the fold key and skeleton are derived here. */
   usernameKey: string
   passwordHash: string
   roles: string[]

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto'
 import type { AuditEventType } from '../../db/repositories/audit.js'
 import type { SessionRow } from '../../db/repositories/sessions.js'
 import type { User } from '../../db/repositories/users.js'
-import type { Repositories } from '../../plugins/db.js'
+import type { Repositories } from '../../db/repositories/index.js'
 import { checkUsername, normalizeUsername, USERNAME_MAX, usernameKey, type PasswordPolicy } from '../auth/credentials.js'
 import type { PasswordHasher } from '../auth/passwords.js'
 

@@ -10,8 +10,10 @@
  * beside `root`, Cyrillic `сор` beside Latin `cop`): it would pass for someone else.
  */
 import { dictionary } from '@zxcvbn-ts/language-common'
-import unhomoglyph from 'unhomoglyph'
-import { caseFold } from 'unicode-case-folding'
+import { usernameFold } from '../../db/username-keys.js'
+
+/** The keys a username is stored and found under (its fold key and confusable skeleton). */
+export { usernameFold, usernameKey, usernameKeys, usernameSkeleton } from '../../db/username-keys.js'
 
 export const USERNAME_MIN = 3
 export const USERNAME_MAX = 64
@@ -26,41 +28,6 @@ export function normalizeUsername (raw: string): string {
   return raw.normalize('NFKC').trim()
 }
 
-/**
- * The lower-cased form, the uniqueness key of rows registered before fold keys (kept in
- * `users.username_key`, still unique). New rows store it too.
- */
-export function usernameKey (normalized: string): string {
-  return normalized.toLowerCase()
-}
-
-/**
- * The key that makes usernames unique regardless of case: Unicode's compatibility caseless
- * match (D146, NFKD(fold(NFKD(fold(NFD(x)))))), stored composed (NFC). Full case folding maps
- * ß to ss and every sigma to σ, which toLowerCase does not.
- */
-export function usernameFold (raw: string): string {
-  return caseFold(caseFold(raw.normalize('NFD')).normalize('NFKD')).normalize('NFKD').normalize('NFC')
-}
-
-/** UTS #39 skeleton: NFD, each character replaced by its confusable prototype, NFD again. */
-function skeleton (s: string): string {
-  return unhomoglyph(s.normalize('NFD')).normalize('NFD')
-}
-
-/**
- * The confusable skeleton of a username, for refusing look-alikes. Taken of the fold key, so
- * that it is the same for every spelling of one name that differs only in case, and folded
- * again, because prototypes may be capitals (digit zero's is O): `r00t` meets `root`.
- */
-export function usernameSkeleton (raw: string): string {
-  return usernameFold(skeleton(usernameFold(raw))).normalize('NFD')
-}
-
-/** The lookup keys of a username as stored in `users`. */
-export function usernameKeys (normalized: string): { key: string, fold: string, skeleton: string } {
-  return { key: usernameKey(normalized), fold: usernameFold(normalized), skeleton: usernameSkeleton(normalized) }
-}
 
 // Script property values (ISO 15924 codes) that this runtime's regular expressions know.
 // A letter of a script missing here gets no script and makes its username "mixed", refused:

@@ -6,8 +6,7 @@
  * keeps only SHA-256 of the secret, compared in constant time with the presented secret's: a
  * database leak yields no usable token, and the lookup by id gives nothing to time.
  *
- * Why a selector and not a lookup by digest (as tokens of 43 characters, issued before, were
- * found; they still are, see `legacy`): a digest is uniformly random, so every rotation read
+ * Why a selector and not a lookup by digest: a digest is uniformly random, so every rotation read
  * and wrote a random page of an index over all tokens, and at a million sessions those pages
  * no longer fit in any cache. Ids are appended in order, so a rotation touches the newest pages.
  *
@@ -26,13 +25,12 @@ export const SECRET_BYTES = 32
 const SELECTOR_BYTES = 16
 const TOKEN_BYTES = SELECTOR_BYTES + SECRET_BYTES
 const TOKEN_PATTERN = /^[A-Za-z0-9_-]{64}$/
-/** Tokens issued before selectors: the 32-byte secret alone, 43 characters. */
-const LEGACY_PATTERN = /^[A-Za-z0-9_-]{43}$/
 
-/** What a presented token names: the row by id, or (legacy) a secret to find by its digest. */
-export type ParsedRefreshToken =
-  | { kind: 'selector', id: number, secret: Buffer }
-  | { kind: 'legacy', secret: Buffer }
+/** What a presented token names: its row, by id, and the secret to check against the row's digest. */
+export interface ParsedRefreshToken {
+  id: number
+  secret: Buffer
+}
 
 export function hashRefreshToken (secret: Buffer): Buffer {
   return createHash('sha256').update(secret).digest()
@@ -78,22 +76,15 @@ export function createRefreshTokenCodec (serverKey: Buffer) {
      * probability 2^-64) and is refused without touching the database.
      */
     parse (token: string): ParsedRefreshToken | null {
-      if (TOKEN_PATTERN.test(token)) {
-        // 48 bytes are 64 characters exactly: every such string decodes, and only one way.
-        const bytes = Buffer.from(token, 'base64url')
-        if (bytes.length !== TOKEN_BYTES) return null
-        const block = decryptor.update(bytes.subarray(0, SELECTOR_BYTES))
-        if (block.readBigUInt64BE(8) !== 0n) return null
-        const id = block.readBigUInt64BE(0)
-        if (id === 0n || id > BigInt(Number.MAX_SAFE_INTEGER)) return null
-        return { kind: 'selector', id: Number(id), secret: bytes.subarray(SELECTOR_BYTES) }
-      }
-      if (LEGACY_PATTERN.test(token)) {
-        const bytes = Buffer.from(token, 'base64url')
-        // Non-canonical encodings (trailing bits set) are refused, so one token has one spelling.
-        return bytes.length === SECRET_BYTES && bytes.toString('base64url') === token ? { kind: 'legacy', secret: bytes } : null
-      }
-      return null
+      if (!TOKEN_PATTERN.test(token)) return null
+      // 48 bytes are 64 characters exactly: every such string decodes, and only one way.
+      const bytes = Buffer.from(token, 'base64url')
+      if (bytes.length !== TOKEN_BYTES) return null
+      const block = decryptor.update(bytes.subarray(0, SELECTOR_BYTES))
+      if (block.readBigUInt64BE(8) !== 0n) return null
+      const id = block.readBigUInt64BE(0)
+      if (id === 0n || id > BigInt(Number.MAX_SAFE_INTEGER)) return null
+      return { id: Number(id), secret: bytes.subarray(SELECTOR_BYTES) }
     }
   }
 }

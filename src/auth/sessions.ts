@@ -70,7 +70,7 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
 
   /** The row a presented token names, when its secret is the one stored there. */
   async function find (parsed: ParsedRefreshToken): Promise<TokenLookup | null> {
-    const found = parsed.kind === 'selector' ? await repo.findToken(parsed.id) : await repo.findLegacyToken(hashRefreshToken(parsed.secret))
+    const found = await repo.findToken(parsed.id)
     return found !== null && secretMatches(found.token.tokenHash, parsed.secret) ? found : null
   }
 

@@ -18,15 +18,15 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { openDatabase, type OpenDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
-import { AUDIT_EVENT_TYPES, createAuditRepository, type AuditEvent } from '../../db/repositories/audit.js'
-import { createLeasesRepository } from '../../db/repositories/leases.js'
-import { createSessionsRepository, type SessionRow } from '../../db/repositories/sessions.js'
-import { createUsersRepository, type User } from '../../db/repositories/users.js'
-import { runHousekeeping } from '../../plugins/housekeeping.js'
+import { AUDIT_EVENT_TYPES, type AuditEvent } from '../../db/repositories/audit.js'
+import { createRepositories, type Repositories } from '../../db/repositories/index.js'
+import type { SessionRow } from '../../db/repositories/sessions.js'
+import type { User } from '../../db/repositories/users.js'
 import { checkRoles, createUserAdmin, parseUserSelector, USER_SELECTOR_HELP, type RecordEvent, type UserSelector } from '../admin/users.js'
 import { createPasswordPolicy } from '../auth/credentials.js'
 import { createPasswordHasher } from '../auth/passwords.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
+import { runHousekeeping } from '../housekeeping.js'
 import { formatKeyList, rotateKeys, runKeysCommand } from './keys.js'
 import { isMain } from './is-main.js'
 
@@ -210,7 +210,7 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
       const created = result.events.find((e) => e.type === 'created')
       if (created !== undefined) {
         opened = open(config, false)
-        recorder(createAuditRepository(opened.db), now)('key_rotated', { detail: { kid: created.kid, alg: created.alg, immediate } })
+        recorder(createRepositories(opened.db).audit, now)('key_rotated', { detail: { kid: created.kid, alg: created.alg, immediate } })
       }
       show(result, () => `${created === undefined ? 'a next key is already scheduled; nothing to do (use --immediate to switch now)' : `new ${created.alg} key ${created.kid}${immediate ? ' signs from now' : ' stored; running servers publish it within 1 s and it signs after the JWKS lead time'}`}\n\n${formatKeyList(result.keys)}`)
       return 0
@@ -218,12 +218,7 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
 
     opened = open(config, command === 'create-user')
     const { db, sqlite } = opened
-    const repos = {
-      users: createUsersRepository(db),
-      sessions: createSessionsRepository(db),
-      audit: createAuditRepository(db),
-      leases: createLeasesRepository(db)
-    }
+    const repos = createRepositories(db)
     const record = recorder(repos.audit, now)
     const passwordPolicy = createPasswordPolicy(config.password.minLength)
     // The hasher is only built when a password is hashed (it hashes a dummy password at start).
@@ -397,7 +392,7 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
   }
 }
 
-function recorder (audit: ReturnType<typeof createAuditRepository>, now: () => Date): RecordEvent {
+function recorder (audit: Repositories['audit'], now: () => Date): RecordEvent {
   return (type, fields) => {
     // Written synchronously: the CLI exits right after, and the event must not be lost.
     audit.record({ type, at: now(), userId: fields.userId ?? null, sessionId: fields.sessionId ?? null, userAgent: 'admin-cli', detail: { ...fields.detail, by: 'cli' } })

@@ -24,7 +24,8 @@ import { existsSync } from 'node:fs'
 import { openDatabase, type Db } from '../../db/client.js'
 import { createAuditRepository } from '../../db/repositories/audit.js'
 import { runMigrations } from '../../db/migrate.js'
-import { createSigningKeysRepository, type SigningKeyRow } from '../../db/repositories/signing-keys.js'
+import { createRepositories, type Repositories } from '../../db/repositories/index.js'
+import type { SigningKeyRow } from '../../db/repositories/signing-keys.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
 import { createKeyRing, KEY_CHANGE_CHECK_SECONDS, keyRingOptions, signsAt, UnknownKeyError, type RingEvent } from '../keys/key-ring.js'
 import { isSealed, KeyProtectionError } from '../keys/signing-key.js'
@@ -56,13 +57,13 @@ export class KeysCommandError extends Error {
 }
 
 /** Opens the configured database for the duration of `work`. It must exist: the server creates it. */
-async function withRepository<T> (config: Config, work: (repo: ReturnType<typeof createSigningKeysRepository>, db: Db) => Promise<T>): Promise<T> {
+async function withRepository<T> (config: Config, work: (repo: Repositories['signingKeys'], db: Db) => Promise<T>): Promise<T> {
   if (config.databasePath === ':memory:') throw new KeysCommandError('DATABASE_URL is :memory:; the key CLI needs the database file the service uses')
   if (!existsSync(config.databasePath)) throw new KeysCommandError(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
   const { db, sqlite } = openDatabase({ path: config.databasePath, synchronous: config.databaseSynchronous, busyTimeoutMs: config.databaseBusyTimeoutMs })
   try {
     runMigrations(db)
-    return await work(createSigningKeysRepository(db), db)
+    return await work(createRepositories(db).signingKeys, db)
   } finally {
     sqlite.close()
   }

@@ -4,6 +4,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { openDatabase } from '../../db/client.js'
 import { migrationsFolder, runMigrations } from '../../db/migrate.js'
+import { createRefreshTokenCodec } from '../../src/auth/refresh-token.js'
+import { migrateCommand } from '../../src/cli/migrate.js'
 import { bearer, buildTestApp, login, refreshWithBody, register } from '../helper.js'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 
@@ -78,31 +80,58 @@ t.test('migrations: idempotent, and an existing database at the first migration 
   t.equal(app.sqlite.pragma('integrity_check', { simple: true }), 'ok')
 })
 
-t.test('a session from before refresh-token selectors keeps working after the upgrade: its 43-character token rotates', async (t) => {
-  // The database as it was before migration 0002: tokens found by the digest of the whole token.
+t.test('npm run db:migrate migrates the database DATABASE_URL names', async (t) => {
+  const path = join(t.testdir(), 'auth.db')
+  t.equal(migrateCommand({ DATABASE_URL: `file:${path}`, NODE_ENV: 'development' }), `migrated ${path}`)
+  const { sqlite } = openDatabase({ path })
+  t.teardown(() => sqlite.close())
+  const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] }
+  t.equal(sqlite.prepare('SELECT count(*) FROM __drizzle_migrations').pluck().get(), journal.entries.length, 'every migration applied')
+})
+
+/** The tag of the migration that ends sessions still on a token from before selectors. */
+const END_LEGACY_TAG = (JSON.parse(readFileSync(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as { entries: Array<{ tag: string }> })
+  .entries.find((e) => e.tag.endsWith('_end_legacy_refresh_sessions'))?.tag ?? '9999'
+
+t.test('the upgrade ends sessions whose current refresh token is of the 43-character kind from before selectors; the others keep refreshing', async (t) => {
+  // The database as the commit before that migration left it: rows from before selectors marked legacy.
   const now = Date.now()
-  const old = oldDatabase(t.testdir(), '0002', 'old', now)
-  const path = old.path
-  const secret = randomBytes(32)
-  old.sqlite.prepare(`INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, refresh_expires_at)
-    VALUES ('s1', 'u1', ?, ?, ?, ?)`).run(now, now, now + 86400_000, now + 3600_000)
-  old.sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
-    .run(createHash('sha256').update(secret).digest(), 's1', now, now + 3600_000)
+  const old = oldDatabase(t.testdir(), END_LEGACY_TAG, 'old', now)
+  const { path } = old
+  const key = randomBytes(32)
+  const codec = createRefreshTokenCodec(key)
+  old.sqlite.prepare("INSERT INTO server_secrets (name, value, created_at) VALUES ('refresh-token-derivation', ?, ?)").run(key, now)
+  const session = old.sqlite.prepare(`INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, refresh_expires_at)
+    VALUES (?, 'u1', ?, ?, ?, ?)`)
+  const token = old.sqlite.prepare('INSERT INTO refresh_tokens (id, token_hash, session_id, successor_id, created_at, expires_at, spent_at, legacy) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+  for (const sid of ['legacy', 'selector', 'rotated']) session.run(sid, now, now, now + 86400_000, now + 3600_000)
+  const secrets = { legacy: randomBytes(32), selector: randomBytes(32), rotatedFrom: randomBytes(32), rotated: randomBytes(32) }
+  // A session still on its token from before selectors, found by digest.
+  token.run(1, createHash('sha256').update(secrets.legacy).digest(), 'legacy', null, now, now + 3600_000, null, 1)
+  // A session on a selector token.
+  token.run(2, createHash('sha256').update(secrets.selector).digest(), 'selector', null, now, now + 3600_000, null, 0)
+  // A session whose token from before selectors was rotated: its current token is a selector token.
+  token.run(3, createHash('sha256').update(secrets.rotatedFrom).digest(), 'rotated', 4, now - 60_000, now + 3600_000, now - 60_000, 1)
+  token.run(4, createHash('sha256').update(secrets.rotated).digest(), 'rotated', null, now - 60_000, now + 3600_000, null, 0)
   old.sqlite.close()
 
   const app = await buildTestApp(t, { DATABASE_URL: `file:${path}` })
-  t.same(app.sqlite.prepare('SELECT legacy, session_id FROM refresh_tokens').all(), [{ legacy: 1, session_id: 's1' }], 'the old row is kept, marked legacy')
-  const legacyToken = secret.toString('base64url')
-  const first = await refreshWithBody(app, legacyToken)
-  t.equal(first.statusCode, 200, 'the old token rotates')
-  t.match(first.json().refreshToken, /^[A-Za-z0-9_-]{64}$/, 'into a token of the new form')
-  t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(first.json().accessToken) })).json().id, 'u1')
-  const again = await refreshWithBody(app, legacyToken)
-  t.equal(again.json().refreshToken, first.json().refreshToken, 're-presented within the reuse interval: the same successor')
-  t.equal((await refreshWithBody(app, first.json().refreshToken)).statusCode, 200, 'and the chain goes on')
-  t.equal(app.sqlite.prepare("SELECT count(*) FROM refresh_tokens WHERE legacy = 1").pluck().get(), 1, 'new rows are not legacy')
-  const plan = app.sqlite.prepare('EXPLAIN QUERY PLAN SELECT id FROM refresh_tokens WHERE token_hash = ? AND legacy = 1').all(Buffer.alloc(32)) as Array<{ detail: string }>
-  t.match(plan.map((p) => p.detail).join(' '), /refresh_tokens_legacy_token_hash_unique/, 'legacy tokens are found through the partial index')
+  const ended = await refreshWithBody(app, secrets.legacy.toString('base64url'))
+  t.equal(ended.statusCode, 401, 'the 43-character token is refused')
+  t.equal(ended.json().code, 'REFRESH_TOKEN_INVALID')
+  t.same(app.sqlite.prepare('SELECT id, revoked_reason FROM sessions WHERE revoked_at IS NOT NULL').all(), [{ id: 'legacy', revoked_reason: 'legacy_refresh_token' }],
+    'its session is ended, with a reason that says why; no other is')
+  t.same(app.sqlite.prepare("SELECT type, user_id, session_id, detail FROM audit_events WHERE type = 'session_revoked'").all(),
+    [{ type: 'session_revoked', user_id: 'u1', session_id: 'legacy', detail: '{"reason":"legacy_refresh_token","by":"migration"}' }], 'and the audit trail says so')
+  for (const [sid, id] of [['selector', 2], ['rotated', 4]] as const) {
+    const res = await refreshWithBody(app, codec.encode(id, secrets[sid]))
+    t.equal(res.statusCode, 200, `the session on a selector token (${sid}) refreshes`)
+    t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(res.json().accessToken) })).json().id, 'u1')
+  }
+  const columns = app.sqlite.prepare("SELECT name FROM pragma_table_info('refresh_tokens')").pluck().all()
+  t.notOk(columns.includes('legacy'), 'the legacy column is gone')
+  t.same(app.sqlite.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'refresh_tokens'").all(), [], 'and so is its index')
+  t.equal(app.sqlite.pragma('integrity_check', { simple: true }), 'ok')
 })
 
 /**
@@ -125,13 +154,14 @@ for (const variant of ['with the index 0002 built', 'from the interim 0002 witho
     old.sqlite.prepare(`INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, refresh_expires_at)
       VALUES ('s1', 'u1', ?, ?, ?, ?)`).run(now, now, now + 86400_000, now + 3600_000)
     old.sqlite.prepare('INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)').run(randomBytes(32), 's1', now, now + 3600_000)
-    const before = old.sqlite.prepare('SELECT id, token_hash, legacy FROM refresh_tokens').all()
+    const before = old.sqlite.prepare('SELECT id, token_hash FROM refresh_tokens').all()
     const { path } = old
     old.sqlite.close()
 
     const app = await buildTestApp(t, { DATABASE_URL: `file:${path}` })
-    t.same(indexes(app.sqlite), ['refresh_tokens_legacy_token_hash_unique'], 'only the partial index on legacy digests is left')
-    t.same(app.sqlite.prepare('SELECT id, token_hash, legacy FROM refresh_tokens').all(), before, 'the token row as it was: not relabelled legacy')
+    t.same(indexes(app.sqlite), [], 'no index is left')
+    t.same(app.sqlite.prepare('SELECT id, token_hash FROM refresh_tokens').all(), before, 'the token row as it was: not relabelled legacy (and so not ended with such tokens)')
+    t.same(app.sqlite.prepare('SELECT revoked_at FROM sessions').pluck().all(), [null], 'its session goes on')
     const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] }
     t.equal(app.sqlite.prepare('SELECT count(*) FROM __drizzle_migrations').pluck().get(), journal.entries.length, 'each migration recorded once')
     t.equal(app.sqlite.pragma('integrity_check', { simple: true }), 'ok')

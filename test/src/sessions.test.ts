@@ -45,12 +45,12 @@ t.test('successors are derived with the server key: recomputable from the parent
   t.ok(next.ok)
   const parent = codec.parse(started.refreshToken)
   const child = next.ok ? codec.parse(next.refreshToken) : null
-  if (parent?.kind === 'selector' && child?.kind === 'selector') {
+  if (parent !== null && child !== null) {
     t.same(child.secret, codec.deriveSuccessor(parent.secret), 'the successor secret is HMAC(key, parent)')
     t.notSame(child.secret, createRefreshTokenCodec(Buffer.alloc(32, 8)).deriveSuccessor(parent.secret), 'another key derives another secret')
     t.equal(child.id, parent.id + 1, 'and the successor is the next row')
   } else {
-    t.fail('both tokens parse as selector tokens')
+    t.fail('both tokens parse')
   }
 })
 
@@ -64,7 +64,6 @@ t.test('only SHA-256 digests of refresh tokens are stored', async (t) => {
   t.notMatch(stored, started.refreshToken)
   t.notMatch(stored, parsed.secret.toString('base64url'), 'nor its secret')
   t.same(rows[0]!.token_hash, hashRefreshToken(parsed.secret))
-  t.equal(rows[0]!.legacy, 0)
 })
 
 t.test('a token is 64 base64url characters: an encrypted selector naming its row, and the secret', async (t) => {
@@ -72,7 +71,7 @@ t.test('a token is 64 base64url characters: an encrypted selector naming its row
   const secret = Buffer.alloc(32, 1)
   const token = codec.encode(41, secret)
   t.match(token, /^[A-Za-z0-9_-]{64}$/)
-  t.same(codec.parse(token), { kind: 'selector', id: 41, secret })
+  t.same(codec.parse(token), { id: 41, secret })
   const bytes = Buffer.from(token, 'base64url')
   t.notOk(bytes.subarray(0, 16).includes(Buffer.from([0, 0, 0, 0, 0, 0, 0, 41])), 'the id does not show in the token')
   t.not(codec.encode(42, secret).slice(0, 22), token.slice(0, 22), 'consecutive ids give unrelated selectors')
@@ -87,35 +86,17 @@ t.test('a token is 64 base64url characters: an encrypted selector naming its row
   t.equal(codec.parse(''), null)
 })
 
-t.test('tokens from before selectors (43 characters, found by digest) are still understood, in canonical form only', async (t) => {
+t.test('a token of 43 characters (the secret alone, as tokens were before selectors) is not understood', async (t) => {
+  const { manager, user, now, sqlite } = await setup(t)
   const codec = createRefreshTokenCodec(Buffer.alloc(32, 7))
-  const good = Buffer.alloc(32, 1).toString('base64url')
-  t.same(codec.parse(good), { kind: 'legacy', secret: Buffer.alloc(32, 1) })
-  t.equal(codec.parse(good.slice(0, -1) + (good.endsWith('E') ? 'F' : 'E')), null, 'non-canonical trailing bits')
-  t.equal(codec.parse(good.slice(1)), null)
-  t.equal(codec.parse('+'.repeat(43)), null)
-})
-
-t.test('a legacy token rotates into a selector token; its chain, reuse interval and theft rule work as for any other', async (t) => {
-  const { manager, user, now, sqlite, key } = await setup(t)
-  const codec = createRefreshTokenCodec(key)
+  t.equal(codec.parse(Buffer.alloc(32, 1).toString('base64url')), null)
   const started = (await manager.start(user, { userAgent: null, ip: null }, now))!
-  // A row as the migration leaves one from before selectors: its token was the secret alone.
+  // Even when some row holds the digest of that secret.
   const secret = Buffer.alloc(32, 3)
-  sqlite.prepare('UPDATE refresh_tokens SET token_hash = ?, legacy = 1').run(hashRefreshToken(secret))
-  const legacyToken = secret.toString('base64url')
-  t.equal((await manager.rotate(started.refreshToken, now)).ok, false, 'the selector no longer matches that row\'s digest')
-
-  const next = await manager.rotate(legacyToken, now)
-  t.ok(next.ok, 'the legacy token rotates')
-  if (!next.ok) return
-  t.match(next.refreshToken, /^[A-Za-z0-9_-]{64}$/, 'into a selector token')
-  t.same((codec.parse(next.refreshToken) as { secret: Buffer }).secret, codec.deriveSuccessor(secret))
-  const again = await manager.rotate(legacyToken, new Date(now.getTime() + 5_000))
-  t.ok(again.ok && again.reused && again.refreshToken === next.refreshToken, 'within the reuse interval: the same successor')
-  t.equal((await manager.rotate(next.refreshToken, now)).ok, true, 'the successor rotates')
-  const late = await manager.rotate(legacyToken, new Date(now.getTime() + 60_000))
-  t.same(late.ok ? null : late.reason, 'reused', 'later: theft, the session ends')
+  sqlite.prepare('UPDATE refresh_tokens SET token_hash = ?').run(hashRefreshToken(secret))
+  const rotated = await manager.rotate(secret.toString('base64url'), now)
+  t.same(rotated.ok ? 'ok' : rotated.reason, 'malformed')
+  t.equal((await manager.rotate(started.refreshToken, now)).ok, false, 'the row now holds another digest')
 })
 
 t.test('a successor row whose digest is not the derived one ends the chain: no token of another session is handed out', async (t) => {

@@ -1,0 +1,34 @@
+/**
+ * One housekeeping pass: deletes refresh tokens past their expiry, sessions that ended (revoked
+ * or expired) more than SESSION_RETENTION ago, and audit events older than AUDIT_RETENTION.
+ * The service schedules it (plugins/housekeeping.ts); `npm run admin -- prune` runs it by hand.
+ */
+import type { Counter } from 'prom-client'
+import type { Repositories } from '../db/repositories/index.js'
+import type { Config } from './config.js'
+
+export interface HousekeepingResult {
+  refreshTokens: number
+  sessions: number
+  auditEvents: number
+  ms: number
+}
+
+export interface HousekeepingDeps {
+  repos: Pick<Repositories, 'sessions' | 'audit'>
+  config: Pick<Config, 'housekeeping' | 'refresh'>
+  /** The service's counter of deleted rows, by kind; the CLI has none. */
+  metrics?: { housekeepingDeleted: Pick<Counter<'kind'>, 'inc'> }
+}
+
+/** One pass over every table that grows without bound. */
+export async function runHousekeeping ({ repos, config, metrics }: HousekeepingDeps, now: Date): Promise<HousekeepingResult> {
+  const started = performance.now()
+  const { batchSize, sessionRetention, auditRetention } = config.housekeeping
+  const pruned = await repos.sessions.pruneExpired(now, new Date(now.getTime() - sessionRetention * 1000), batchSize, new Date(now.getTime() - config.refresh.ttl * 1000))
+  const auditEvents = await repos.audit.pruneBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
+  metrics?.housekeepingDeleted.inc({ kind: 'refresh_tokens' }, pruned.tokens)
+  metrics?.housekeepingDeleted.inc({ kind: 'sessions' }, pruned.sessions)
+  metrics?.housekeepingDeleted.inc({ kind: 'audit_events' }, auditEvents)
+  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, ms: Math.round(performance.now() - started) }
+}
