@@ -5,7 +5,6 @@
  *
  * `npm run db:migrate` (src/cli/migrate.ts) runs it on the database named by DATABASE_URL.
  */
-import '../src/require-node.js'
 import { fileURLToPath } from 'node:url'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 import { usernameFold, usernameSkeleton } from './username-keys.js'

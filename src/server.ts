@@ -39,12 +39,13 @@ try {
 } catch (err) {
   // A stored signing key that KEY_ENCRYPTION_KEY does not open: a setting to fix, not a crash.
   // A database path that cannot be opened for writing: likewise (plugins/db.ts).
-  if (err instanceof Error && (err.name === 'KeyProtectionError' || err.name === 'DatabaseOpenError')) {
+  if (err instanceof Error && err.name === 'KeyProtectionError') {
     console.error(`auth-service: ${err.message}`)
     process.exit(78) // EX_CONFIG
   }
   // A data directory the service's user cannot write: the path and the fix, not a stack.
-  const message = databaseOpenError(err, config.databasePath)
+  const cause = err instanceof Error && err.name === 'DatabaseOpenError' ? err.cause : err
+  const message = databaseOpenError(cause, config.databasePath) ?? (cause !== err ? (err as Error).message : undefined)
   if (message !== undefined) {
     console.error(`auth-service: ${message}`)
     process.exit(78) // EX_CONFIG

@@ -2,6 +2,7 @@
  * `npm run db:migrate`: applies pending migrations to the database named by DATABASE_URL
  * (the service does the same at start).
  */
+import '../require-node.js'
 import { openDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
 import { loadConfig, type Env } from '../config.js'

@@ -22,7 +22,7 @@ const entries: Array<[string, string[]]> = [
   ['the server', ['src/server.ts']],
   ['the keys CLI', ['src/cli/keys.ts', 'list']],
   ['the admin CLI', ['src/cli/admin.ts', 'users']],
-  ['the migrator', ['db/migrate.ts']]
+  ['the migrator', ['src/cli/migrate.ts']]
 ]
 
 for (const [name, args] of entries) {
