@@ -1,7 +1,7 @@
 /** Login, refresh, logout and logout-all: the endpoints that issue and end sessions. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import type { RotateFailure } from '../../src/auth/sessions.js'
+import type { RotateFailure } from '../../src/auth/session-manager.js'
 import { normalizeUsername, usernameFold } from '../../src/auth/credentials.js'
 import {
   InvalidCredentials, RateLimited, RefreshTokenExpired, RefreshTokenInvalid, RefreshTokenMissing, SessionRevoked, TokenReused
