@@ -6,7 +6,7 @@ import fp from 'fastify-plugin'
 import { createPasswordPolicy, type PasswordPolicy } from '../src/auth/credentials.js'
 import { createLoginThrottle, type LoginThrottle } from '../src/auth/login-throttle.js'
 import { createPasswordHasher, hashConcurrency, type PasswordHasher } from '../src/auth/passwords.js'
-import { createSessionManager, type SessionManager } from '../src/auth/sessions.js'
+import { createSessionManager, type SessionManager } from '../src/auth/session-manager.js'
 import { decodeKeyEncryptionKey } from '../src/config.js'
 import { loadServerSecret } from '../src/keys/server-secret.js'
 

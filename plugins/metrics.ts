@@ -28,7 +28,6 @@ import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 export type LoginOutcome = 'success' | 'invalid_credentials' | 'throttled'
-export type RefreshOutcome = 'rotated' | 'reuse_interval' | 'reuse_detected' | 'expired' | 'revoked' | 'invalid' | 'missing'
 
 export interface Metrics {
   registry: Registry

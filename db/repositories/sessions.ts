@@ -244,6 +244,12 @@ export function createSessionsRepository (db: Db) {
     gt(sessions.refreshExpiresAt, now)
   )
 
+  const revokeAlongsideTx = db.$client.transaction((sessionId: string, reason: RevokeReason, now: Date, alongside: () => void): boolean => {
+    const ended = db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))).run().changes > 0
+    alongside()
+    return ended
+  }).immediate
+
   return {
     /**
      * A login: inserts the session and its first refresh token in one transaction (together or
@@ -298,6 +304,14 @@ export function createSessionsRepository (db: Db) {
         ? and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))
         : and(eq(sessions.id, sessionId), eq(sessions.userId, userId), live(now))
       return db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(where).run().changes > 0
+    },
+
+    /**
+     * Ends one session, as `revoke`, with `alongside` inside the same transaction (synchronous
+     * writes only, such as the audit event of a detected reuse), so both land in one commit.
+     */
+    async revokeAlongside (sessionId: string, reason: RevokeReason, now: Date, alongside: () => void): Promise<boolean> {
+      return revokeAlongsideTx(sessionId, reason, now, alongside)
     },
 
     /**

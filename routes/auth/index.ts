@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import account from './account.js'
 import { createRefreshTransport } from './refresh-transport.js'
-import sessions from './sessions.js'
+import sessionList from './session-list.js'
 import tokens from './tokens.js'
 
 const auth: FastifyPluginAsync = async (app) => {
@@ -12,7 +12,7 @@ const auth: FastifyPluginAsync = async (app) => {
   const transport = createRefreshTransport(app.config)
   await app.register(account)
   await app.register(tokens, { transport })
-  await app.register(sessions)
+  await app.register(sessionList)
 }
 
 export default auth

@@ -1,13 +1,11 @@
 /** Login, refresh, logout and logout-all: the endpoints that issue and end sessions. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import type { RotateFailure } from '../../src/auth/sessions.js'
+import type { FastifyRequest } from 'fastify'
+import { refresh, type RefreshDeps } from '../../src/auth/refresh.js'
 import { normalizeUsername, usernameFold } from '../../src/auth/credentials.js'
-import {
-  InvalidCredentials, RateLimited, RefreshTokenExpired, RefreshTokenInvalid, RefreshTokenMissing, SessionRevoked, TokenReused
-} from '../../src/errors.js'
+import { InvalidCredentials, RateLimited } from '../../src/errors.js'
 import { PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
-import type { RefreshOutcome } from '../../plugins/metrics.js'
 import { routeLimit } from './limits.js'
 import type { RefreshTransport } from './refresh-transport.js'
 
@@ -26,20 +24,13 @@ async function emptyBodyIsObject (request: { body: unknown }): Promise<void> {
   if (request.body === undefined || request.body === null) request.body = {}
 }
 
-const rotateErrors: Record<RotateFailure, () => Error> = {
-  malformed: () => new RefreshTokenInvalid(),
-  unknown: () => new RefreshTokenInvalid(),
-  expired: () => new RefreshTokenExpired(),
-  revoked: () => new SessionRevoked(),
-  reused: () => new TokenReused()
-}
-
-const refreshOutcomes: Record<RotateFailure, RefreshOutcome> = {
-  malformed: 'invalid', unknown: 'invalid', expired: 'expired', revoked: 'revoked', reused: 'reuse_detected'
-}
-
 const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (app, { transport }) => {
   const { config, repos, passwords, sessionManager, loginThrottle } = app
+  const refreshDeps: RefreshDeps<FastifyRequest> = {
+    sessionManager,
+    accessTokenIssuer: (now) => app.accessTokenIssuer(now),
+    recordAudit: (request, type, fields, now) => { app.audit.recordNow(request, type, fields, now) }
+  }
 
   app.post('/login', {
     schema: {
@@ -125,25 +116,17 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
   }, async (request, reply) => {
     const now = new Date()
     const { token, mode } = transport.read(request)
-    if (token === undefined) {
-      app.metrics.refreshOutcomes.inc({ outcome: 'missing' })
-      throw new RefreshTokenMissing()
-    }
-    // The signing key is chosen before the token is spent: a refresh that could not be answered
-    // must not rotate, or the client's retry would be taken for reuse and end the session.
-    const issueAccess = app.accessTokenIssuer(now)
-    const result = await sessionManager.rotate(token, now)
-    app.metrics.refreshOutcomes.inc({ outcome: result.ok ? (result.reused ? 'reuse_interval' : 'rotated') : refreshOutcomes[result.reason] })
-    if (!result.ok) {
-      if (mode === 'cookie') transport.clear(reply)
-      request.log.info({ reason: result.reason, sessionId: result.sessionId }, 'refresh refused')
-      if (result.reason === 'reused') {
-        app.audit.record(request, 'refresh_reuse_detected', { userId: result.userId, sessionId: result.sessionId, detail: { sessionRevoked: true } }, now)
+    const outcome = await refresh(refreshDeps, token, now, request)
+    app.metrics.refreshOutcomes.inc({ outcome: outcome.metricLabel })
+    if (!outcome.ok) {
+      // A refused token is of no more use: the cookie that held it goes (none came: none to clear).
+      if (outcome.reason !== 'missing') {
+        request.log.info({ reason: outcome.reason, sessionId: outcome.sessionId }, 'refresh refused')
+        if (mode === 'cookie') transport.clear(reply)
       }
-      throw rotateErrors[result.reason]()
+      throw outcome.error
     }
-    const access = await issueAccess({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles })
-    return transport.send(reply, mode, { ...access, ...result }, now)
+    return transport.send(reply, mode, outcome.tokens, now)
   })
 
   app.post('/logout', {

@@ -91,7 +91,12 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
     return null
   }
 
-  async function rotate (presented: string, now: Date): Promise<RotateResult> {
+  /**
+   * Spends `presented` and issues its successor, or says why not. On a late reuse the session
+   * ends, and `onReuse` runs inside the transaction that ends it (synchronous writes only, such
+   * as the audit event), so the revocation and what it writes commit together.
+   */
+  async function rotate (presented: string, now: Date, onReuse?: (ended: { sessionId: string, userId: string }) => void): Promise<RotateResult> {
     const parsed = codec.parse(presented)
     if (parsed === null) return { ok: false, reason: 'malformed' }
     const { secret } = parsed
@@ -111,7 +116,7 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
           if (current === null) return { ok: false, reason: 'revoked', ...ids }
           return { ok: true, refreshToken: codec.encode(current.id, current.secret), refreshExpiresAt: current.expiresAt, session, user, reused: true }
         }
-        await repo.revoke(session.id, 'reuse', now)
+        await repo.revokeAlongside(session.id, 'reuse', now, () => { onReuse?.(ids) })
         return { ok: false, reason: 'reused', ...ids }
       }
       if (token.expiresAt <= now) return { ok: false, reason: 'expired', ...ids }

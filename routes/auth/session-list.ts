@@ -14,7 +14,7 @@ const SessionSchema = Type.Object({
   current: Type.Boolean({ description: 'True for the session of the calling access token' })
 }, { $id: 'Session' })
 
-const sessions: FastifyPluginAsyncTypebox = async (app) => {
+const sessionList: FastifyPluginAsyncTypebox = async (app) => {
   const { repos } = app
   // preValidation, not onRequest: the rate limiter's onRequest hook must count a request before
   // authentication can refuse it (a route's own onRequest hooks run before the limiter's).
@@ -60,4 +60,4 @@ const sessions: FastifyPluginAsyncTypebox = async (app) => {
   })
 }
 
-export default sessions
+export default sessionList
