@@ -74,7 +74,7 @@ export const sessions = sqliteTable('sessions', {
  * pages of this table and the session's row, and no index at all: at a million sessions, the
  * unique index on the digest and the index on `session_id` that the lookup used to need cost
  * a rotation two random B-tree pages to read and write (in-process, 160 -> 72 µs per rotation
- * with 1M sessions; README, Performance), and an index on `expires_at` cost every rotation a
+ * with 1M sessions; docs/performance.md), and an index on `expires_at` cost every rotation a
  * sixth of its time (30 -> 25 µs) for the sake of pruning. Housekeeping finds expired rows by
  * walking ids from the oldest instead (sessions repository, `pruneExpired`).
  *

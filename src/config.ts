@@ -33,7 +33,7 @@ export const ConfigSchema = Type.Object({
   /**
    * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs and access-token signatures are
    * verified. Password hashes use all its threads but one (src/auth/passwords.ts), so that many
-   * run at once. Default: the CPU count plus one, at least 3 and at most 17 (README, "Performance").
+   * run at once. Default: the CPU count plus one, at least 3 and at most 17 (docs/performance.md).
    */
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
   /** The nice value of the pool's threads (src/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
@@ -281,7 +281,7 @@ function allowed (name: string, schema: TSchema): string {
   }
   if (s.pattern !== undefined) return `use a value matching ${s.pattern}`
   if (s.minLength !== undefined) return 'use a value that is not empty'
-  return 'see README, "Configuration"'
+  return 'see docs/configuration.md'
 }
 
 function notAllowed (name: string, value: string, schema: TSchema): string {
@@ -319,7 +319,7 @@ export function loadConfig (env: Env = process.env): Config {
     databaseBusyTimeoutMs: read(env, 'DATABASE_BUSY_TIMEOUT_MS', 5000, parseInteger),
     // Off the event loop: an automatic checkpoint runs inside a commit and, with a million
     // sessions, copies hundreds of scattered pages and syncs the file there. The thread costs
-    // about 13 MB and is worth 10 % more refreshes at 1M sessions (README, Performance).
+    // about 13 MB and is worth 10 % more refreshes at 1M sessions (docs/performance.md).
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
     threadPoolNice: read(env, 'THREAD_POOL_NICE', 10, parseInteger),
