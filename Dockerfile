@@ -7,7 +7,7 @@
 #   docker build -t auth-service .
 #   docker run -d -p 127.0.0.1:3000:3000 -v auth-data:/data auth-service
 #
-# See README.md, "Running in production", for configuration, key protection, backups and the admin CLI.
+# See docs/operations.md for configuration, key protection, backups and the admin CLI.
 
 FROM node:24-slim AS build
 WORKDIR /app

@@ -30,7 +30,7 @@ export default fp(async function instancesPlugin (app) {
       const count = await leases.countOthers(PREFIX, holder, now)
       if (count > 0 && count !== others) {
         app.log.warn({ otherProcesses: count },
-          'another process uses this database file: per-IP rate limits and the per-username login failure limit count apart in each process (README, "Several processes")')
+          'another process uses this database file: per-IP rate limits and the per-username login failure limit count apart in each process (docs/operations.md, "Several processes")')
       }
       others = count
     } catch (err) {

@@ -33,7 +33,7 @@ export const ConfigSchema = Type.Object({
   /**
    * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs and access-token signatures are
    * verified. Password hashes use all its threads but one (src/auth/passwords.ts), so that many
-   * run at once. Default: the CPU count plus one, at least 3 and at most 17 (README, "Performance").
+   * run at once. Default: the CPU count plus one, at least 3 and at most 17 (docs/performance.md).
    */
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),
   /** The nice value of the pool's threads (src/tuning/thread-priority.ts): above the event loop's 0, so it runs first. 0 leaves them alone. */
@@ -281,7 +281,7 @@ function allowed (name: string, schema: TSchema): string {
   }
   if (s.pattern !== undefined) return `use a value matching ${s.pattern}`
   if (s.minLength !== undefined) return 'use a value that is not empty'
-  return 'see README, "Configuration"'
+  return 'see docs/configuration.md'
 }
 
 function notAllowed (name: string, value: string, schema: TSchema): string {

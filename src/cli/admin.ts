@@ -55,7 +55,7 @@ sessions:
 keys:
   keys list                               the signing keys
   keys rotate [--immediate]               schedule a new signing key (or switch to one now)
-  keys revoke <kid>                       withdraw a leaked key at once (see README, signing keys)
+  keys revoke <kid>                       withdraw a leaked key at once (see docs/keys.md)
 
 operations:
   audit [--limit N] [--user <user>] [--type T] [--follow]

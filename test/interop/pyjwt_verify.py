@@ -1,7 +1,7 @@
 """A service written in Python verifying the auth service's access tokens with PyJWT.
 
-This is the reference for README.md, "In any other language": nothing but the JWKS URL, the issuer and
-the audience. Reads a JSON list of {jwksUrl, issuer, audience, token} on stdin and prints one
+This is the reference for docs/consuming-services.md, "In any other language": nothing but the JWKS
+URL, the issuer and the audience. Reads a JSON list of {jwksUrl, issuer, audience, token} on stdin and prints one
 JSON result per token: {"ok": true, "claims": ..., "kid": ..., "alg": ...} or
 {"ok": false, "error": ...}.
 """
