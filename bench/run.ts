@@ -443,7 +443,7 @@ async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { m
       const size = db === db1k ? '1k' : '1m'
       const sizeLabel = db === db1k ? '1k' : largeLabel
       log(`refresh on ${db.label}`)
-      const minimalEnv = { DATABASE_URL: `file:${db.path}` }
+      const minimalEnv = { DATABASE_URL: `file:${db.path}`, KEY_ENCRYPTION_KEY }
       const minimal = addRow(`minimal-refresh-${size}`, `minimal refresh server, ${sizeLabel} sessions`, 'baseline',
         await measure(await bootScript('minimal-refresh', 'servers/minimal-refresh.ts', minimalEnv), { requests: refreshRequests(db.wallet, 'cookie'), expect: 200 }), 200)
       refreshRows[`minimal-refresh-${size}`] = minimal

@@ -20,19 +20,21 @@ import { registerFastResolve } from '../../src/tuning/fast-resolve.js'
 // As the service's entry point does, so that loading db/client.js (Drizzle) costs the same.
 registerFastResolve()
 const { openDatabase } = await import('../../db/client.js')
-const { loadConfig } = await import('../../src/config.js')
+const { decodeKeyEncryptionKey, loadConfig } = await import('../../src/config.js')
+const { createServerSecretsRepository } = await import('../../db/repositories/server-secrets.js')
+const { loadServerSecret } = await import('../../src/keys/server-secret.js')
 
 const path = process.env.DATABASE_URL?.replace(/^file:/, '')
 if (path === undefined) throw new Error('DATABASE_URL is required')
 // The service's settings as its config reads them (DATABASE_SYNCHRONOUS, DATABASE_CHECKPOINT and their defaults).
-const { databaseSynchronous: synchronous, databaseCheckpoint: checkpoint } = loadConfig({ ...process.env, NODE_ENV: 'development', DATABASE_URL: `file:${path}` })
+const { databaseSynchronous: synchronous, databaseCheckpoint: checkpoint, keys } = loadConfig({ ...process.env, NODE_ENV: 'development', DATABASE_URL: `file:${path}` })
 // The service's own opener, for the same pragmas and checkpointing; only the raw connection is used.
 const opened = openDatabase({ path, synchronous, checkpoint, groupCommit: true })
 const db = opened.sqlite
 const durability = opened.durability
-const serverKey = db.prepare("SELECT value FROM server_secrets WHERE name = 'refresh-token-derivation'").pluck().get() as Buffer | undefined
-if (serverKey === undefined) throw new Error('no refresh-token key in the database (start the service on it once)')
-const codec = createRefreshTokenCodec(serverKey)
+// The key as the service reads it: sealed under KEY_ENCRYPTION_KEY once the service has started on the file.
+const encryptionKey = keys.encryptionKey === undefined ? undefined : decodeKeyEncryptionKey(keys.encryptionKey)
+const codec = createRefreshTokenCodec(await loadServerSecret(createServerSecretsRepository(opened.db), 'refresh-token-derivation', encryptionKey))
 
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 const sign = createSigner({
