@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import { bearer, buildTestApp, cookieOf, login, register } from './helper.js'
+import { bearer, buildTestApp, cookieOf, login, register } from './support/app.js'
 
 const SELF = 'http://localhost:3000' // PUBLIC_URL in the test config
 const SPA = 'https://app.example.com'

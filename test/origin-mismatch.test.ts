@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import t from 'tap'
-import { ROOT } from './crash/server-process.js'
-import { buildTestApp, login, register } from './helper.js'
+import { ROOT } from './support/process.js'
+import { buildTestApp, login, register } from './support/app.js'
 
 const SELF = 'http://localhost:3000' // PUBLIC_URL in the test config
 const SPA = 'https://app.example.com'

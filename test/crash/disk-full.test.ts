@@ -25,7 +25,7 @@ import { runMigrations } from '../../db/migrate.js'
 import { createAuditRepository } from '../../db/repositories/audit.js'
 import { createLeasesRepository } from '../../db/repositories/leases.js'
 import { createUsersRepository } from '../../db/repositories/users.js'
-import { startServer, type ServerProcess } from './server-process.js'
+import { startServer, type ServerProcess } from '../support/process.js'
 
 const PASSWORD = 'disk full passphrase 2026'
 const CLIENTS = 4

@@ -10,7 +10,7 @@
  * wildcard origin with credentials"), Fetch standard §3.2 (CORS protocol).
  */
 import t, { type Test } from 'tap'
-import { call, cookieValue, FOREIGN_ORIGIN, listen, loginBody, loginCookie, OWN_ORIGIN, PASSWORD, refreshCookie, registerUser, type Served } from './server.js'
+import { call, cookieValue, FOREIGN_ORIGIN, listen, loginBody, loginCookie, OWN_ORIGIN, PASSWORD, refreshCookie, registerUser, type Served } from '../support/server.js'
 
 const APP_ORIGIN = 'https://app.example.com'
 const ENV = { CORS_ORIGINS: APP_ORIGIN }

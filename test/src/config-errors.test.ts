@@ -9,8 +9,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { databaseOpenError } from '../src/config.js'
-import { ROOT } from './crash/server-process.js'
+import { databaseOpenError } from '../../src/config.js'
+import { ROOT } from '../support/process.js'
 
 async function start (env: Record<string, string>): Promise<{ code: number | null, stderr: string, stdout: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
