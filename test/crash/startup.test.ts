@@ -2,27 +2,15 @@
  * Starting the real server (src/server.ts) where its database cannot be: the process ends
  * with EX_CONFIG (78) and one line that names the path and DATABASE_URL, never a stack trace.
  */
-import { execFileSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { ROOT } from '../support/process.js'
+import { runToExit } from '../support/process.js'
 
 async function start (env: Record<string, string>): Promise<{ code: number | null, stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TMPDIR: process.env.TMPDIR ?? '', HOST: '127.0.0.1', PORT: '0', NODE_ENV: 'test', LOG_LEVEL: 'silent', ...env },
-    stdio: ['ignore', 'ignore', 'pipe']
-  })
-  let stderr = ''
-  child.stderr!.setEncoding('utf8')
-  child.stderr!.on('data', (chunk: string) => { stderr += chunk })
-  const killer = setTimeout(() => { child.kill('SIGKILL') }, 60_000)
-  const [code] = await once(child, 'exit') as [number | null]
-  clearTimeout(killer)
-  return { code, stderr }
+  return await runToExit({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...env })
 }
 
 t.test('an unwritable database path: exit 78 with one line naming the path and DATABASE_URL', async (t) => {

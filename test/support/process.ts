@@ -25,11 +25,32 @@ export interface ServerProcess {
   kill: (signal?: NodeJS.Signals) => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
+/** The environment every child gets: no variable of the test's own process leaks into its config. */
+function childEnv (env: Record<string, string>): Record<string, string> {
+  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TMPDIR: process.env.TMPDIR ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
+}
+
+/**
+ * Runs the entry point with `env` until it exits by itself, for configurations it must refuse
+ * at start (killed after `timeoutMs` if it starts instead: the caller's exit-code check fails).
+ */
+export async function runToExit (env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null, stderr: string, stdout: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  let stdout = ''
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const [code] = await once(child, 'exit') as [number | null]
+  clearTimeout(timer)
+  return { code, stderr, stdout }
+}
+
 /** `preload`: modules to load before the server (`--import`), for tests that change the process. */
 export async function startServer (env: Record<string, string>, timeoutMs = 60_000, preload: string[] = []): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), join(ROOT, 'src', 'server.ts')], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TMPDIR: process.env.TMPDIR ?? '', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: childEnv({ LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
