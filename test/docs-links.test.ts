@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import t from 'tap'
-import { ROOT } from './crash/server-process.js'
+import { ROOT } from './support/process.js'
 
 function markdownFiles (): string[] {
   const files = [join(ROOT, 'README.md'), join(ROOT, 'packages', 'verifier', 'README.md'), join(ROOT, 'packages', 'client', 'README.md')]

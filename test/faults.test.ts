@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import { bearer, buildTestApp, login, PASSWORD, register } from './helper.js'
+import { bearer, buildTestApp, login, PASSWORD, register } from './support/app.js'
 
 function tempDb (t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'auth-faults-'))

@@ -3,12 +3,9 @@
  * PUBLIC_URL is http://localhost:3000, a remapped container port) is refused in cookie mode with
  * a 403 that says which origin arrived, which origins are allowed, and which settings to change.
  */
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import t from 'tap'
-import { ROOT } from './crash/server-process.js'
-import { buildTestApp, login, register } from './helper.js'
+import { buildTestApp, login, register, until } from './support/app.js'
+import { startServer } from './support/process.js'
 
 const SELF = 'http://localhost:3000' // PUBLIC_URL in the test config
 const SPA = 'https://app.example.com'
@@ -50,18 +47,12 @@ t.test('SameSite=None without the custom header says which header is missing', a
 })
 
 t.test('the start log says which origins cookie mode accepts', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: '0', DATABASE_URL: ':memory:', PUBLIC_URL: 'http://localhost:3999', CORS_ORIGINS: SPA },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  t.teardown(() => { clearTimeout(timer); child.kill('SIGKILL') })
-  let found: { msg: string, cookieOrigins: string[] } | undefined
-  for await (const line of createInterface({ input: child.stdout })) {
-    const entry = JSON.parse(line) as { msg: string, cookieOrigins?: string[] }
-    if (entry.cookieOrigins !== undefined) { found = entry as typeof found; break }
-  }
+  const server = await startServer({ DATABASE_URL: ':memory:', PUBLIC_URL: 'http://localhost:3999', CORS_ORIGINS: SPA })
+  t.teardown(async () => { await server.kill() })
+  // Logged just after the listening line that startServer waits for.
+  await until(() => server.stdout().includes('"cookieOrigins"'))
+  const found = server.stdout().split('\n').filter((l) => l.includes('"cookieOrigins"'))
+    .map((l) => JSON.parse(l) as { msg: string, cookieOrigins: string[] })[0]
   t.ok(found, 'a start log line lists the origins')
   t.same(found?.cookieOrigins, ['http://localhost:3999', SPA])
   t.equal(found?.msg, `cookie mode accepts requests from http://localhost:3999, ${SPA} (PUBLIC_URL, CORS_ORIGINS); open browser apps there`)

@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import { bearer, buildTestApp, cookieOf, holdVerifications, login, PASSWORD, register } from './helper.js'
-import { adminSession } from './ops-helper.js'
+import { bearer, buildTestApp, cookieOf, holdVerifications, login, PASSWORD, register } from './support/app.js'
+import { adminSession } from './support/metrics.js'
+import { sidOf } from './support/jwt.js'
 
 const N = 50
 
@@ -24,8 +25,6 @@ const databases: Array<[string, (t: Test) => string]> = [
   ['in-memory', () => ':memory:'],
   ['file (WAL)', fileDb]
 ]
-
-const sidOf = (accessToken: string): string => JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()).sid
 
 async function refreshBody (app: FastifyInstance, refreshToken: string): Promise<LightMyRequestResponse> {
   return await app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken } })

@@ -4,9 +4,10 @@
  * connection check interval all come from that one setting), and requests that arrive while
  * the service shuts down get the usual error shape with Retry-After.
  */
-import { connect, type AddressInfo, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import t from 'tap'
-import { buildTestApp, testConfig } from './helper.js'
+import { testConfig } from './support/app.js'
+import { listen } from './support/server.js'
 
 /** Resolves with everything the server sent once it closes the connection (or after `boundMs`: then `closed` is false). */
 function collect (socket: Socket, boundMs: number): Promise<{ data: string, closed: boolean }> {
@@ -27,9 +28,7 @@ t.test('REQUEST_TIMEOUT: seconds, 30 by default', async (t) => {
 })
 
 t.test('a body dribbled a byte at a time is cut with 408 REQUEST_TIMEOUT once REQUEST_TIMEOUT has passed', async (t) => {
-  const app = await buildTestApp(t, { REQUEST_TIMEOUT: '1' })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const { port } = app.server.address() as AddressInfo
+  const { port } = await listen(t, { REQUEST_TIMEOUT: '1' })
   const socket = connect(port, '127.0.0.1')
   await new Promise((resolve) => socket.once('connect', resolve))
   socket.write('POST /api/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{')
@@ -43,9 +42,7 @@ t.test('a body dribbled a byte at a time is cut with 408 REQUEST_TIMEOUT once RE
 })
 
 t.test('a request arriving while the service shuts down: 503 SERVICE_UNAVAILABLE with Retry-After', async (t) => {
-  const app = await buildTestApp(t)
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const { port } = app.server.address() as AddressInfo
+  const { app, port } = await listen(t)
   const socket = connect(port, '127.0.0.1')
   await new Promise((resolve) => socket.once('connect', resolve))
   const answers = collect(socket, 15_000)

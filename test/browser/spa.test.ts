@@ -7,13 +7,11 @@
  * short wait. Skipped with a message when Chromium is missing, unless CI is set.
  */
 import { mkdirSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { buildApp } from '../../src/app.js'
-import { PASSWORD, testConfig } from '../helper.js'
-import { browserUnavailable, launchBrowser, startServers } from './support.js'
+import { PASSWORD } from '../support/app.js'
+import { browserUnavailable, launchBrowser, startServers } from '../support/browser.js'
+import { freePort, listen } from '../support/server.js'
 
 const TTL_MS = 2000
 const ARTIFACTS = new URL('./artifacts/', import.meta.url)
@@ -269,13 +267,8 @@ async function run (): Promise<void> {
 
   await t.test('8. the demo opened at another address than PUBLIC_URL says which origin to use', async (t) => {
     // The service serves its own demo; the user types 127.0.0.1 where PUBLIC_URL says localhost.
-    const probe = createServer()
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-    const port = (probe.address() as AddressInfo).port
-    await new Promise<void>((resolve) => probe.close(() => resolve()))
-    const own = await buildApp(testConfig({ PUBLIC_URL: `http://localhost:${port}`, DEMO_ENABLED: 'true' }))
-    t.teardown(() => own.close())
-    await own.listen({ host: '127.0.0.1', port })
+    const port = await freePort()
+    await listen(t, { PUBLIC_URL: `http://localhost:${port}`, DEMO_ENABLED: 'true' }, { port })
     const context = await b.newContext()
     t.teardown(() => context.close())
     const page = await context.newPage()

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t, { type Test } from 'tap'
-import { startServer, type ServerProcess } from './server-process.js'
+import { startServer, type ServerProcess } from '../support/process.js'
 
 const SEED = Number(process.env.CRASH_SEED ?? 20261101)
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 4)

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startServer, type ServerProcess } from './server-process.js'
+import { startServer, type ServerProcess } from '../support/process.js'
 
 const PASSWORD = 'deleted data passphrase 2026'
 

@@ -14,9 +14,7 @@
  * Mounting needs root (or a mount namespace); where it is impossible the test is skipped with
  * the reason, except under CI=true, where it fails instead.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
@@ -25,30 +23,15 @@ import { runMigrations } from '../../db/migrate.js'
 import { createAuditRepository } from '../../db/repositories/audit.js'
 import { createLeasesRepository } from '../../db/repositories/leases.js'
 import { createUsersRepository } from '../../db/repositories/users.js'
-import { startServer, type ServerProcess } from './server-process.js'
+import { startServer, type ServerProcess } from '../support/process.js'
+import { tmpfs } from '../support/tmpfs.js'
 
 const PASSWORD = 'disk full passphrase 2026'
 const CLIENTS = 4
 
-function tryMount (dir: string, size: string): string | null {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { stdio: 'pipe' })
-    return null
-  } catch (err) {
-    return (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message
-  }
-}
-
 t.test('a full disk under load: every registration answered 201 is stored; the others are 503 DATABASE_UNAVAILABLE', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'auth-diskfull-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const mountError = tryMount(dir, '8m')
-  if (mountError !== null) {
-    if (process.env.CI === 'true') { t.fail(`cannot mount a tmpfs for the full-disk test: ${mountError}`); return }
-    t.plan(0, `cannot mount a tmpfs (needs root or a mount namespace): ${mountError}`)
-    return
-  }
-  t.teardown(() => { execFileSync('umount', ['-l', dir]) })
+  const dir = tmpfs(t, 'auth-diskfull-', 'size=8m,mode=0700')
+  if (dir === null) return
 
   const path = join(dir, 'auth.db')
   const env = {
@@ -112,15 +95,8 @@ t.test('a full disk under load: every registration answered 201 is stored; the o
 })
 
 t.test('every repository write on a full disk either throws or is stored (WAL mode, no transaction of the caller)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'auth-diskfull-repo-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const mountError = tryMount(dir, '4m')
-  if (mountError !== null) {
-    if (process.env.CI === 'true') { t.fail(`cannot mount a tmpfs for the full-disk test: ${mountError}`); return }
-    t.plan(0, `cannot mount a tmpfs (needs root or a mount namespace): ${mountError}`)
-    return
-  }
-  t.teardown(() => { execFileSync('umount', ['-l', dir]) })
+  const dir = tmpfs(t, 'auth-diskfull-repo-', 'size=4m,mode=0700')
+  if (dir === null) return
   const path = join(dir, 'auth.db')
   // SQLite's own commit path (synchronous NORMAL, WAL), as the service runs it under group commit.
   const opened = openDatabase({ path, synchronous: 'NORMAL' })

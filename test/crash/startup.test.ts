@@ -2,27 +2,22 @@
  * Starting the real server (src/server.ts) where its database cannot be: the process ends
  * with EX_CONFIG (78) and one line that names the path and DATABASE_URL, never a stack trace.
  */
-import { execFileSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
-import { ROOT } from './server-process.js'
+import t, { type Test } from 'tap'
+import { runToExit } from '../support/process.js'
+import { tmpfs } from '../support/tmpfs.js'
 
-async function start (env: Record<string, string>): Promise<{ code: number | null, stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TMPDIR: process.env.TMPDIR ?? '', HOST: '127.0.0.1', PORT: '0', NODE_ENV: 'test', LOG_LEVEL: 'silent', ...env },
-    stdio: ['ignore', 'ignore', 'pipe']
-  })
-  let stderr = ''
-  child.stderr!.setEncoding('utf8')
-  child.stderr!.on('data', (chunk: string) => { stderr += chunk })
-  const killer = setTimeout(() => { child.kill('SIGKILL') }, 60_000)
-  const [code] = await once(child, 'exit') as [number | null]
-  clearTimeout(killer)
-  return { code, stderr }
+/** The entry point, given a database at `path` it cannot open, ends with 78 and one line naming the path and DATABASE_URL. */
+async function refusesDatabase (t: Test, path: string): Promise<void> {
+  const { code, stderr } = await runToExit({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: `file:${path}` })
+  t.equal(code, 78, 'EX_CONFIG')
+  const lines = stderr.trim().split('\n')
+  t.equal(lines.length, 1, `one line: ${stderr}`)
+  t.match(lines[0], 'DATABASE_URL')
+  t.match(lines[0], path)
+  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
 }
 
 t.test('an unwritable database path: exit 78 with one line naming the path and DATABASE_URL', async (t) => {
@@ -32,33 +27,12 @@ t.test('an unwritable database path: exit 78 with one line naming the path and D
   const blocker = join(dir, 'not-a-directory')
   writeFileSync(blocker, '')
   const path = join(blocker, 'auth.db')
-  const { code, stderr } = await start({ DATABASE_URL: `file:${path}` })
-  t.equal(code, 78, 'EX_CONFIG')
-  const lines = stderr.trim().split('\n')
-  t.equal(lines.length, 1, `one line: ${stderr}`)
-  t.match(lines[0], 'DATABASE_URL')
-  t.match(lines[0], path)
-  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+  await refusesDatabase(t, path)
 })
 
 t.test('a read-only file system: exit 78 with one line naming the path and DATABASE_URL', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'auth-startup-ro-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', dir], { stdio: 'pipe' })
-  } catch (err) {
-    const why = (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message
-    if (process.env.CI === 'true') t.fail(`cannot mount a read-only tmpfs: ${why}`)
-    else t.plan(0, `cannot mount a read-only tmpfs (needs root or a mount namespace): ${why}`)
-    return
-  }
-  t.teardown(() => { execFileSync('umount', ['-l', dir]) })
+  const dir = tmpfs(t, 'auth-startup-ro-', 'ro,size=1m')
+  if (dir === null) return
   const path = join(dir, 'auth.db')
-  const { code, stderr } = await start({ DATABASE_URL: `file:${path}` })
-  t.equal(code, 78, 'EX_CONFIG')
-  const lines = stderr.trim().split('\n')
-  t.equal(lines.length, 1, `one line: ${stderr}`)
-  t.match(lines[0], 'DATABASE_URL')
-  t.match(lines[0], path)
-  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+  await refusesDatabase(t, path)
 })

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startServer, type ServerProcess } from './server-process.js'
+import { startServer, type ServerProcess } from '../support/process.js'
 
 const WARNING = /another process uses this database/
 

@@ -74,7 +74,7 @@ t.test('the WAL stays bounded under back-to-back commits', async (t) => {
 
 t.test('a process killed while the worker runs loses no acknowledged commit', async (t) => {
   const path = join(t.testdir(), 'db.sqlite')
-  const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, 'checkpoint-writer.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(HERE, '..', 'support', 'checkpoint-writer.ts')], {
     env: { ...process.env, DB_PATH: path },
     stdio: ['ignore', 'pipe', 'inherit']
   })

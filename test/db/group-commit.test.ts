@@ -9,9 +9,9 @@ import Database from 'better-sqlite3'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import { openDatabase } from '../../db/client.js'
-import { startServer } from '../crash/server-process.js'
-import { buildTestApp, login, PASSWORD, refreshWithBody, register } from '../helper.js'
-import { metric, scrape } from '../ops-helper.js'
+import { startServer } from '../support/process.js'
+import { buildTestApp, login, PASSWORD, refreshWithBody, register } from '../support/app.js'
+import { metric, scrape } from '../support/metrics.js'
 
 type Callback = (err: NodeJS.ErrnoException | null) => void
 const realFdatasync = fs.fdatasync
@@ -151,7 +151,7 @@ t.test('DATABASE_SYNCHRONOUS=NORMAL, :memory: and the CLI path make no group com
 t.test('the real server stops after a failed fdatasync, and starts again on a consistent file', async (t) => {
   const dir = t.testdir()
   const env = { DATABASE_URL: `file:${dir}/auth.db`, NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1', PUBLIC_URL: 'http://localhost:3000' }
-  const failing = await startServer({ ...env, FAIL_FSYNC_AFTER: '0' }, 60_000, [new URL('./failing-fsync.ts', import.meta.url).href])
+  const failing = await startServer({ ...env, FAIL_FSYNC_AFTER: '0' }, 60_000, [new URL('../support/failing-fsync.ts', import.meta.url).href])
   t.teardown(async () => { await failing.kill() })
   const res = await fetch(`${failing.base}/api/auth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'alice', password: PASSWORD }) })
   t.equal(res.status, 503, 'the write that could not be synced is refused')

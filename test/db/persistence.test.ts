@@ -6,7 +6,7 @@ import { openDatabase } from '../../db/client.js'
 import { migrationsFolder, runMigrations } from '../../db/migrate.js'
 import { createRefreshTokenCodec } from '../../src/auth/refresh-token.js'
 import { migrateCommand } from '../../src/cli/migrate.js'
-import { bearer, buildTestApp, login, refreshWithBody, register } from '../helper.js'
+import { bearer, buildTestApp, login, refreshWithBody, register } from '../support/app.js'
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator'
 
 t.test('users, sessions and the signing key survive a restart on the same file', async (t) => {

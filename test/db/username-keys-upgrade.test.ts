@@ -13,7 +13,7 @@ import t from 'tap'
 import { migrationsFolder } from '../../db/migrate.js'
 import { createPasswordHasher } from '../../src/auth/passwords.js'
 import { runAdminCommand } from '../../src/cli/admin.js'
-import { buildTestApp, login, PASSWORD, register, TEST_ENV } from '../helper.js'
+import { buildTestApp, login, PASSWORD, register, TEST_ENV } from '../support/app.js'
 
 /** The migrations as they were before fold keys (0000..0003). */
 function oldMigrations (dir: string): string {

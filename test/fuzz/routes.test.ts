@@ -25,7 +25,7 @@ import fc from 'fast-check'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse, RouteOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import { buildApp } from '../../src/app.js'
-import { login, PASSWORD, register, testConfig } from '../helper.js'
+import { login, PASSWORD, register, testConfig } from '../support/app.js'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed7)
 const SCALE = Number(process.env.FUZZ_RUNS ?? 1)

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildTestApp, cookieOf, decodeJwt, login, PASSWORD, register } from '../helper.js'
+import { buildTestApp, cookieOf, login, PASSWORD, register } from '../support/app.js'
+import { decodeJwt } from '../support/jwt.js'
 
 t.test('cookie mode (default): access token in the body, refresh token only in the cookie', async (t) => {
   const app = await buildTestApp(t)

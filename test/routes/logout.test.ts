@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bearer, buildTestApp, login, refreshWithBody, refreshWithCookie, register, SAME_ORIGIN } from '../helper.js'
+import { bearer, buildTestApp, login, refreshWithBody, refreshWithCookie, register, SAME_ORIGIN } from '../support/app.js'
 
 const CLEARED = /^refresh_token=; Max-Age=0; Path=\/api\/auth; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; SameSite=Strict$/
 

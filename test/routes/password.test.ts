@@ -1,5 +1,5 @@
 import t from 'tap'
-import { bearer, buildTestApp, login, PASSWORD, refreshWithBody, register } from '../helper.js'
+import { bearer, buildTestApp, login, PASSWORD, refreshWithBody, register } from '../support/app.js'
 
 const NEW = 'a completely new passphrase'
 

@@ -6,7 +6,7 @@
  * service the pool size this process really has.
  */
 import t from 'tap'
-import { buildTestApp, login, PASSWORD, register } from '../helper.js'
+import { buildTestApp, login, PASSWORD, register } from '../support/app.js'
 
 const POOL = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
 

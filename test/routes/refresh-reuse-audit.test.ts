@@ -5,7 +5,9 @@
  */
 import Database from 'better-sqlite3'
 import t from 'tap'
-import { buildTestApp, decodeJwt, fakeDate, login, refreshWithBody, register, SECOND } from '../helper.js'
+import { buildTestApp, login, refreshWithBody, register } from '../support/app.js'
+import { fakeDate, SECOND } from '../support/clock.js'
+import { decodeJwt } from '../support/jwt.js'
 
 const REUSE_INTERVAL = { REFRESH_REUSE_INTERVAL: '5s' }
 

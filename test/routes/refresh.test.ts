@@ -1,7 +1,7 @@
 import t from 'tap'
-import {
-  bearer, buildTestApp, cookieOf, DAY, fakeDate, HOUR, login, MINUTE, refreshWithBody, refreshWithCookie, register, SECOND
-} from '../helper.js'
+import { bearer, buildTestApp, cookieOf, login, refreshWithBody, refreshWithCookie, register } from '../support/app.js'
+import { DAY, fakeDate, HOUR, MINUTE, SECOND } from '../support/clock.js'
+import { sidOf } from '../support/jwt.js'
 
 const liveSessions = (app: { sqlite: { prepare: (s: string) => { get: () => unknown } } }): number =>
   (app.sqlite.prepare('SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL').get() as { n: number }).n
@@ -31,8 +31,7 @@ t.test('body mode: refreshToken in the body, no cookie; a body token wins over a
   t.equal(res.statusCode, 200)
   t.equal(res.headers['set-cookie'], undefined)
   t.match(res.json().refreshToken, /^[A-Za-z0-9_-]{64}$/)
-  const sid = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sid
-  t.equal(sid(res.json().accessToken), sid(a.accessToken), 'the body token was used')
+  t.equal(sidOf(res.json().accessToken), sidOf(a.accessToken), 'the body token was used')
   t.equal((await refreshWithBody(app, b.refreshToken)).statusCode, 200, 'the cookie token was left unspent')
 })
 

@@ -1,6 +1,6 @@
 import { dictionary } from '@zxcvbn-ts/language-common'
 import t from 'tap'
-import { buildTestApp, PASSWORD, register } from '../helper.js'
+import { buildTestApp, PASSWORD, register } from '../support/app.js'
 
 t.test('201 with the account, roles default to ["user"], username shown as registered', async (t) => {
   const app = await buildTestApp(t)

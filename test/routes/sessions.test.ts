@@ -1,5 +1,6 @@
 import t from 'tap'
-import { bearer, buildTestApp, login, refreshWithBody, register } from '../helper.js'
+import { bearer, buildTestApp, login, refreshWithBody, register } from '../support/app.js'
+import { sidOf } from '../support/jwt.js'
 
 t.test('lists live sessions with their login user agent and ip, marking the current one', async (t) => {
   const app = await buildTestApp(t)
@@ -14,10 +15,9 @@ t.test('lists live sessions with their login user agent and ip, marking the curr
   t.equal(res.headers['cache-control'], 'no-store')
   const list = res.json() as Array<Record<string, unknown>>
   t.equal(list.length, 2, 'ended sessions are not listed')
-  const sid = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sid
   const byId = Object.fromEntries(list.map((s) => [s.id, s]))
-  t.match(byId[sid(laptop.accessToken)], { userAgent: 'Laptop/2.0', ip: '127.0.0.1', current: true })
-  t.match(byId[sid(phone.accessToken)], { userAgent: 'Phone/1.0', current: false })
+  t.match(byId[sidOf(laptop.accessToken)], { userAgent: 'Laptop/2.0', ip: '127.0.0.1', current: true })
+  t.match(byId[sidOf(phone.accessToken)], { userAgent: 'Phone/1.0', current: false })
   for (const s of list) {
     t.same(Object.keys(s).sort(), ['createdAt', 'current', 'expiresAt', 'id', 'ip', 'lastUsedAt', 'userAgent'])
     for (const k of ['createdAt', 'lastUsedAt', 'expiresAt']) t.ok((s[k] as string).endsWith('Z'), k)
@@ -33,9 +33,8 @@ t.test('an ip that is not an address is never stored: markup in X-Forwarded-For 
     const good = await login(app, { transport: 'body', headers: { 'x-forwarded-for': '2001:db8::7' } })
     const list = (await app.inject({ url: '/api/auth/sessions', headers: bearer(l.accessToken) })).json() as Array<{ id: string, ip: string | null }>
     t.notMatch(JSON.stringify(list), /onerror|<img/, `TRUST_PROXY=${trust}: the markup is nowhere in the list`)
-    const sid = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sid
-    t.equal(list.find((s) => s.id === sid(l.accessToken))?.ip, null, `TRUST_PROXY=${trust}: stored as null`)
-    t.equal(list.find((s) => s.id === sid(good.accessToken))?.ip, '2001:db8::7', `TRUST_PROXY=${trust}: a real address is kept`)
+    t.equal(list.find((s) => s.id === sidOf(l.accessToken))?.ip, null, `TRUST_PROXY=${trust}: stored as null`)
+    t.equal(list.find((s) => s.id === sidOf(good.accessToken))?.ip, '2001:db8::7', `TRUST_PROXY=${trust}: a real address is kept`)
     const audit = app.sqlite.prepare('SELECT ip FROM audit_events WHERE ip IS NOT NULL').pluck().all() as string[]
     t.notOk(audit.some((ip) => ip.includes('<')), `TRUST_PROXY=${trust}: nor in the audit log`)
   }
@@ -46,7 +45,7 @@ t.test('deleting a session ends it; the current one may be deleted too', async (
   await register(app)
   const a = await login(app, { transport: 'body' })
   const b = await login(app, { transport: 'body' })
-  const sidB = JSON.parse(Buffer.from(b.accessToken.split('.')[1]!, 'base64url').toString()).sid
+  const sidB = sidOf(b.accessToken)
   const res = await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${sidB}`, headers: bearer(a.accessToken) })
   t.equal(res.statusCode, 204)
   t.equal((await refreshWithBody(app, b.refreshToken)).statusCode, 401)
@@ -54,7 +53,7 @@ t.test('deleting a session ends it; the current one may be deleted too', async (
   t.equal(again.statusCode, 404, 'already ended')
   t.equal(again.json().code, 'SESSION_NOT_FOUND')
 
-  const sidA = JSON.parse(Buffer.from(a.accessToken.split('.')[1]!, 'base64url').toString()).sid
+  const sidA = sidOf(a.accessToken)
   t.equal((await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${sidA}`, headers: bearer(a.accessToken) })).statusCode, 204)
   t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(a.accessToken) })).statusCode, 401)
 })
@@ -65,7 +64,7 @@ t.test('404 for an unknown session or another user\'s; 401 without a token', asy
   await register(app, 'bob')
   const alice = await login(app, { transport: 'body' })
   const bob = await login(app, { username: 'bob', transport: 'body' })
-  const bobSid = JSON.parse(Buffer.from(bob.accessToken.split('.')[1]!, 'base64url').toString()).sid
+  const bobSid = sidOf(bob.accessToken)
   const res = await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${bobSid}`, headers: bearer(alice.accessToken) })
   t.equal(res.statusCode, 404)
   t.equal((await refreshWithBody(app, bob.refreshToken)).statusCode, 200, 'bob\'s session is untouched')

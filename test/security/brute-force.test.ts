@@ -8,8 +8,8 @@
  */
 import { request as httpRequest } from 'node:http'
 import t, { type Test } from 'tap'
-import { holdVerifications, until } from '../helper.js'
-import { call, listen, PASSWORD, registerUser, type Answer, type Served } from './server.js'
+import { holdVerifications, until } from '../support/app.js'
+import { call, listen, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
 
 const ip = (n: number): string => `203.0.113.${n % 250 + 1}`
 const login = async (s: Served, username: string, password: string, from: string): Promise<Answer> =>

@@ -8,7 +8,8 @@
  * Authorization Cheat Sheet (IDOR). Response timing is measured by bench/timing.ts.
  */
 import t from 'tap'
-import { call, listen, loginBody, PASSWORD, registerUser, type Answer } from './server.js'
+import { call, listen, loginBody, PASSWORD, registerUser, type Answer } from '../support/server.js'
+import { sidOf } from '../support/jwt.js'
 
 /** Everything a client sees except what differs per request by design (date, request id). */
 function visible (a: Answer): { status: number, body: string, headers: Record<string, string> } {
@@ -72,7 +73,7 @@ t.test('sessions: ending another user\'s session answers exactly like an id that
   await registerUser(s, 'bob')
   const alice = await loginBody(s, 'alice')
   const bob = await loginBody(s, 'bob')
-  const bobSid = JSON.parse(Buffer.from(bob.accessToken.split('.')[1]!, 'base64url').toString()).sid as string
+  const bobSid = sidOf(bob.accessToken)
   const auth = { authorization: `Bearer ${alice.accessToken}` }
   const foreign = await call(s, `/api/auth/sessions/${bobSid}`, { method: 'DELETE', headers: auth })
   const missing = await call(s, '/api/auth/sessions/no-such-session-id-0000', { method: 'DELETE', headers: auth })

@@ -8,9 +8,10 @@
  * Cheat Sheet ("Renew the Session ID After Any Privilege Level Change", session fixation).
  */
 import t from 'tap'
+import { claimsOf } from '../support/jwt.js'
 import {
-  call, claimsOf, cookieValue, listen, loginBody, loginCookie, me, OWN_ORIGIN, PASSWORD, refreshBody, refreshCookie, registerUser
-} from './server.js'
+  call, cookieValue, listen, loginBody, loginCookie, me, OWN_ORIGIN, PASSWORD, refreshBody, refreshCookie, registerUser
+} from '../support/server.js'
 
 const NEW_PASSWORD = 'another long passphrase 42'
 

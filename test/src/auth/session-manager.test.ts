@@ -1,11 +1,11 @@
 import { statSync } from 'node:fs'
 import t, { type Test } from 'tap'
-import { openDatabase } from '../../db/client.js'
-import { runMigrations } from '../../db/migrate.js'
-import { createSessionsRepository } from '../../db/repositories/sessions.js'
-import { createUsersRepository } from '../../db/repositories/users.js'
-import { createRefreshTokenCodec, hashRefreshToken } from '../../src/auth/refresh-token.js'
-import { createSessionManager } from '../../src/auth/session-manager.js'
+import { openDatabase } from '../../../db/client.js'
+import { runMigrations } from '../../../db/migrate.js'
+import { createSessionsRepository } from '../../../db/repositories/sessions.js'
+import { createUsersRepository } from '../../../db/repositories/users.js'
+import { createRefreshTokenCodec, hashRefreshToken } from '../../../src/auth/refresh-token.js'
+import { createSessionManager } from '../../../src/auth/session-manager.js'
 
 async function setup (t: Test) {
   const { db, sqlite } = openDatabase({ path: ':memory:' })

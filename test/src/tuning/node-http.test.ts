@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 
 t.test('building and running the app does not load Node\'s bundled fetch (undici)', async (t) => {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./node-http-probe.ts', import.meta.url))], { encoding: 'utf8', timeout: 60_000 })
+  const run = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../../support/node-http-probe.ts', import.meta.url))], { encoding: 'utf8', timeout: 60_000 })
   t.equal(run.status, 0, run.stderr)
   const loaded = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as string[]
   t.ok(loaded.includes('http'), 'node:http is loaded')

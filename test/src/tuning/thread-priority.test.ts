@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startServer } from '../crash/server-process.js'
+import { startServer } from '../../support/process.js'
 
 /** name and nice value of every thread of `pid` (field 19 of /proc/<pid>/task/<tid>/stat). */
 function threadNices (pid: number): Array<{ tid: number, name: string, nice: number }> {

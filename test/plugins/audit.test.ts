@@ -1,7 +1,9 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { bearer, buildTestApp, fakeDate, login, PASSWORD, refreshWithBody, register, SECOND } from './helper.js'
-import { adminSession } from './ops-helper.js'
+import { bearer, buildTestApp, login, PASSWORD, refreshWithBody, register } from '../support/app.js'
+import { fakeDate, SECOND } from '../support/clock.js'
+import { adminSession } from '../support/metrics.js'
+import { sidOf } from '../support/jwt.js'
 
 const NEW_PASSWORD = 'a completely new passphrase'
 const UA = 'audit-test/1.0'
@@ -27,7 +29,7 @@ t.test('the security events of a user\'s life are recorded with time, user, sess
   await login(app, { password: 'wrong password here', headers })
   await login(app, { username: 'nobody', headers })
   const first = await login(app, { transport: 'body', headers })
-  const firstSid = JSON.parse(Buffer.from(first.accessToken.split('.')[1]!, 'base64url').toString()).sid as string
+  const firstSid = sidOf(first.accessToken)
   const refresh = async (refreshToken: string) => await app.inject({ method: 'POST', url: '/api/auth/refresh', headers, payload: { refreshToken } })
   t.equal((await refresh(first.refreshToken)).statusCode, 200)
   clock.advance(30 * SECOND)
@@ -36,7 +38,7 @@ t.test('the security events of a user\'s life are recorded with time, user, sess
   await app.inject({ method: 'POST', url: '/api/auth/logout', headers, payload: { refreshToken: second.refreshToken } })
   const third = await login(app, { transport: 'body', headers })
   const fourth = await login(app, { transport: 'body', headers })
-  const fourthSid = JSON.parse(Buffer.from(fourth.accessToken.split('.')[1]!, 'base64url').toString()).sid as string
+  const fourthSid = sidOf(fourth.accessToken)
   await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${fourthSid}`, headers: { ...headers, ...bearer(third.accessToken) } })
   const pw = await app.inject({ method: 'POST', url: '/api/auth/password', headers: { ...headers, ...bearer(third.accessToken) }, payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } })
   t.equal(pw.statusCode, 204)

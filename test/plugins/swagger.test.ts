@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import type { RouteOptions } from 'fastify'
 import t, { type Test } from 'tap'
-import { buildTestApp } from './helper.js'
+import { buildTestApp } from '../support/app.js'
 
 interface Operation {
   security?: Array<Record<string, string[]>>
@@ -54,7 +54,7 @@ t.test('the document at /docs/json is valid OpenAPI 3.1', async (t) => {
   t.equal(res.statusCode, 200)
   const doc = res.json() as Doc
   t.equal(doc.openapi, '3.1.0')
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
   t.equal((doc as unknown as { info: { version: string } }).info.version, pkg.version, 'info.version is the package\'s version')
   const validator = new Validator()
   const result = await validator.validate(structuredClone(doc))

@@ -13,7 +13,7 @@ const HERE = dirname(fileURLToPath(import.meta.url))
 const run = promisify(execFile)
 
 async function probe (fast: boolean): Promise<{ loaded: string[], reachedNode: number }> {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(HERE, 'fast-resolve-probe.ts')], {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(HERE, '..', '..', 'support', 'fast-resolve-probe.ts')], {
     env: { ...process.env, FAST_RESOLVE: fast ? '1' : '0' },
     maxBuffer: 16 * 1024 * 1024,
     timeout: 60_000

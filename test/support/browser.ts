@@ -5,12 +5,10 @@
  */
 import { existsSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
-import { createServer as createNetServer } from 'node:net'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { chromium, type Browser } from 'playwright-core'
-import { buildApp } from '../../src/app.js'
-import { testConfig } from '../helper.js'
+import { freePort, listen } from './server.js'
 
 export const CHROMIUM = '/usr/bin/chromium'
 export const CHROMIUM_ARGS = [
@@ -28,14 +26,6 @@ export function browserUnavailable (): string | null {
 
 export async function launchBrowser (): Promise<Browser> {
   return await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 })
-}
-
-async function freePort (): Promise<number> {
-  const server = createNetServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 /** One JSON log line of the API: the per-request line has method, route and statusCode. */
@@ -79,19 +69,17 @@ export async function startServers (env: Record<string, string>): Promise<Server
     }
   })
 
-  const api = await buildApp(testConfig({
+  const { app: api } = await listen(null, {
     PUBLIC_URL: apiOrigin,
     CORS_ORIGINS: spaOrigin,
     DEMO_ENABLED: 'false',
     LOG_LEVEL: 'info',
     ...env
-  }), { logStream })
-  await api.listen({ host: '127.0.0.1', port: apiPort })
+  }, { logStream, port: apiPort })
 
   // The demo app is served by a second instance of the service, on its own origin, talking to
   // the API above across origins.
-  const spa = await buildApp(testConfig({ PUBLIC_URL: spaOrigin, DEMO_ENABLED: 'true', DEMO_API_URL: apiOrigin }))
-  await spa.listen({ host: '127.0.0.1', port: spaPort })
+  const { app: spa } = await listen(null, { PUBLIC_URL: spaOrigin, DEMO_ENABLED: 'true', DEMO_API_URL: apiOrigin }, { port: spaPort })
   // Transpile the modules once now, not inside a browser test's time budget.
   for (const name of ['auth-client', 'demo']) await spa.inject({ url: `/demo/${name}.js` })
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { checkUsername, createPasswordPolicy, usernameKey } from '../../src/auth/credentials.js'
-import { createPasswordHasher, hashConcurrency, needsRehash } from '../../src/auth/passwords.js'
+import { checkUsername, createPasswordPolicy, usernameKey } from '../../../src/auth/credentials.js'
+import { createPasswordHasher, hashConcurrency, needsRehash } from '../../../src/auth/passwords.js'
 
 t.test('hashes are argon2id PHC strings with the configured parameters, and verify', async (t) => {
   const hasher = await createPasswordHasher({ memoryCost: 2048, timeCost: 2, parallelism: 1 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, loadConfig, parseDuration } from '../src/config.js'
+import { ConfigError, loadConfig, parseDuration } from '../../src/config.js'
 
 t.test('defaults are the contract\'s and safe', async (t) => {
   const c = loadConfig({})

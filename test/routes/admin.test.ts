@@ -1,6 +1,7 @@
 import t from 'tap'
-import { bearer, buildTestApp, decodeJwt, login, PASSWORD, refreshWithBody, register } from './helper.js'
-import { adminSession } from './ops-helper.js'
+import { bearer, buildTestApp, login, PASSWORD, refreshWithBody, register } from '../support/app.js'
+import { decodeJwt } from '../support/jwt.js'
+import { adminSession } from '../support/metrics.js'
 
 const OTHER_PASSWORD = 'another long passphrase'
 

@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { buildTestApp, DAY, fakeDate, HOUR, login, refreshWithBody, register, SECOND, testConfig } from './helper.js'
-import { metric, scrape } from './ops-helper.js'
+import { buildTestApp, login, refreshWithBody, register, testConfig } from '../support/app.js'
+import { DAY, fakeDate, HOUR, SECOND } from '../support/clock.js'
+import { metric, scrape } from '../support/metrics.js'
 
 const count = (app: Awaited<ReturnType<typeof buildTestApp>>, table: string): number =>
   Number(app.sqlite.prepare(`SELECT count(*) FROM ${table}`).pluck().get())

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import { bearer, buildTestApp, cookieOf, PASSWORD, register, SAME_ORIGIN } from './helper.js'
+import { bearer, buildTestApp, cookieOf, PASSWORD, register, SAME_ORIGIN } from '../support/app.js'
 
 const NEW_PASSWORD = 'a completely new passphrase'
 

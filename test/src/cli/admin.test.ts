@@ -3,8 +3,9 @@ import { copyFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
-import { runAdminCommand, type AdminIO } from '../src/cli/admin.js'
-import { bearer, buildTestApp, decodeJwt, login, PASSWORD, refreshWithBody, register, TEST_ENV } from './helper.js'
+import { runAdminCommand, type AdminIO } from '../../../src/cli/admin.js'
+import { bearer, buildTestApp, login, PASSWORD, refreshWithBody, register, TEST_ENV } from '../../support/app.js'
+import { decodeJwt } from '../../support/jwt.js'
 
 const ADMIN_PASSWORD = 'the operators own passphrase'
 

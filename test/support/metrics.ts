@@ -1,6 +1,6 @@
 /** Helpers for the operations tests (metrics, audit, admin, logs, housekeeping). */
 import type { FastifyInstance } from 'fastify'
-import { bearer, login, register, PASSWORD } from './helper.js'
+import { bearer, login, register, PASSWORD } from './app.js'
 
 /** The value of one sample of /metrics, e.g. metric(text, 'auth_login_total', { outcome: 'success' }); 0 when absent. */
 export function metric (text: string, name: string, labels: Record<string, string> = {}): number {

@@ -3,30 +3,15 @@
  * exit code 78 (EX_CONFIG) and ONE line on stderr that names the environment variable, the value
  * given and what is allowed; a database it cannot open names the path and the fix.
  */
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { databaseOpenError } from '../src/config.js'
-import { ROOT } from './crash/server-process.js'
+import { databaseOpenError } from '../../src/config.js'
+import { runToExit } from '../support/process.js'
 
 async function start (env: Record<string, string>): Promise<{ code: number | null, stderr: string, stdout: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: '0', DATABASE_URL: ':memory:', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stderr = ''
-  let stdout = ''
-  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
-  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
-  // A configuration that is accepted would start listening: stop it, the test then fails on the code.
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const [code] = await once(child, 'exit') as [number | null]
-  clearTimeout(timer)
-  return { code, stderr, stdout }
+  return await runToExit({ DATABASE_URL: ':memory:', ...env })
 }
 
 async function refused (t: Test, env: Record<string, string>, line: string | RegExp): Promise<void> {

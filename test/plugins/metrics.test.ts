@@ -6,10 +6,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
-import { bearer, buildTestApp, fakeDate, login, PASSWORD, refreshWithBody, register, SECOND, testConfig } from './helper.js'
-import { adminSession, metric, scrape } from './ops-helper.js'
+import { buildApp } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import { bearer, buildTestApp, login, PASSWORD, refreshWithBody, register, testConfig } from '../support/app.js'
+import { fakeDate, SECOND } from '../support/clock.js'
+import { adminSession, metric, scrape } from '../support/metrics.js'
+import { listen } from '../support/server.js'
 
 function get (port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number, type: string, body: string }> {
   return new Promise((resolve, reject) => {
@@ -178,9 +180,8 @@ t.test('live sessions are counted at scrape time; signing-key age and JWKS size 
 })
 
 t.test('METRICS_PORT serves /metrics on its own listener and not on the main port', async (t) => {
-  const app = await buildTestApp(t, { METRICS_PORT: '0' })
+  const { app } = await listen(t, { METRICS_PORT: '0' })
   t.equal((await app.inject({ url: '/metrics' })).statusCode, 404, 'not on the main port')
-  await app.listen({ host: '127.0.0.1', port: 0 })
   // The metrics listener opens in the app's onListen hook, just after listen() resolves.
   if (!app.metricsServer!.listening) await once(app.metricsServer!, 'listening')
   const address = app.metricsServer!.address()
@@ -198,8 +199,7 @@ t.test('METRICS_PORT serves /metrics on its own listener and not on the main por
 
 t.test('METRICS_PORT with METRICS_TOKEN: the own listener wants the token too', async (t) => {
   const token = 'another-scrape-token-0123456789abcdef'
-  const app = await buildTestApp(t, { METRICS_PORT: '0', METRICS_TOKEN: token })
-  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { app } = await listen(t, { METRICS_PORT: '0', METRICS_TOKEN: token })
   if (!app.metricsServer!.listening) await once(app.metricsServer!, 'listening')
   const { port } = app.metricsServer!.address() as AddressInfo
   const none = await get(port, '/metrics')
@@ -214,8 +214,7 @@ t.test('a METRICS_PORT that cannot be bound stops the service with exit code 1',
   await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve))
   t.teardown(() => { blocker.close() })
   const taken = (blocker.address() as AddressInfo).port
-  const app = await buildTestApp(t, { METRICS_PORT: String(taken), HOST: '127.0.0.1' })
-  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { app } = await listen(t, { METRICS_PORT: String(taken), HOST: '127.0.0.1' })
   t.ok(app.server.listening)
   for (let i = 0; i < 100 && app.server.listening; i++) await new Promise((resolve) => setTimeout(resolve, 20))
   t.notOk(app.server.listening, 'the main listener was closed too')

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildTestApp, fakeDate, login, MINUTE, PASSWORD, register } from './helper.js'
+import { buildTestApp, login, PASSWORD, register } from '../support/app.js'
+import { fakeDate, MINUTE } from '../support/clock.js'
 
 const limited = { RATE_LIMIT_ENABLED: 'true' }
 

@@ -1,7 +1,8 @@
 import { connect, type AddressInfo } from 'node:net'
 import t from 'tap'
-import { loadConfig } from '../src/config.js'
-import { buildTestApp, TEST_ENV } from './helper.js'
+import { loadConfig } from '../../src/config.js'
+import { buildTestApp, TEST_ENV } from '../support/app.js'
+import { listen } from '../support/server.js'
 
 t.test('the demo is served at /demo/ with a strict Content-Security-Policy', async (t) => {
   const app = await buildTestApp(t, { DEMO_ENABLED: 'true', DEMO_API_URL: 'https://auth.example.com/' })
@@ -62,9 +63,7 @@ function rawGet (port: number, path: string): Promise<{ status: number, headers:
 }
 
 t.test('path traversal under the static prefixes answers 404 NOT_FOUND, never 403 BAD_REQUEST', async (t) => {
-  const app = await buildTestApp(t, { DEMO_ENABLED: 'true' })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const { port } = app.server.address() as AddressInfo
+  const { port } = await listen(t, { DEMO_ENABLED: 'true' })
   const attempts = ['..%2f..%2fpackage.json', '%2e%2e/', '%2e%2e/package.json', '..', '../package.json', '.%2e/', '..%5cpackage.json', '%2e%2e%5c', '..//']
   for (const prefix of ['/demo/', '/docs/static/']) {
     for (const attempt of attempts) {

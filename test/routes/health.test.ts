@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { buildTestApp, login, register } from './helper.js'
+import { buildTestApp, login, register } from '../support/app.js'
 
 t.test('GET /health answers 200 with status ok', async (t) => {
   const app = await buildTestApp(t)

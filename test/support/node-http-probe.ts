@@ -1,9 +1,9 @@
 /**
- * Run by test/tuning/node-http.test.ts in a fresh process: builds the app, answers one request, and
+ * Run by test/src/tuning/node-http.test.ts in a fresh process: builds the app, answers one request, and
  * prints the built-in modules Node has loaded, as JSON. Not a test file.
  */
 import { buildApp } from '../../src/app.js'
-import { testConfig } from '../helper.js'
+import { testConfig } from './app.js'
 
 const app = await buildApp(testConfig())
 await app.inject({ url: '/health' })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createLoginThrottle } from '../../src/auth/login-throttle.js'
+import { createLoginThrottle } from '../../../src/auth/login-throttle.js'
 
 const at = (seconds: number): Date => new Date(Date.UTC(2026, 0, 1) + seconds * 1000)
 

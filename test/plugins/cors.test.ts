@@ -1,6 +1,6 @@
 import t from 'tap'
-import { loadConfig } from '../src/config.js'
-import { bearer, buildTestApp, login, register, TEST_ENV } from './helper.js'
+import { loadConfig } from '../../src/config.js'
+import { bearer, buildTestApp, login, register, TEST_ENV } from '../support/app.js'
 
 const SPA = 'https://app.example.com'
 const OTHER = 'https://evil.example'
