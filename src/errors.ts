@@ -3,6 +3,7 @@
  * error handler in `src/app.ts` renders `{ statusCode, code, message }`.
  */
 import createError from '@fastify/error'
+import { bearerChallenge as verifierChallenge } from '../packages/verifier/src/errors.js'
 
 export const BadRequest = createError('BAD_REQUEST', 'The request could not be understood', 400)
 export const InvalidJson = createError('INVALID_JSON', 'The request body is not valid JSON', 400)
@@ -23,10 +24,12 @@ export const RefreshTokenExpired = createError('REFRESH_TOKEN_EXPIRED', 'The ref
 export const SessionRevoked = createError('SESSION_REVOKED', 'The session has ended', 401)
 export const TokenReused = createError('TOKEN_REUSED', 'The refresh token was already used; the session has been ended', 401)
 
-/** Bearer failures carry `WWW-Authenticate` (RFC 6750 §3); see `bearerChallenge`. */
-export const AuthorizationRequired = createError('AUTHORIZATION_REQUIRED', 'A Bearer access token is required', 401)
-export const AccessTokenInvalid = createError('ACCESS_TOKEN_INVALID', 'The access token is invalid', 401)
-export const AccessTokenExpired = createError('ACCESS_TOKEN_EXPIRED', 'The access token has expired', 401)
+/**
+ * Bearer failures carry `WWW-Authenticate` (RFC 6750 §3); see `bearerChallenge`. The ones a
+ * consuming service's verifier answers too are defined once, in the verifier package, so that
+ * both fail alike.
+ */
+export { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, ServiceUnavailable } from '../packages/verifier/src/errors.js'
 export const SessionEnded = createError('SESSION_ENDED', 'The session of this access token has ended', 401)
 
 export const NotFound = createError('NOT_FOUND', 'Not found', 404)
@@ -39,21 +42,13 @@ export const PayloadTooLarge = createError('PAYLOAD_TOO_LARGE', 'The request bod
 export const UnsupportedMediaType = createError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported content type; send application/json', 415)
 export const RateLimited = createError('RATE_LIMITED', 'Too many requests; retry after %s seconds', 429)
 export const InternalError = createError('INTERNAL_ERROR', 'Internal server error', 500)
-export const ServiceUnavailable = createError('SERVICE_UNAVAILABLE', '%s', 503)
-
-const bearerErrors: Record<string, string> = {
-  ACCESS_TOKEN_INVALID: 'The access token is invalid',
-  ACCESS_TOKEN_EXPIRED: 'The access token expired',
-  SESSION_ENDED: 'The session has ended'
-}
 
 /**
- * The `WWW-Authenticate` value for a 401 of a Bearer endpoint: no error attribute when no token
- * was sent, `invalid_token` otherwise (RFC 6750 §3.1). The verifier package answers alike
- * (packages/verifier/src/errors.ts).
+ * The `WWW-Authenticate` value for a 401 of a Bearer endpoint: the verifier package's answer
+ * (no error attribute when no token was sent, `invalid_token` otherwise, RFC 6750 §3.1), plus
+ * the service's own check that the token's session still exists.
  */
 export function bearerChallenge (code: string, realm = 'auth'): string | undefined {
-  if (code === 'AUTHORIZATION_REQUIRED') return `Bearer realm="${realm}"`
-  const description = bearerErrors[code]
-  return description === undefined ? undefined : `Bearer realm="${realm}", error="invalid_token", error_description="${description}"`
+  if (code === 'SESSION_ENDED') return `Bearer realm="${realm}", error="invalid_token", error_description="The session has ended"`
+  return verifierChallenge(code, realm)
 }
