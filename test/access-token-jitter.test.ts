@@ -1,6 +1,7 @@
 import t from 'tap'
 import { loadConfig } from '../src/config.js'
-import { decodeJwt, buildTestApp, login, register, TEST_ENV } from './helper.js'
+import { decodeJwt } from './support/jwt.js'
+import { buildTestApp, login, register, TEST_ENV } from './support/app.js'
 
 const LOGINS = 30
 

@@ -4,7 +4,7 @@
  * Cache-Control says, one far longer. Time moves with `timeTravel` (Date only), never sleeps.
  */
 import t from 'tap'
-import { login } from '../helper.js'
+import { login } from '../support/app.js'
 import { decode, forgeries, me, serviceKey, session, timeTravel } from '../keys/support.js'
 import { startConsumer, startService, whoami } from './support.js'
 

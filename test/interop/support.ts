@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import verifier, { type VerifierOptions } from '../../packages/verifier/src/index.js'
-import { testConfig } from '../helper.js'
+import { testConfig } from '../support/app.js'
 
 export const ISSUER = 'https://auth.test.example'
 export const AUDIENCE = 'https://api.test.example'

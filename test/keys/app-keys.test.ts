@@ -8,7 +8,7 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
-import { buildTestApp, login, TEST_ENV, testConfig } from '../helper.js'
+import { buildTestApp, login, TEST_ENV, testConfig } from '../support/app.js'
 import { decode, me, session, timeTravel } from './support.js'
 
 const KEK = Buffer.alloc(32, 0x5a).toString('base64')

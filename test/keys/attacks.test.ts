@@ -5,7 +5,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import t from 'tap'
-import { buildTestApp, login, register } from '../helper.js'
+import { buildTestApp, login, register } from '../support/app.js'
 import {
   ALGORITHMS, assertRefused, attackerKey, ASYMMETRIC, decode, envFor, forge, highSTwin, me, P256_ORDER, serviceKey, session
 } from './support.js'

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
 import { formatKeyList, listKeys, rotateKeys, runKeysCommand } from '../../src/cli/keys.js'
-import { buildTestApp, login, testConfig, TEST_ENV } from '../helper.js'
+import { buildTestApp, login, testConfig, TEST_ENV } from '../support/app.js'
 import { decode, HS_SECRET, me, session } from './support.js'
 
 async function run (argv: string[], env: Record<string, string | undefined>): Promise<{ code: number, out: string, err: string }> {

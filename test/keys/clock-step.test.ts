@@ -1,11 +1,12 @@
 /**
  * The wall clock stepped (an NTP correction, a VM restored from a snapshot): the key ring keeps
  * signing with the key it signs with, never deletes a key that has signed, and a refresh that
- * cannot be answered does not spend its token. The clock is `Date`, replaced (test/helper.ts).
+ * cannot be answered does not spend its token. The clock is `Date`, replaced (test/support/clock.ts).
  */
 import { join } from 'node:path'
 import t from 'tap'
-import { buildTestApp, fakeDate, HOUR, login, MINUTE, refreshWithBody, register } from '../helper.js'
+import { buildTestApp, login, refreshWithBody, register } from '../support/app.js'
+import { fakeDate, HOUR, MINUTE } from '../support/clock.js'
 import { decode, me } from './support.js'
 
 const kids = (app: Awaited<ReturnType<typeof buildTestApp>>): string[] =>

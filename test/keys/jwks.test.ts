@@ -3,7 +3,7 @@
  * revalidation, and never a private member, for every algorithm and after rotations.
  */
 import t from 'tap'
-import { buildTestApp } from '../helper.js'
+import { buildTestApp } from '../support/app.js'
 import { ALGORITHMS, ASYMMETRIC, envFor } from './support.js'
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth', 'r', 't']

@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
 import { runKeysCommand } from '../../src/cli/keys.js'
-import { startServer, ROOT } from '../crash/server-process.js'
-import { bearer, buildTestApp, login, PASSWORD, register, TEST_ENV } from '../helper.js'
+import { startServer, ROOT } from '../support/process.js'
+import { bearer, buildTestApp, login, PASSWORD, register, TEST_ENV } from '../support/app.js'
 import { decode } from './support.js'
 
 /** Runs `npm run keys -- ...` as an operator would, in its own process. */

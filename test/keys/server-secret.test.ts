@@ -10,7 +10,7 @@ import Database from 'better-sqlite3'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { openSealed } from '../../src/keys/signing-key.js'
-import { login, refreshWithBody, register, testConfig } from '../helper.js'
+import { login, refreshWithBody, register, testConfig } from '../support/app.js'
 
 const KEK = Buffer.alloc(32, 0x5a)
 const NAME = 'refresh-token-derivation'

@@ -7,7 +7,7 @@ import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, sig
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import type { Algorithm } from '../../src/keys/signing-key.js'
-import { bearer, login, register } from '../helper.js'
+import { bearer, login, register } from '../support/app.js'
 
 export const ALGORITHMS: Algorithm[] = ['ES256', 'RS256', 'EdDSA', 'HS256']
 export const ASYMMETRIC = ['ES256', 'RS256', 'EdDSA'] as const

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { bearer, buildTestApp, fakeDate, login, MINUTE, register } from '../helper.js'
+import { bearer, buildTestApp, login, register } from '../support/app.js'
+import { fakeDate, MINUTE } from '../support/clock.js'
 
 t.test('200 with the account', async (t) => {
   const app = await buildTestApp(t)

@@ -12,7 +12,8 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sig
 import { createServer } from 'node:http'
 import { exportJWK, SignJWT, type JWTPayload } from 'jose'
 import t, { type Test } from 'tap'
-import { call, claimsOf, headerOf, listen, loginBody, me, registerUser, type Answer, type Served } from './server.js'
+import { call, listen, loginBody, me, registerUser, type Answer, type Served } from '../support/server.js'
+import { claimsOf, headerOf } from '../support/jwt.js'
 import { lowS, withLowS } from '../keys/support.js'
 
 const b64url = (v: string | Buffer | Uint8Array): string => Buffer.from(v).toString('base64url')

@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 import t from 'tap'
 import verifier from '../../packages/verifier/src/index.js'
 import { ISSUER, AUDIENCE, startConsumer, startService, whoami } from '../interop/support.js'
-import { login } from '../helper.js'
+import { login } from '../support/app.js'
 import { ASYMMETRIC, attackerKey, envFor, forge, forgeries, highSTwin, me, serviceKey, session } from '../keys/support.js'
 
 t.test('options are checked at registration', async (t) => {
