@@ -210,7 +210,11 @@ for (const [name, change] of credentialChanges) {
   })
 }
 
-t.test('a password change whose current-password check passed before another password change committed is refused, and the other one stands', async (t) => {
+/**
+ * One account with two body-mode sessions, a and b; a's password change (to 'the passphrase of
+ * session a') is held after its current-password check passed, until `hold.release()`.
+ */
+async function passwordChangeHeldAfterCheck (t: Test) {
   const app = await buildTestApp(t)
   const userId = (await register(app)).json().id as string
   const a = await login(app, { transport: 'body' })
@@ -219,6 +223,11 @@ t.test('a password change whose current-password check passed before another pas
   const fromA = app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(a.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'the passphrase of session a' } })
   await hold.reached(1)
   hold.stopHolding()
+  return { app, userId, a, b, hold, fromA }
+}
+
+t.test('a password change whose current-password check passed before another password change committed is refused, and the other one stands', async (t) => {
+  const { app, userId, a, b, hold, fromA } = await passwordChangeHeldAfterCheck(t)
   const fromB = await app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(b.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'the passphrase of session b' } })
   t.equal(fromB.statusCode, 204, 'the change that committed first')
   hold.release()
@@ -233,14 +242,7 @@ t.test('a password change whose current-password check passed before another pas
 })
 
 t.test('a password change whose current-password check passed before logout-all committed is refused: no session survives it', async (t) => {
-  const app = await buildTestApp(t)
-  const userId = (await register(app)).json().id as string
-  const a = await login(app, { transport: 'body' })
-  const b = await login(app, { transport: 'body' })
-  const hold = holdVerifications(app)
-  const fromA = app.inject({ method: 'POST', url: '/api/auth/password', headers: bearer(a.accessToken), payload: { currentPassword: PASSWORD, newPassword: 'the passphrase of session a' } })
-  await hold.reached(1)
-  hold.stopHolding()
+  const { app, userId, b, hold, fromA } = await passwordChangeHeldAfterCheck(t)
   t.equal((await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: bearer(b.accessToken) })).statusCode, 204)
   hold.release()
   t.equal((await fromA).statusCode, 401)

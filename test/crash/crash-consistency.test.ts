@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t, { type Test } from 'tap'
-import { startServer, type ServerProcess } from '../support/process.js'
+import { serverEnv, startServer, type ServerProcess } from '../support/process.js'
 
 const SEED = Number(process.env.CRASH_SEED ?? 20261101)
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 4)
@@ -161,18 +161,11 @@ t.test(`SIGKILL mid-load, ${ROUNDS} rounds: no lost registration, no half-rotate
   const dir = mkdtempSync(join(tmpdir(), 'auth-crash-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const path = join(dir, 'auth.db')
-  const env = {
-    NODE_ENV: 'test',
-    DATABASE_URL: `file:${path}`,
-    PUBLIC_URL: 'http://localhost:3000',
-    ARGON2_MEMORY_KIB: '1024',
-    ARGON2_TIME_COST: '1',
-    RATE_LIMIT_ENABLED: 'false',
+  const env = serverEnv(path, {
     // A lost answer to a refresh is exactly what the reuse interval is for; make it cover the
     // time from the crash to the check.
-    REFRESH_REUSE_INTERVAL: '60s',
-    DEMO_ENABLED: 'false'
-  }
+    REFRESH_REUSE_INTERVAL: '60s'
+  })
   const ledger: Ledger = { users: [], sessions: [] }
   let server: ServerProcess | undefined
   t.teardown(async () => { await server?.kill() })

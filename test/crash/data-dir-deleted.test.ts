@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startServer, type ServerProcess } from '../support/process.js'
+import { serverEnv, startServer, type ServerProcess } from '../support/process.js'
 
 const PASSWORD = 'deleted data passphrase 2026'
 
@@ -23,15 +23,7 @@ t.test('data directory deleted while running: noticed without a request, /ready 
   const dir = mkdtempSync(join(tmpdir(), 'auth-deleted-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const data = join(dir, 'data')
-  let server: ServerProcess | undefined = await startServer({
-    NODE_ENV: 'test',
-    DATABASE_URL: `file:${join(data, 'auth.db')}`,
-    PUBLIC_URL: 'http://localhost:3000',
-    ARGON2_MEMORY_KIB: '1024',
-    ARGON2_TIME_COST: '1',
-    RATE_LIMIT_ENABLED: 'false',
-    DEMO_ENABLED: 'false'
-  })
+  let server: ServerProcess | undefined = await startServer(serverEnv(join(data, 'auth.db')))
   t.teardown(async () => { await server?.kill() })
   const { base } = server
 

@@ -23,7 +23,7 @@ import { runMigrations } from '../../db/migrate.js'
 import { createAuditRepository } from '../../db/repositories/audit.js'
 import { createLeasesRepository } from '../../db/repositories/leases.js'
 import { createUsersRepository } from '../../db/repositories/users.js'
-import { startServer, type ServerProcess } from '../support/process.js'
+import { serverEnv, startServer, type ServerProcess } from '../support/process.js'
 import { tmpfs } from '../support/tmpfs.js'
 
 const PASSWORD = 'disk full passphrase 2026'
@@ -34,15 +34,7 @@ t.test('a full disk under load: every registration answered 201 is stored; the o
   if (dir === null) return
 
   const path = join(dir, 'auth.db')
-  const env = {
-    NODE_ENV: 'test',
-    DATABASE_URL: `file:${path}`,
-    PUBLIC_URL: 'http://localhost:3000',
-    ARGON2_MEMORY_KIB: '1024',
-    ARGON2_TIME_COST: '1',
-    RATE_LIMIT_ENABLED: 'false',
-    DEMO_ENABLED: 'false'
-  }
+  const env = serverEnv(path)
   let server: ServerProcess | undefined = await startServer(env)
   t.teardown(async () => { await server?.kill() })
 

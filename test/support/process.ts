@@ -25,6 +25,23 @@ export interface ServerProcess {
   kill: (signal?: NodeJS.Signals) => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
 }
 
+/**
+ * The settings of a service process on a database file in a test: cheap argon2, no per-IP rate
+ * limits, no demo; `overrides` add or replace.
+ */
+export function serverEnv (databasePath: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    DATABASE_URL: `file:${databasePath}`,
+    PUBLIC_URL: 'http://localhost:3000',
+    ARGON2_MEMORY_KIB: '1024',
+    ARGON2_TIME_COST: '1',
+    RATE_LIMIT_ENABLED: 'false',
+    DEMO_ENABLED: 'false',
+    ...overrides
+  }
+}
+
 /** The environment every child gets: no variable of the test's own process leaks into its config. */
 function childEnv (env: Record<string, string>): Record<string, string> {
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TMPDIR: process.env.TMPDIR ?? '', HOST: '127.0.0.1', PORT: '0', ...env }
