@@ -1,17 +1,18 @@
 /**
  * A rotation that logs nobody out, seen from a really listening service and two consuming
  * services built with the verifier plugin: one caches the key set as long as the service's
- * Cache-Control says, one far longer. Time moves with `timeTravel` (Date only), never sleeps.
+ * Cache-Control says, one far longer. Time moves with `fakeDate` in running mode (Date only), never sleeps.
  */
 import t from 'tap'
 import { login } from '../support/app.js'
-import { decode, forgeries, me, serviceKey, session, timeTravel } from '../keys/support.js'
+import { decode, forgeries, me, serviceKey, session } from '../keys/support.js'
+import { fakeDate } from '../support/clock.js'
 import { startConsumer, startService, whoami } from './support.js'
 
 const MINUTE = 60_000
 
 t.test('tokens from before a rotation verify until they expire; new tokens carry the new kid; cached verifiers pick it up', async (t) => {
-  const clock = timeTravel(t)
+  const clock = fakeDate(t, Date.now(), { running: true })
   // Lead time = JWKS_MAX_AGE + KEY_CHECK_INTERVAL = 3 minutes; tokens live 15 minutes.
   const service = await startService(t, { JWKS_MAX_AGE: '2m', KEY_CHECK_INTERVAL: '1m', ACCESS_TOKEN_TTL: '15m' })
   const honouring = await startConsumer(t, { jwksUrl: service.jwksUrl, cacheMaxAge: 2 * MINUTE })
@@ -67,7 +68,7 @@ t.test('tokens from before a rotation verify until they expire; new tokens carry
 })
 
 t.test('an immediate rotation: verifiers that fetched within the cooldown wait for it, then pick the key up', async (t) => {
-  const clock = timeTravel(t)
+  const clock = fakeDate(t, Date.now(), { running: true })
   const service = await startService(t)
   const consumer = await startConsumer(t, { jwksUrl: service.jwksUrl, cooldown: 30_000 })
   const before = await session(service.app)

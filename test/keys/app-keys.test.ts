@@ -9,7 +9,8 @@ import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { buildTestApp, login, TEST_ENV, testConfig } from '../support/app.js'
-import { decode, me, session, timeTravel } from './support.js'
+import { fakeDate } from '../support/clock.js'
+import { decode, me, session } from './support.js'
 
 const KEK = Buffer.alloc(32, 0x5a).toString('base64')
 
@@ -97,7 +98,7 @@ t.test('two instances on one database file, maintaining at the same moment, rota
 })
 
 t.test('the periodic check rotates on schedule without any call', async (t) => {
-  const clock = timeTravel(t)
+  const clock = fakeDate(t, Date.now(), { running: true })
   const lines: string[] = []
   const logStream = new Writable({ write (chunk, _enc, cb) { lines.push(String(chunk)); cb() } })
   const app = await buildApp(testConfig({ LOG_LEVEL: 'info', KEY_CHECK_INTERVAL: '1s', KEY_ROTATION_INTERVAL: '1d', JWKS_MAX_AGE: '1m' }), { logStream })
@@ -121,7 +122,7 @@ t.test('the periodic check rotates on schedule without any call', async (t) => {
 })
 
 t.test('a change of JWT_ALGORITHM keeps every key that signed a valid token until that token expires', async (t) => {
-  const clock = timeTravel(t)
+  const clock = fakeDate(t, Date.now(), { running: true })
   const env = {
     DATABASE_URL: `file:${join(t.testdir(), 'auth.db')}`,
     JWKS_MAX_AGE: '5m',

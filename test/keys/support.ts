@@ -117,27 +117,6 @@ export function assertRefused (t: Test, res: LightMyRequestResponse, code = 'ACC
 }
 
 /**
- * Moves `Date` (and `Date.now`) forward by an offset for the rest of the test file's test,
- * restored at teardown. Timers are not touched, so sockets, fetch and Fastify keep working; tap's
- * t.clock would also freeze setImmediate and setTimeout, which a listening server needs.
- */
-export function timeTravel (t: Test): { advance: (ms: number) => void, now: () => Date } {
-  const RealDate = globalThis.Date
-  let offset = 0
-  class ShiftedDate extends RealDate {
-    constructor (...args: unknown[]) {
-      if (args.length === 0) super(RealDate.now() + offset)
-      else super(...(args as [number]))
-    }
-
-    static override now (): number { return RealDate.now() + offset }
-  }
-  globalThis.Date = ShiftedDate as DateConstructor
-  t.teardown(() => { globalThis.Date = RealDate })
-  return { advance: (ms) => { offset += ms }, now: () => new ShiftedDate() }
-}
-
-/**
  * A catalogue of forged and misdirected variants of a genuine token, each refused by the
  * service and by any correct verifier. `real` is the service's signing key (the claim-only
  * variants are signed with it, so the claim is the only thing wrong).
