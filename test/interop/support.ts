@@ -3,12 +3,10 @@
  * app, the "consuming service", protected by the verifier plugin.
  */
 import type { IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
-import { buildApp } from '../../src/app.js'
 import verifier, { type VerifierOptions } from '../../packages/verifier/src/index.js'
-import { testConfig } from '../support/app.js'
+import { listen } from '../support/server.js'
 
 export const ISSUER = 'https://auth.test.example'
 export const AUDIENCE = 'https://api.test.example'
@@ -22,13 +20,9 @@ export interface Service {
 }
 
 export async function startService (t: Test, env: Record<string, string> = {}): Promise<Service> {
-  const app = await buildApp(testConfig({ JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...env }))
-  t.teardown(() => app.close())
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const { port } = app.server.address() as AddressInfo
+  const { app, base: origin } = await listen(t, { JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...env })
   let fetches = 0
   app.server.on('request', (req: IncomingMessage) => { if (req.url === '/.well-known/jwks.json') fetches++ })
-  const origin = `http://127.0.0.1:${port}`
   return { app, origin, jwksUrl: `${origin}/.well-known/jwks.json`, jwksFetches: () => fetches }
 }
 
