@@ -1,0 +1,85 @@
+// The client side of scripts/compose-scale-check.sh: talks to the service only through the
+// balancer, as a client would.
+//
+//   node scripts/compose-scale-check.mjs both <base-url> <state-file> <instances>
+//     register -> login (body mode) -> refresh -> /me; then asks until every instance named in
+//     <instances> (comma-separated HAProxy server names, from `x-served-by`) has answered a
+//     refresh or /me of the same session: the session, its refresh chain and the signing key
+//     are shared. Keeps the session in <state-file>.
+//   node scripts/compose-scale-check.mjs survivor <base-url> <state-file> <instance>
+//     after the other instances were stopped: 20 refreshes of the same chain, each followed by
+//     /me with the new access token, and a fresh login, all answered 200 by <instance>; the
+//     access token from before the stop is still accepted.
+//
+// Prints one line per check; exits 1 at the first failure.
+import { readFileSync, writeFileSync } from 'node:fs'
+
+const [phase, base, stateFile, instances] = process.argv.slice(2)
+if (!['both', 'survivor'].includes(phase) || !base || !stateFile || !instances) {
+  console.error('usage: node scripts/compose-scale-check.mjs both|survivor <base-url> <state-file> <instances>')
+  process.exit(64)
+}
+
+function check (ok, what, detail = '') {
+  if (!ok) {
+    console.error(`  FAIL ${what}${detail ? `: ${detail}` : ''}`)
+    process.exit(1)
+  }
+  console.log(`  ok   ${what}`)
+}
+
+async function call (method, path, body, headers = {}) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000)
+  })
+  const text = await res.text()
+  let json = null
+  try { json = JSON.parse(text) } catch {}
+  return { status: res.status, servedBy: res.headers.get('x-served-by') ?? '?', json, text }
+}
+
+const me = (accessToken) => call('GET', '/api/auth/me', undefined, { authorization: `Bearer ${accessToken}` })
+const refresh = (refreshToken) => call('POST', '/api/auth/refresh', { refreshToken })
+
+if (phase === 'both') {
+  const wanted = instances.split(',')
+  const username = `scale-${Date.now().toString(36)}`
+  const password = `scale passphrase ${Math.random().toString(36).slice(2)}`
+  const registered = await call('POST', '/api/auth/register', { username, password })
+  check(registered.status === 201, `register ${username} (${registered.servedBy})`, registered.text)
+  const login = await call('POST', '/api/auth/login', { username, password, transport: 'body' })
+  check(login.status === 200 && typeof login.json?.refreshToken === 'string', `login (${login.servedBy})`, login.text)
+  let { accessToken, refreshToken } = login.json
+  const seen = new Set()
+  for (let i = 0; i < 20 && !wanted.every((w) => seen.has(w)); i++) {
+    const r = await refresh(refreshToken)
+    check(r.status === 200, `refresh ${i + 1} (${r.servedBy})`, r.text)
+    ;({ accessToken, refreshToken } = r.json)
+    seen.add(r.servedBy)
+    const m = await me(accessToken)
+    check(m.status === 200 && m.json?.username === username, `/me with the new access token (${m.servedBy})`, m.text)
+    seen.add(m.servedBy)
+  }
+  check(wanted.every((w) => seen.has(w)), `one session served by every instance (${[...seen].sort().join(', ')})`, `wanted ${wanted.join(', ')}`)
+  writeFileSync(stateFile, JSON.stringify({ username, password, accessToken, refreshToken }))
+} else {
+  const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+  const before = await me(state.accessToken)
+  check(before.status === 200 && before.servedBy === instances, `the access token from before the stop (${before.servedBy})`, before.text)
+  let { refreshToken } = state
+  const served = new Set()
+  for (let i = 0; i < 20; i++) {
+    const r = await refresh(refreshToken)
+    if (r.status !== 200) check(false, `refresh ${i + 1} after the stop (${r.servedBy})`, r.text)
+    refreshToken = r.json.refreshToken
+    const m = await me(r.json.accessToken)
+    if (m.status !== 200) check(false, `/me ${i + 1} after the stop (${m.servedBy})`, m.text)
+    served.add(r.servedBy).add(m.servedBy)
+  }
+  check(served.size === 1 && served.has(instances), `20 refreshes and 20 /me after the stop, all 200 (served by ${[...served].join(', ')})`)
+  const login = await call('POST', '/api/auth/login', { username: state.username, password: state.password, transport: 'body' })
+  check(login.status === 200, `a new login after the stop (${login.servedBy})`, login.text)
+}
