@@ -22,15 +22,16 @@ const { ALGORITHMS, envFor, me, session } = await import('./support.js')
 for (const alg of ALGORITHMS) {
   t.test(`${alg}: one verifier and one signer for the ring key, however many tokens`, async (t) => {
     const app = await buildTestApp(t, envFor(alg))
+    const built = { ...made }
     const { token, payload } = await session(app)
     t.equal((await me(app, token)).statusCode, 200, 'the first token verifies')
     const before = { ...made }
+    t.same(before, { verifiers: built.verifiers + 1, signers: built.signers + 1 }, 'the first token made the key\'s signer, its first verification the key\'s verifier')
     const issue = app.accessTokenIssuer(new Date())
     for (let i = 0; i < 5; i++) {
       const { accessToken } = await issue({ userId: String(payload.sub), sessionId: String(payload.sid), roles: ['user'] })
       t.equal((await me(app, accessToken)).statusCode, 200, `token ${i + 2} verifies`)
     }
     t.same(made, before, 'five more tokens signed and verified with the same key: no verifier or signer made')
-    t.ok(before.verifiers >= 1 && before.signers >= 1, 'the counted functions are the ones the service uses')
   })
 }
