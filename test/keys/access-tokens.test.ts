@@ -93,10 +93,13 @@ t.test('claims: issuer, audience, types, expiry and not-before with the toleranc
   const [h, p, s] = good.split('.') as [string, string, string]
   await refused(`${h}.${Buffer.from(JSON.stringify({ ...decode(good).payload, sub: 'admin' })).toString('base64url')}.${s}`, 'a changed payload under the old signature')
   await refused(`${h}.${p}.${Buffer.from(s, 'base64url').subarray(0, 63).toString('base64url')}`, 'a truncated signature')
-  // Expiry, with the tolerance: 64 s after iat (4 s past exp) still in, 66 s out.
-  clock.advance(64_000)
+  await refused(`${h}.${p}.${Buffer.concat([Buffer.from(s, 'base64url'), Buffer.from([0])]).toString('base64url')}`, 'a signature one byte too long')
+  // Expiry, with the tolerance (5 s): the clock is set to a second, not moved by a step, so the
+  // time the requests above took does not count. 2 s after exp still in, 8 s after out.
+  const setClock = (seconds: number): void => { clock.advance(seconds * 1000 - Date.now()) }
+  setClock(now + 62)
   await accepted(good, 'within the tolerance after exp')
-  clock.advance(2_000)
+  setClock(now + 68)
   await refused(good, 'past exp plus tolerance', 'ACCESS_TOKEN_EXPIRED')
   await refused(good.replace(/\.[^.]+$/, '.AAAA'), 'an expired token with a bad signature is invalid, not expired')
 })
