@@ -10,6 +10,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import fp from 'fastify-plugin'
 import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
+import authenticatePlugin from '../plugins/authenticate.js'
 import cookiePlugin from '../plugins/cookie.js'
 import corsPlugin from '../plugins/cors.js'
 import dbPlugin from '../plugins/db.js'
@@ -170,6 +171,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(instancesPlugin)
   await app.register(authPlugin)
   await app.register(jwtPlugin)
+  await app.register(authenticatePlugin)
   // Before any route (metrics registers /metrics): the OpenAPI document is collected from the
   // routes as they are registered.
   await app.register(swaggerPlugin)

@@ -31,8 +31,8 @@ export const ConfigSchema = Type.Object({
   /** Who checkpoints the WAL: a background thread (the default), or SQLite inside a commit (db/client.ts). */
   databaseCheckpoint: Type.Union([Type.Literal('background'), Type.Literal('auto')]),
   /**
-   * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs and access-token signatures are
-   * verified. Password hashes use all its threads but one (src/auth/passwords.ts), so that many
+   * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs, besides the group commit's
+   * fdatasync and file I/O. Password hashes use all its threads but one (src/auth/passwords.ts), so that many
    * run at once. Default: the CPU count plus one, at least 3 and at most 17 (docs/performance.md).
    */
   threadPoolSize: Type.Integer({ minimum: 1, maximum: 1024 }),

@@ -4,10 +4,9 @@
  * m=19456 KiB, t=2, p=1.
  *
  * At most `concurrency` hashes are handed to the pool at once (the service uses the pool size
- * minus one); the rest wait here, in order. The pool also verifies every access token's
- * signature (src/keys/token-verifier.ts) and does the file I/O: were a burst of logins queued
- * in libuv itself, each of those would wait behind every queued hash (tens of ms each), and a
- * login flood would stall every authenticated request. One thread is always left for them.
+ * minus one); the rest wait here, in order. The pool also does the file I/O and the other
+ * asynchronous crypto: were a burst of logins queued in libuv itself, each of those would wait
+ * behind every queued hash (tens of ms each). One thread is always left for them.
  */
 import { randomBytes } from 'node:crypto'
 import { hash, verify } from '@node-rs/argon2'

@@ -21,7 +21,7 @@
  * a database (and the key CLI) never rotate twice. Key generation (slow for RSA) happens before
  * it, outside the lock.
  */
-import { createHash, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto'
+import { createHash, type KeyObject } from 'node:crypto'
 import type { NewSigningKey, SigningKeyRow, SigningKeysRepository } from '../../db/repositories/signing-keys.js'
 import { decodeKeyEncryptionKey, type Config } from '../config.js'
 import {
@@ -81,14 +81,10 @@ export interface RingKey {
   state: 'next' | 'current' | 'retired'
   activatesAt: Date
   removeAfter: Date | null
-  /** SPKI PEM, or the HS256 secret. */
+  /** SPKI PEM, or the HS256 secret: what @fastify/jwt verifies this key's tokens with. */
   verifyKey: string
-  /** The same key imported once (public key, or the HS256 secret), what each token is verified with. */
-  verifyKeyObject: KeyObject
-  /** PKCS#8 PEM, or the HS256 secret (what @fastify/jwt's `jwtSign` is given). */
+  /** PKCS#8 PEM, or the HS256 secret: what @fastify/jwt signs with. */
   signKey: string
-  /** The private key (or the HS256 secret) imported once: what access tokens are signed with. */
-  signKeyObject: KeyObject
   jwk: PublicJwk | null
 }
 
@@ -108,9 +104,7 @@ const secondsMs = (s: number): number => s * 1000
 /** The opened form of a stored key: derived once per stored value and kept while the row lives. */
 interface Material {
   verifyKey: string
-  verifyKeyObject: KeyObject
   signKey: string
-  signKeyObject: KeyObject
   jwk: PublicJwk
 }
 
@@ -136,9 +130,8 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
   let loadedStamp = ''
   let running: Promise<unknown> = Promise.resolve()
 
-  // HS256: one secret, imported once, both signs and verifies.
-  const hsSecret = options.algorithm === 'HS256' ? createSecretKey(Buffer.from(options.secret!, 'utf8')) : null
-  const hsKey: RingKey | null = hsSecret !== null
+  // HS256: one secret both signs and verifies.
+  const hsKey: RingKey | null = options.algorithm === 'HS256'
     ? {
         kid: secretKid(options.secret!),
         alg: 'HS256',
@@ -146,9 +139,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
         activatesAt: new Date(0),
         removeAfter: null,
         verifyKey: options.secret!,
-        verifyKeyObject: hsSecret,
         signKey: options.secret!,
-        signKeyObject: hsSecret,
         jwk: null
       }
     : null
@@ -180,9 +171,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
     if (jwk.kid !== row.kid) throw new KeyProtectionError(`signing key ${row.kid}: the stored kid is not the thumbprint of its key`)
     const opened = {
       verifyKey: publicPemOf(privateKey),
-      verifyKeyObject: createPublicKey(privateKey),
       signKey: privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
-      signKeyObject: privateKey,
       jwk
     }
     cache.set(cacheKey, opened)
@@ -204,9 +193,7 @@ export function createKeyRing (repo: SigningKeysRepository, options: KeyRingOpti
         activatesAt: row.activatesAt,
         removeAfter: row.removeAfter,
         verifyKey: m.verifyKey,
-        verifyKeyObject: m.verifyKeyObject,
         signKey: m.signKey,
-        signKeyObject: m.signKeyObject,
         jwk: m.jwk
       })
     }
