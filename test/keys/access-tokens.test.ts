@@ -11,7 +11,8 @@ import { createPublicKey, createSecretKey } from 'node:crypto'
 import { decodeProtectedHeader, jwtVerify } from 'jose'
 import t from 'tap'
 import { buildTestApp } from '../support/app.js'
-import { ALGORITHMS, decode, envFor, forge, me, P256_ORDER, serviceKey, session, timeTravel, HS_SECRET } from './support.js'
+import { ALGORITHMS, decode, envFor, forge, me, P256_ORDER, serviceKey, session, HS_SECRET } from './support.js'
+import { fakeDate } from '../support/clock.js'
 
 for (const alg of ALGORITHMS) {
   t.test(`${alg}: jose verifies what the service signs, with the header and claims as signed`, async (t) => {
@@ -42,7 +43,7 @@ t.test('ES256: every token the service signs has the low S (s ≤ n/2), the one 
 
 t.test('claims: issuer, audience, types, expiry and not-before with the tolerance, typ and headers', async (t) => {
   const app = await buildTestApp(t, envFor('ES256', { JWT_CLOCK_TOLERANCE: '5s' }))
-  const clock = timeTravel(t)
+  const clock = fakeDate(t, Date.now(), { running: true })
   const { payload } = await session(app)
   const { kid, alg, key } = serviceKey(app)
   const now = Math.floor(Date.now() / 1000)
