@@ -17,6 +17,13 @@
  * reservation then stays counted until its window ends, which can refuse a login too many but
  * never allows a guess too many.
  *
+ * One thing only Redis needs: a reservation whose settlement never arrives. A reserve that
+ * timed out here may still run in Redis later (a Redis that answered too slowly), and an
+ * instance may die while it checks a password; in memory neither leaves a trace, here both would
+ * hold a place until the window ends and refuse the account's owner meanwhile. So the places
+ * held by attempts in flight are forgotten PENDING_TTL_MS after the last one was granted: far
+ * longer than any password check, far shorter than the window. Failures are never forgotten.
+ *
  * Keys are SHA-256 of the username key: Redis never holds a name that was tried (people type
  * passwords into that field).
  */
@@ -28,9 +35,12 @@ import type { LoginThrottle, LoginThrottleOptions, Reservation } from './login-t
 export const KEY_PREFIX = 'auth:login-throttle:'
 /** How long after its window an idle entry is removed by Redis (clock differences between instances). */
 const EXPIRY_SLACK_MS = 60_000
+/** After this long without a new reservation, the attempts still counted as in flight are taken as lost. */
+export const PENDING_TTL_MS = 60_000
 
 /**
- * ARGV: operation (reserve, failed, unchecked, reset), now (ms), window (ms), max, expiry (ms).
+ * ARGV: operation (reserve, failed, unchecked, reset), now (ms), window (ms), max, expiry (ms),
+ * pending TTL (ms). Fields: failed, pending, start (of the window), granted (the last reservation).
  * Answers 0 when a reservation is granted (and for every settlement), else the seconds to wait.
  */
 const SCRIPT = `
@@ -38,16 +48,17 @@ local key = KEYS[1]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
-local entry = redis.call('HMGET', key, 'failed', 'pending', 'start')
-local failed, pending, start = tonumber(entry[1]), tonumber(entry[2]), tonumber(entry[3])
+local entry = redis.call('HMGET', key, 'failed', 'pending', 'start', 'granted')
+local failed, pending, start, granted = tonumber(entry[1]), tonumber(entry[2]), tonumber(entry[3]), tonumber(entry[4])
 if start ~= nil and now - start >= window then
   redis.call('DEL', key)
   start = nil
 end
+if start ~= nil and pending > 0 and now - granted >= tonumber(ARGV[6]) then pending = 0 end
 if op == 'reserve' then
   local max = tonumber(ARGV[4])
   if start == nil then
-    redis.call('HSET', key, 'failed', 0, 'pending', 1, 'start', ARGV[2])
+    redis.call('HSET', key, 'failed', 0, 'pending', 1, 'start', ARGV[2], 'granted', ARGV[2])
     redis.call('PEXPIRE', key, ARGV[5])
     return 0
   end
@@ -55,7 +66,7 @@ if op == 'reserve' then
     if failed >= max then return math.max(1, math.ceil((start + window - now) / 1000)) end
     return 1
   end
-  redis.call('HINCRBY', key, 'pending', 1)
+  redis.call('HSET', key, 'pending', pending + 1, 'granted', ARGV[2])
   return 0
 end
 if start == nil then return 0 end
@@ -70,7 +81,7 @@ return 0
 `
 
 type Operation = 'reserve' | 'failed' | 'unchecked' | 'reset'
-type ThrottleCommand = (key: string, op: Operation, now: number, window: number, max: number, expiry: number) => Promise<number>
+type ThrottleCommand = (key: string, op: Operation, now: number, window: number, max: number, expiry: number, pendingTtl: number) => Promise<number>
 
 export function createRedisLoginThrottle (
   redis: Redis,
@@ -83,7 +94,7 @@ export function createRedisLoginThrottle (
   // script when a restarted Redis no longer knows it).
   if (client.authLoginThrottle === undefined) client.defineCommand('authLoginThrottle', { numberOfKeys: 1, lua: SCRIPT })
   const run = async (key: string, op: Operation, now: Date): Promise<number> =>
-    await client.authLoginThrottle!(KEY_PREFIX + createHash('sha256').update(key).digest('hex'), op, now.getTime(), windowMs, max, windowMs + EXPIRY_SLACK_MS)
+    await client.authLoginThrottle!(KEY_PREFIX + createHash('sha256').update(key).digest('hex'), op, now.getTime(), windowMs, max, windowMs + EXPIRY_SLACK_MS, PENDING_TTL_MS)
   const settle = async (key: string, op: Operation, now: Date): Promise<void> => {
     try {
       await run(key, op, now)

@@ -5,7 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import { createLoginThrottle, type LoginThrottle } from '../../../src/auth/login-throttle.js'
-import { createRedisLoginThrottle, KEY_PREFIX } from '../../../src/auth/redis-login-throttle.js'
+import { createRedisLoginThrottle, KEY_PREFIX, PENDING_TTL_MS } from '../../../src/auth/redis-login-throttle.js'
 import { closeRedis, connectRedis, type Redis } from '../../../src/redis.js'
 import { redisServer, type RedisServer } from '../../support/redis.js'
 
@@ -71,6 +71,22 @@ t.test('in Redis: two clients (two instances) reserving in parallel never both g
   const b = createRedisLoginThrottle(await client(t, server), options, fail)
   const answers = await Promise.all(Array.from({ length: 200 }, async (_, i) => await (i % 2 === 0 ? a : b).reserve('k', at(0))))
   t.equal(answers.filter((r) => r.ok).length, 7, 'exactly max granted over both')
+})
+
+t.test('in Redis: attempts never settled (a reserve that timed out but ran, an instance that died) stop holding places a while after the last one, failures do not', async (t) => {
+  const server = await redisServer(t)
+  if (server === null) return
+  const throttle = createRedisLoginThrottle(await client(t, server), { max: 3, windowSeconds: 900 }, (err) => { throw err })
+  const ttl = PENDING_TTL_MS / 1000
+  t.same(await throttle.reserve('k', at(0)), { ok: true })
+  await throttle.release('k', at(0), 'failed')
+  for (let i = 0; i < 2; i++) t.same(await throttle.reserve('k', at(10)), { ok: true }, 'two attempts whose answers never come')
+  t.same(await throttle.reserve('k', at(10 + ttl - 1)), { ok: false, retryAfter: 1 }, 'they hold their places for a while')
+  t.same(await throttle.reserve('k', at(10 + ttl)), { ok: true }, 'then they are taken as lost')
+  await throttle.release('k', at(10 + ttl), 'failed')
+  t.same(await throttle.reserve('k', at(10 + ttl)), { ok: true })
+  await throttle.release('k', at(10 + ttl), 'failed')
+  t.same(await throttle.reserve('k', at(10 + 2 * ttl)), { ok: false, retryAfter: 900 - 10 - 2 * ttl }, 'three failures: refused until the window ends, however long ago')
 })
 
 t.test('in Redis: the username is not stored in clear', async (t) => {
