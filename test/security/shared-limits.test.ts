@@ -13,18 +13,20 @@ import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import { Writable } from 'node:stream'
+import type { BuildOptions } from '../../src/app.js'
 import type { Env } from '../../src/config.js'
 import { holdVerifications, until } from '../support/app.js'
 import { redisServer } from '../support/redis.js'
 import { call, listen, loginBody, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
 
 /** Two instances on one database file (built one after the other: the first one migrates it). */
-async function twoInstances (t: Test, env: Env): Promise<[Served, Served]> {
+async function twoInstances (t: Test, env: Env, options: BuildOptions = {}): Promise<[Served, Served]> {
   const dir = mkdtempSync(join(tmpdir(), 'auth-shared-limits-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const shared = { DATABASE_URL: join(dir, 'auth.db'), HOUSEKEEPING_INTERVAL: '0', ...env }
-  const a = await listen(t, shared)
-  const b = await listen(t, shared)
+  const a = await listen(t, shared, options)
+  const b = await listen(t, shared, options)
   return [a, b]
 }
 
@@ -155,4 +157,39 @@ t.test('Redis stopped: login and password change answer 503 THROTTLE_UNAVAILABLE
   const limited: number[] = []
   for (let i = 0; i < 5; i++) limited.push((await call(s, '/api/auth/me')).status)
   t.same(limited, [401, 401, 401, 429, 429], 'per-IP limits count again')
+})
+
+t.test('Redis hanging (its process frozen): logins answer 503 within the command timeout instead of waiting, per-IP limits let requests through; the outage is logged, not once per request', async (t) => {
+  const redis = await redisServer(t)
+  if (redis === null) return
+  const lines: Array<{ msg: string }> = []
+  const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l)); cb() } })
+  const [s] = await twoInstances(t, {
+    REDIS_URL: redis.url,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_ENABLED: 'true',
+    RATE_LIMIT_MAX: '3',
+    RATE_LIMIT_LOGIN_MAX: '1000',
+    RATE_LIMIT_LOGIN_FAILURES_PER_USER_MAX: '1000'
+  }, { logStream })
+  t.equal((await registerUser(s, 'alice')).status, 201)
+
+  redis.freeze()
+  // Were a command to wait for the frozen server, these would never be answered and the test
+  // would time out.
+  const requests = 10
+  const logins = await Promise.all(Array.from({ length: requests }, async () => await login(s, 'alice', PASSWORD)))
+  t.same(logins.map((a) => [a.status, a.json?.code]), Array(requests).fill([503, 'THROTTLE_UNAVAILABLE']), 'every login: 503 THROTTLE_UNAVAILABLE')
+  const others = await Promise.all(Array.from({ length: requests }, async () => (await call(s, '/api/auth/me')).status))
+  t.same(others, Array(requests).fill(401), 'per-IP limits fail open: none refused as 429')
+  const throttleLines = lines.filter((l) => /login throttle unavailable/.test(l.msg)).length
+  const limitLines = lines.filter((l) => /per-IP rate limits not counted/.test(l.msg)).length
+  t.ok(throttleLines >= 1 && throttleLines < requests, `the throttle's failure logged, not per request (${throttleLines} lines for ${requests} logins)`)
+  t.ok(limitLines >= 1 && limitLines < 2 * requests, `the limits' failure logged, not per request (${limitLines} lines for ${2 * requests} requests)`)
+
+  redis.thaw()
+  let back: Answer
+  do back = await login(s, 'alice', PASSWORD)
+  while (back.status === 503 && await new Promise((resolve) => setTimeout(resolve, 50, true)))
+  t.equal(back.status, 200, 'Redis answering again: logins work, without a restart')
 })

@@ -25,6 +25,10 @@ export interface RedisServer {
   stop: () => Promise<void>
   /** Starts it again on the same port, empty, and resolves once it answers PING. */
   start: () => Promise<void>
+  /** Freezes the process (SIGSTOP): connections stay open and nothing answers, as a hung server. */
+  freeze: () => void
+  /** Lets a frozen process go on (SIGCONT). */
+  thaw: () => void
 }
 
 /** Resolves true once a PING on `port` gets PONG; false when nothing answers. */
@@ -70,6 +74,7 @@ export async function redisServer (t: Test): Promise<RedisServer | null> {
     child = null
     if (proc === null || proc.exitCode !== null) return
     const exited = new Promise((resolve) => proc.once('exit', resolve))
+    proc.kill('SIGCONT')
     proc.kill('SIGTERM')
     const timer = setTimeout(() => proc.kill('SIGKILL'), 5000)
     await exited
@@ -80,5 +85,6 @@ export async function redisServer (t: Test): Promise<RedisServer | null> {
   process.once('exit', onExit)
   t.teardown(async () => { process.off('exit', onExit); await stop() })
   await start()
-  return { url: `redis://127.0.0.1:${port}`, port, stop, start }
+  const signal = (name: NodeJS.Signals) => () => { child?.kill(name) }
+  return { url: `redis://127.0.0.1:${port}`, port, stop, start, freeze: signal('SIGSTOP'), thaw: signal('SIGCONT') }
 }
