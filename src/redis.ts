@@ -18,6 +18,11 @@ const RETRY_MAX_MS = 1000
 
 export type { Redis }
 
+/** A start refused because Redis could not be reached: one line for the operator, not a crash. */
+export class RedisUnavailableError extends Error {
+  override name = 'RedisUnavailableError'
+}
+
 export interface RedisLog {
   warn: (obj: object, msg: string) => void
   info: (obj: object, msg: string) => void
@@ -62,11 +67,13 @@ export async function connectRedis (url: string, log: RedisLog, options: RedisOp
     ...options
   })
   let down = false
+  let lastError: Error | undefined
   const logError = everyInterval<Error>(10_000, (err, suppressed) => {
     log.warn({ redis: target, error: err.message, suppressed }, 'Redis unavailable: login throttle refusing (503), per-IP limits open')
   })
   client.on('error', (err: Error) => {
     down = true
+    lastError = err
     logError(err)
   })
   client.on('ready', () => {
@@ -78,7 +85,9 @@ export async function connectRedis (url: string, log: RedisLog, options: RedisOp
     await client.ping()
   } catch (err) {
     client.disconnect()
-    throw new Error(`REDIS_URL: cannot reach Redis at ${target} (${(err as Error).message})`)
+    // The socket's own error (ECONNREFUSED, ENOTFOUND, a TLS or AUTH failure) says more than
+    // the client's "Connection is closed".
+    throw new RedisUnavailableError(`REDIS_URL: cannot reach Redis at ${target} (${(lastError ?? err as Error).message})`)
   }
   return client
 }
