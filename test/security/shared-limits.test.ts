@@ -14,19 +14,18 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { Writable } from 'node:stream'
-import type { BuildOptions } from '../../src/app.js'
 import type { Env } from '../../src/config.js'
 import { holdVerifications, until } from '../support/app.js'
 import { redisServer } from '../support/redis.js'
 import { call, listen, loginBody, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
 
 /** Two instances on one database file (built one after the other: the first one migrates it). */
-async function twoInstances (t: Test, env: Env, options: BuildOptions = {}): Promise<[Served, Served]> {
+async function twoInstances (t: Test, env: Env): Promise<[Served, Served]> {
   const dir = mkdtempSync(join(tmpdir(), 'auth-shared-limits-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const shared = { DATABASE_URL: join(dir, 'auth.db'), HOUSEKEEPING_INTERVAL: '0', ...env }
-  const a = await listen(t, shared, options)
-  const b = await listen(t, shared, options)
+  const a = await listen(t, shared)
+  const b = await listen(t, shared)
   return [a, b]
 }
 
@@ -53,6 +52,18 @@ async function loginFrom (s: Served, from: string, username: string, password: s
 
 const login = async (s: Served, username: string, password: string): Promise<Answer> =>
   await call(s, '/api/auth/login', { json: { username, password, transport: 'body' } })
+
+/**
+ * alice's login once the client has reconnected by itself (until then logins answer 503),
+ * bounded: after 20 s of 503s the last 503 is returned and the test fails on it.
+ */
+async function loginOnceReconnected (s: Served): Promise<Answer> {
+  for (let i = 0; ; i++) {
+    const answer = await login(s, 'alice', PASSWORD)
+    if (answer.status !== 503 || i >= 400) return answer
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
 
 const sources = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']
 const CONCURRENT = 100
@@ -81,7 +92,6 @@ t.test('two instances on one Redis share the per-account login throttle: 100 par
   })
   await until(() => holdA.held + holdB.held + answered === CONCURRENT)
   t.equal(holdA.held + holdB.held, max, `only ${max} guesses reached a password check, over both instances`)
-  t.ok(holdA.held > 0 && holdB.held > 0, `both instances evaluated some (${holdA.held} + ${holdB.held})`)
   holdA.release()
   holdB.release()
   const answers = await Promise.all(guesses)
@@ -114,7 +124,7 @@ t.test('two instances on one Redis share the per-IP limits: the global one and a
 t.test('Redis stopped: login and password change answer 503 THROTTLE_UNAVAILABLE without evaluating the password, per-IP limits stay open; Redis back: both work again without a restart', async (t) => {
   const redis = await redisServer(t)
   if (redis === null) return
-  const [s] = await twoInstances(t, {
+  const s = await listen(t, {
     REDIS_URL: redis.url,
     RATE_LIMIT_ENABLED: 'true',
     RATE_LIMIT_MAX: '3',
@@ -147,11 +157,7 @@ t.test('Redis stopped: login and password change answer 503 THROTTLE_UNAVAILABLE
   t.same(open, [401, 401, 401, 401, 401, 401], 'per-IP limits fail open: every request passes (to its own refusal, 401 without a token)')
 
   await redis.start()
-  // The client reconnects by itself; until it has, logins still answer 503.
-  let back: Answer
-  do back = await login(s, 'alice', PASSWORD)
-  while (back.status === 503 && await new Promise((resolve) => setTimeout(resolve, 50, true)))
-  t.equal(back.status, 200, 'Redis back: the right password logs in, without a restart')
+  t.equal((await loginOnceReconnected(s)).status, 200, 'Redis back: the right password logs in, without a restart')
   t.equal((await login(s, 'alice', 'a wrong password for alice')).status, 401, 'a wrong one is evaluated (and counted) again')
   t.equal(failedLogins(), 1)
   const limited: number[] = []
@@ -164,7 +170,7 @@ t.test('Redis hanging (its process frozen): logins answer 503 within the command
   if (redis === null) return
   const lines: Array<{ msg: string }> = []
   const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l)); cb() } })
-  const [s] = await twoInstances(t, {
+  const s = await listen(t, {
     REDIS_URL: redis.url,
     LOG_LEVEL: 'warn',
     RATE_LIMIT_ENABLED: 'true',
@@ -188,8 +194,5 @@ t.test('Redis hanging (its process frozen): logins answer 503 within the command
   t.ok(limitLines >= 1 && limitLines < 2 * requests, `the limits' failure logged, not per request (${limitLines} lines for ${2 * requests} requests)`)
 
   redis.thaw()
-  let back: Answer
-  do back = await login(s, 'alice', PASSWORD)
-  while (back.status === 503 && await new Promise((resolve) => setTimeout(resolve, 50, true)))
-  t.equal(back.status, 200, 'Redis answering again: logins work, without a restart')
+  t.equal((await loginOnceReconnected(s)).status, 200, 'Redis answering again: logins work, without a restart')
 })
