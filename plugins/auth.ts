@@ -1,14 +1,17 @@
 /**
  * The domain services the routes use: password hashing and rules, the session manager that
- * implements the refresh-token rules, and the per-username failed-login counter.
+ * implements the refresh-token rules, and the per-username failed-login counter (in Redis
+ * with REDIS_URL, shared by every instance).
  */
 import fp from 'fastify-plugin'
 import { createPasswordPolicy, type PasswordPolicy } from '../src/auth/credentials.js'
 import { createLoginThrottle, type LoginThrottle } from '../src/auth/login-throttle.js'
+import { createRedisLoginThrottle } from '../src/auth/redis-login-throttle.js'
 import { createPasswordHasher, hashConcurrency, type PasswordHasher } from '../src/auth/passwords.js'
 import { createSessionManager, type SessionManager } from '../src/auth/session-manager.js'
 import { decodeKeyEncryptionKey } from '../src/config.js'
 import { loadServerSecret } from '../src/keys/server-secret.js'
+import { everyInterval } from '../src/redis.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -31,5 +34,12 @@ export default fp(async function authPlugin (app) {
     sessionMaxAgeSeconds: config.refresh.sessionMaxAge,
     reuseIntervalSeconds: config.refresh.reuseInterval
   }))
-  app.decorate('loginThrottle', createLoginThrottle(config.rateLimit.loginFailuresPerUser))
-}, { name: 'auth', fastify: '5.x', dependencies: ['db'] })
+  // With REDIS_URL every instance counts one account's guesses together; without it, this
+  // instance alone (as a single instance should).
+  const logThrottleError = everyInterval<unknown>(10_000, (err, suppressed) => {
+    app.log.warn({ error: (err as Error).message, suppressed }, 'login throttle unavailable: logins answer 503 THROTTLE_UNAVAILABLE until Redis answers')
+  })
+  app.decorate('loginThrottle', app.redis === null
+    ? createLoginThrottle(config.rateLimit.loginFailuresPerUser)
+    : createRedisLoginThrottle(app.redis, config.rateLimit.loginFailuresPerUser, logThrottleError))
+}, { name: 'auth', fastify: '5.x', dependencies: ['db', 'redis'] })

@@ -1,8 +1,8 @@
 /**
  * Processes sharing the database file. Running several is supported: sessions, rotation and
- * the key ring live in the database. What lives in each process does not: the per-IP rate
- * limits and the per-username login failure limit count apart, so with N processes a client
- * gets up to N times the configured allowance (unless a proxy spreads it over one).
+ * the key ring live in the database. Without REDIS_URL what lives in each process does not: the
+ * per-IP rate limits and the per-username login failure limit count apart, so with N processes a
+ * client gets up to N times the configured allowance (unless a proxy spreads it over one).
  *
  * Each process keeps a heartbeat row in `leases` (`instance:<holder>`, renewed every
  * HEARTBEAT_MS and expiring after three missed beats, removed on a clean stop) and, when it
@@ -28,7 +28,8 @@ export default fp(async function instancesPlugin (app) {
     try {
       await leases.renew(name, holder, new Date(now.getTime() + 3 * HEARTBEAT_MS))
       const count = await leases.countOthers(PREFIX, holder, now)
-      if (count > 0 && count !== others) {
+      // With REDIS_URL the limits are shared (plugins/redis.ts): nothing counts apart to warn about.
+      if (count > 0 && count !== others && app.config.redisUrl === null) {
         app.log.warn({ otherProcesses: count },
           'another process uses this database file: per-IP rate limits and the per-username login failure limit count apart in each process (docs/operations.md, "Several processes")')
       }

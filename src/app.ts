@@ -19,6 +19,7 @@ import instancesPlugin from '../plugins/instances.js'
 import jwtPlugin from '../plugins/jwt.js'
 import metricsPlugin from '../plugins/metrics.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
+import redisPlugin from '../plugins/redis.js'
 import swaggerPlugin from '../plugins/swagger.js'
 import adminRoutes from '../routes/admin/index.js'
 import authRoutes from '../routes/auth/index.js'
@@ -166,6 +167,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // (errors included) carries the headers an allowed browser app needs to read it.
   await app.register(corsPlugin)
   await app.register(cookiePlugin)
+  await app.register(redisPlugin)
   await app.register(rateLimitPlugin)
   await app.register(dbPlugin)
   await app.register(instancesPlugin)

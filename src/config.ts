@@ -31,6 +31,11 @@ export const ConfigSchema = Type.Object({
   /** Who checkpoints the WAL: a background thread (the default), or SQLite inside a commit (db/client.ts). */
   databaseCheckpoint: Type.Union([Type.Literal('background'), Type.Literal('auto')]),
   /**
+   * REDIS_URL (`redis://` or `rediss://`): where several instances share their per-IP rate limits
+   * and the per-account login throttle. Null: each instance counts in its own memory.
+   */
+  redisUrl: Type.Union([Type.String({ pattern: '^rediss?://' }), Type.Null()]),
+  /**
    * libuv's thread pool (UV_THREADPOOL_SIZE), where argon2 runs, besides the group commit's
    * fdatasync and file I/O. Password hashes use all its threads but one (src/auth/passwords.ts), so that many
    * run at once. Default: the CPU count plus one, at least 3 and at most 17 (docs/performance.md).
@@ -193,6 +198,31 @@ function databasePathOf (url: string): string {
   return url.startsWith('file:') ? url.slice('file:'.length) : url
 }
 
+/** REDIS_URL: a redis:// or rediss:// URL. The message never repeats the value: it may hold a password. */
+function parseRedisUrl (name: string, value: string): string {
+  const v = value.trim()
+  let url: URL
+  try {
+    url = new URL(v)
+  } catch {
+    throw new ConfigError(`${name} is not a URL; use redis://[user:password@]host[:port][/db] or rediss://... for TLS`)
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`${name}: the scheme ${url.protocol} is not allowed; use redis://[user:password@]host[:port][/db] or rediss://... for TLS`)
+  }
+  if (url.hostname === '') throw new ConfigError(`${name} names no host; use redis://host[:port]`)
+  return v
+}
+
+/**
+ * The warning logged at start when the data lives in PostgreSQL (where several instances are
+ * the point) but nothing shares the counters between them; undefined otherwise.
+ */
+export function sharedCountersWarning (c: Pick<Config, 'databaseUrl' | 'redisUrl'>): string | undefined {
+  if (c.redisUrl !== null || !/^postgres(ql)?:\/\//i.test(c.databaseUrl)) return undefined
+  return 'DATABASE_URL is PostgreSQL but REDIS_URL is unset: several instances would each count alone (per-IP rate limits and the per-account login throttle), so a client gets up to N times the configured allowance; set REDIS_URL (docs/redis.md)'
+}
+
 function isLoopback (origin: string): boolean {
   const host = new URL(origin).hostname
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
@@ -222,6 +252,7 @@ const ENV_NAMES: Record<string, string> = {
   '/databaseSynchronous': 'DATABASE_SYNCHRONOUS',
   '/databaseBusyTimeoutMs': 'DATABASE_BUSY_TIMEOUT_MS',
   '/databaseCheckpoint': 'DATABASE_CHECKPOINT',
+  '/redisUrl': 'REDIS_URL',
   '/threadPoolSize': 'UV_THREADPOOL_SIZE',
   '/threadPoolNice': 'THREAD_POOL_NICE',
   '/logLevel': 'LOG_LEVEL',
@@ -321,6 +352,7 @@ export function loadConfig (env: Env = process.env): Config {
     // sessions, copies hundreds of scattered pages and syncs the file there. The thread's cost
     // and gain: docs/decisions/0002-background-checkpoints.md.
     databaseCheckpoint: read(env, 'DATABASE_CHECKPOINT', 'background', (_n, v) => v.trim().toLowerCase()) as 'background' | 'auto',
+    redisUrl: read<string | null>(env, 'REDIS_URL', null, parseRedisUrl),
     threadPoolSize: read(env, 'UV_THREADPOOL_SIZE', Math.min(17, Math.max(3, availableParallelism() + 1)), parseInteger),
     threadPoolNice: read(env, 'THREAD_POOL_NICE', 10, parseInteger),
     requestTimeout: read(env, 'REQUEST_TIMEOUT', 30, parseDuration),

@@ -41,6 +41,11 @@ export const MethodNotAllowed = createError('METHOD_NOT_ALLOWED', 'Method not al
 export const PayloadTooLarge = createError('PAYLOAD_TOO_LARGE', 'The request body is too large', 413)
 export const UnsupportedMediaType = createError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported content type; send application/json', 415)
 export const RateLimited = createError('RATE_LIMITED', 'Too many requests; retry after %s seconds', 429)
+/**
+ * The per-account login throttle's shared store (Redis) cannot answer: the password is not
+ * evaluated, since an uncounted guess is an unlimited one (src/auth/redis-login-throttle.ts).
+ */
+export const ThrottleUnavailable = createError('THROTTLE_UNAVAILABLE', 'Logins are paused: the login throttle is unavailable; retry later', 503)
 export const InternalError = createError('INTERNAL_ERROR', 'Internal server error', 500)
 
 /**

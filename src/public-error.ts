@@ -52,7 +52,7 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
     if (err instanceof SyntaxError || /JSON|prototype|constructor/i.test(err.message)) return make(400, 'INVALID_JSON', 'The request body is not valid JSON')
     return make(status, 'BAD_REQUEST', 'The request could not be understood')
   }
-  if (status === 503 && code === 'SERVICE_UNAVAILABLE') return make(503, code, err.message, (err as { retryAfter?: number }).retryAfter ?? 5)
+  if (status === 503 && (code === 'SERVICE_UNAVAILABLE' || code === 'THROTTLE_UNAVAILABLE')) return make(503, code, err.message, (err as { retryAfter?: number }).retryAfter ?? 5)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
 }
 

@@ -43,6 +43,11 @@ try {
     console.error(`auth-service: ${err.message}`)
     process.exit(78) // EX_CONFIG
   }
+  // A Redis (REDIS_URL) that does not answer: which one, not a stack (src/redis.ts).
+  if (err instanceof Error && err.name === 'RedisUnavailableError') {
+    console.error(`auth-service: ${err.message}`)
+    process.exit(69) // EX_UNAVAILABLE
+  }
   // A data directory the service's user cannot write: the path and the fix, not a stack.
   const cause = err instanceof Error && err.name === 'DatabaseOpenError' ? err.cause : err
   const message = databaseOpenError(cause, config.databasePath) ?? (cause !== err ? (err as Error).message : undefined)

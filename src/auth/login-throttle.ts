@@ -14,7 +14,8 @@
  * settle, so a refusal caused by them alone asks the client to retry in a second.
  *
  * The methods may answer a value or a promise, and callers await them, so that a shared store
- * (atomic counters with an expiry in Redis, say) can replace the in-memory one below.
+ * can replace the in-memory one below: with REDIS_URL, src/auth/redis-login-throttle.ts (the
+ * same rules, shared by every instance).
  */
 export type Reservation = { ok: true } | { ok: false, retryAfter: number }
 
@@ -46,7 +47,8 @@ interface Entry {
 /**
  * In memory, fixed windows from a key's first attempt, bounded in size (oldest entries are
  * dropped first). Several instances each keep their own counts: the effective limit is per
- * instance. Each method runs to completion without awaiting, so a reservation is atomic.
+ * instance, unless they share the Redis throttle. Each method runs to completion without
+ * awaiting, so a reservation is atomic.
  */
 export function createLoginThrottle ({ max, windowSeconds, maxEntries = 100_000 }: LoginThrottleOptions): LoginThrottle {
   const windowMs = windowSeconds * 1000

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { runToExit } from '../support/process.js'
+import { freePort } from '../support/server.js'
 import { tmpfs } from '../support/tmpfs.js'
 
 /** The entry point, given a database at `path` it cannot open, ends with 78 and one line naming the path and DATABASE_URL. */
@@ -35,4 +36,23 @@ t.test('a read-only file system: exit 78 with one line naming the path and DATAB
   if (dir === null) return
   const path = join(dir, 'auth.db')
   await refusesDatabase(t, path)
+})
+
+t.test('a REDIS_URL where no Redis answers: exit 69 with one line naming REDIS_URL and the address, no password, no stack trace', async (t) => {
+  const port = await freePort()
+  const { code, stderr } = await runToExit({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: ':memory:', REDIS_URL: `redis://user:hunter2hunter2@127.0.0.1:${port}` })
+  t.equal(code, 69, 'EX_UNAVAILABLE')
+  const lines = stderr.trim().split('\n')
+  t.equal(lines.length, 1, `one line: ${stderr}`)
+  t.match(lines[0], `REDIS_URL: cannot reach Redis at redis://127.0.0.1:${port}`)
+  t.notMatch(stderr, /hunter2/, 'the password is not repeated')
+  t.notMatch(stderr, /\n\s+at /, 'no stack trace')
+})
+
+t.test('a REDIS_URL that is not redis:// or rediss://: exit 78 with one line naming REDIS_URL', async (t) => {
+  const { code, stderr } = await runToExit({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: ':memory:', REDIS_URL: 'http://user:hunter2hunter2@127.0.0.1:6379' })
+  t.equal(code, 78, 'EX_CONFIG')
+  t.match(stderr.trim(), /^auth-service: REDIS_URL: the scheme http: is not allowed/)
+  t.equal(stderr.trim().split('\n').length, 1)
+  t.notMatch(stderr, /hunter2/)
 })

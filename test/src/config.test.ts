@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, loadConfig, parseDuration } from '../../src/config.js'
+import { ConfigError, loadConfig, parseDuration, sharedCountersWarning } from '../../src/config.js'
 
 t.test('defaults are the contract\'s and safe', async (t) => {
   const c = loadConfig({})
@@ -95,4 +95,23 @@ t.test('TRUST_PROXY: a hop count or a list of proxy addresses; bare true is refu
   const prod = { NODE_ENV: 'production', DATABASE_URL: 'file:/tmp/x.db', PUBLIC_URL: 'http://localhost:3000' }
   t.throws(() => loadConfig({ ...prod, TRUST_PROXY: 'true' }), /TRUST_PROXY=true/)
   t.equal(loadConfig({ ...prod, TRUST_PROXY: '1' }).trustProxy, 1)
+})
+
+t.test('REDIS_URL: a redis:// or rediss:// URL, anything else refused naming REDIS_URL (without repeating a password)', async (t) => {
+  t.equal(loadConfig({}).redisUrl, null, 'unset: each instance counts alone, as today')
+  t.equal(loadConfig({ REDIS_URL: '' }).redisUrl, null)
+  t.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).redisUrl, 'redis://127.0.0.1:6379')
+  t.equal(loadConfig({ REDIS_URL: ' rediss://user:secret@cache.example:6380/2 ' }).redisUrl, 'rediss://user:secret@cache.example:6380/2')
+  for (const bad of ['http://cache.example:6379', 'cache.example:6379', 'localhost', 'postgres://cache.example', 'redis://']) {
+    t.throws(() => loadConfig({ REDIS_URL: bad }), { name: 'ConfigError', message: /^REDIS_URL/ }, bad)
+  }
+  t.throws(() => loadConfig({ REDIS_URL: 'https://user:hunter2hunter2@cache.example' }), { message: /^(?!.*hunter2)/ }, 'the password is not repeated')
+})
+
+t.test('on PostgreSQL without REDIS_URL, the start warns that several instances would each count alone', async (t) => {
+  const warning = sharedCountersWarning({ databaseUrl: 'postgres://auth@db.example/auth', redisUrl: null })
+  t.match(warning, /REDIS_URL is unset: several instances would each count alone/)
+  t.match(sharedCountersWarning({ databaseUrl: 'postgresql://db.example/auth', redisUrl: null }), /each count alone/)
+  t.equal(sharedCountersWarning({ databaseUrl: 'postgres://db.example/auth', redisUrl: 'redis://cache.example' }), undefined, 'with Redis: nothing to warn about')
+  t.equal(sharedCountersWarning({ databaseUrl: 'file:data/auth.db', redisUrl: null }), undefined, 'SQLite: one instance is the norm')
 })
