@@ -5,7 +5,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { createPgRepositories } from '../../db/repositories/index.js'
 import { openPostgres } from '../../db/pg/client.js'
@@ -13,7 +13,7 @@ import { login, refreshWithBody, register, testConfig, bearer } from '../support
 import { freshPostgresDatabase, needsPostgres, queryPostgres, TEST_POSTGRES_URL } from '../support/pg.js'
 import { runToExit } from '../support/process.js'
 
-async function appOn (t: Parameters<Parameters<typeof t.test>[1]>[0], url: string, env: Record<string, string> = {}) {
+async function appOn (t: Test, url: string, env: Record<string, string> = {}) {
   const app = await buildApp(testConfig({ DATABASE_URL: url, ...env }))
   t.teardown(() => app.close())
   return app
