@@ -9,7 +9,10 @@ import t, { type Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { createPgRepositories } from '../../db/repositories/index.js'
 import { openPostgres } from '../../db/pg/client.js'
-import { login, refreshWithBody, register, testConfig, bearer } from '../support/app.js'
+import { join } from 'node:path'
+import { runAdminCommand } from '../../src/cli/admin.js'
+import { migrateCommand } from '../../src/cli/migrate.js'
+import { login, refreshWithBody, register, testConfig, bearer, TEST_ENV } from '../support/app.js'
 import { freshPostgresDatabase, needsPostgres, queryPostgres, TEST_POSTGRES_URL } from '../support/pg.js'
 import { runToExit } from '../support/process.js'
 
@@ -185,4 +188,23 @@ t.test('PostgreSQL gone during requests: 503 DATABASE_UNAVAILABLE with Retry-Aft
   t.equal((await app.inject({ method: 'GET', url: '/ready' })).statusCode, 200, 'ready again')
   t.equal((await app.inject({ method: 'GET', url: '/api/auth/me', headers: bearer(accessToken) })).statusCode, 200, 'serving again')
   await r.cut()
+})
+
+t.test('the admin, keys and migrate commands work on PostgreSQL', needsPostgres, async (t) => {
+  const { url } = await freshPostgresDatabase(t)
+  const env = { ...TEST_ENV, DATABASE_URL: url }
+  t.equal(await migrateCommand(env), `migrated ${url}`)
+  const app = await appOn(t, url)
+  t.equal((await register(app)).statusCode, 201)
+  const out: string[] = []
+  const io = { env, stdout: (s: string) => { out.push(s) }, stderr: (s: string) => { out.push(s) } }
+  t.equal(await runAdminCommand(['users', '--json'], io), 0, out.join('\n'))
+  t.match(JSON.parse(out.pop()!), [{ username: 'alice' }])
+  t.equal(await runAdminCommand(['disable', 'name:alice'], io), 0, out.join('\n'))
+  t.equal((await login(app)).res.statusCode, 401, 'disabled by the CLI, refused by the service')
+  t.equal(await runAdminCommand(['keys', 'rotate', '--immediate', '--json'], io), 0, out.join('\n'))
+  t.same(await queryPostgres(url, "SELECT count(*)::int AS n FROM signing_keys WHERE state = 'current'"), [{ n: 1 }])
+  t.same(await queryPostgres(url, "SELECT count(*)::int AS n FROM audit_events WHERE type = 'key_rotated' AND detail->>'by' = 'cli'"), [{ n: 1 }], "the CLI's audit event is written before it exits")
+  t.equal(await runAdminCommand(['backup', join(t.testdir(), 'x.db')], io), 1)
+  t.match(out.pop(), /^admin: backup copies a SQLite database; on PostgreSQL use pg_dump/)
 })
