@@ -59,13 +59,14 @@ export default fp(async function auditPlugin (app) {
       repos.audit.record(eventOf(request, type, fields, now)).catch((err: unknown) => { failed(request, type, err) })
     },
     recordNow (request, type, fields = {}, now = new Date()) {
-      const inTransaction = app.sqlite.inTransaction
+      const { database } = app
+      const inTransaction = database.inTransaction()
       try {
         repos.audit.recordNow(eventOf(request, type, fields, now))
       } catch (err) {
         // Some errors (disk full, I/O) make SQLite roll the enclosing transaction back: then
         // the caller's own writes are gone too, and it must fail with the database's error.
-        if (inTransaction && !app.sqlite.inTransaction) throw err
+        if (inTransaction && !database.inTransaction()) throw err
         failed(request, type, err)
       }
     }

@@ -15,17 +15,33 @@
  * and the process stays up for an operator to restore the directory and restart it.
  */
 import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
 import type Database from 'better-sqlite3'
 import { openDatabase, type Db, type OpenDatabase } from '../db/client.js'
 import type { GroupCommit } from '../db/durability.js'
 import { runMigrations } from '../db/migrate.js'
-import { createRepositories, type Repositories } from '../db/repositories/index.js'
+import { openPostgres } from '../db/pg/client.js'
+import { runPgMigrations, SchemaNewerError } from '../db/pg/migrate.js'
+import { createPgRepositories, createRepositories, type Repositories } from '../db/repositories/index.js'
 
 export type { Repositories }
 
+/** What the service asks of its database whichever backend DATABASE_URL chose. */
+export interface DatabaseHandle {
+  kind: 'sqlite' | 'postgres'
+  /** Resolves when the database answers a query; rejects when it does not. */
+  ping: () => Promise<void>
+  /** True while a write transaction of this process is open on the connection (SQLite only; false on PostgreSQL, whose transactions are per connection). */
+  inTransaction: () => boolean
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
+    /** The backend-neutral handle (readiness, the audit recorder). */
+    database: DatabaseHandle
+    /** SQLite only: Drizzle over the connection (absent on PostgreSQL). */
     db: Db
+    /** SQLite only: the better-sqlite3 connection (absent on PostgreSQL). */
     sqlite: Database.Database
     repos: Repositories
     /** Group commit (DATABASE_SYNCHRONOUS=FULL on a file), or null. */
@@ -45,13 +61,19 @@ const OPEN_FAILURE = /^SQLITE_(READONLY|CANTOPEN|IOERR|FULL|PERM|NOTADB|CORRUPT|
  */
 export class DatabaseOpenError extends Error {
   override name = 'DatabaseOpenError'
-  constructor (path: string, cause: unknown) {
-    const message = cause instanceof Error ? cause.message.split('\n')[0]! : String(cause)
-    const code = (cause as { code?: unknown } | null)?.code
-    const reason = typeof code === 'string' && !message.startsWith(code) ? `${code}: ${message}` : message
-    super(`DATABASE_URL: cannot open the database at ${path} for writing (${reason})`, { cause })
+  constructor (path: string, cause: unknown, what = `cannot open the database at ${path} for writing`) {
+    super(`DATABASE_URL: ${what} (${reasonOf(cause)})`, { cause })
   }
 }
+
+function reasonOf (cause: unknown): string {
+  const message = cause instanceof Error ? (cause.message.split('\n')[0] ?? '') : String(cause)
+  const code = (cause as { code?: unknown } | null)?.code
+  return typeof code === 'string' && !message.startsWith(code) ? `${code}: ${message}` : message
+}
+
+/** PostgreSQL's errors that mean "not this server, user or database" rather than a fault of ours. */
+const PG_LOGIN_REFUSED = new Set(['28P01', '28000', '3D000'])
 
 /** A write answered after the database file has gone: mapped to 503 DATABASE_UNAVAILABLE. */
 class DatabaseFileGone extends Error {
@@ -62,8 +84,58 @@ class DatabaseFileGone extends Error {
   }
 }
 
+/**
+ * PostgreSQL: the pool, a first connection (bounded: connecting times out after a few seconds),
+ * the migrations under their advisory lock. A server that cannot be reached, a login it
+ * refuses, or a schema newer than this release stop the start with a DatabaseOpenError (one
+ * line naming DATABASE_URL, exit code 78). The SQLite-only parts (group commit, checkpointer,
+ * file check) have no counterpart here.
+ */
+async function openPostgresBackend (app: FastifyInstance): Promise<void> {
+  const { config } = app
+  const { db, pool } = openPostgres({
+    url: config.databaseUrl,
+    poolSize: config.databasePoolSize,
+    statementTimeoutMs: config.databaseStatementTimeoutMs,
+    ssl: config.databaseSsl,
+    ...(config.databaseSslCa === undefined ? {} : { sslCa: config.databaseSslCa }),
+    onIdleError: (err) => { app.log.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'PostgreSQL dropped an idle connection') }
+  })
+  const where = config.databasePath
+  try {
+    const client = await pool.connect()
+    client.release()
+  } catch (err) {
+    await pool.end().catch(() => {})
+    const code = (err as { code?: unknown }).code
+    throw new DatabaseOpenError(where, err, typeof code === 'string' && PG_LOGIN_REFUSED.has(code)
+      ? `PostgreSQL at ${where} refused the connection; check the user, password and database name`
+      : `cannot connect to PostgreSQL at ${where}; check that the server runs and is reachable`)
+  }
+  try {
+    await runPgMigrations(pool)
+  } catch (err) {
+    await pool.end().catch(() => {})
+    if (err instanceof SchemaNewerError) throw new DatabaseOpenError(where, err, `refusing the database at ${where}`)
+    throw err
+  }
+  app.decorate('database', {
+    kind: 'postgres',
+    ping: async () => { await pool.query('SELECT 1') },
+    inTransaction: () => false
+  } satisfies DatabaseHandle)
+  app.decorate('durability', null)
+  app.decorate('databaseFileLost', () => false)
+  app.decorate('repos', createPgRepositories(db))
+  app.addHook('onClose', async () => { await pool.end() })
+}
+
 export default fp(async function dbPlugin (app) {
   const { config } = app
+  if (config.databaseKind === 'postgres') {
+    await openPostgresBackend(app)
+    return
+  }
   let opened: OpenDatabase
   try {
     opened = openDatabase({
@@ -89,6 +161,11 @@ export default fp(async function dbPlugin (app) {
   }
   app.decorate('db', db)
   app.decorate('sqlite', sqlite)
+  app.decorate('database', {
+    kind: 'sqlite',
+    ping: async () => { sqlite.prepare('SELECT 1').get() },
+    inTransaction: () => sqlite.inTransaction
+  } satisfies DatabaseHandle)
   app.decorate('durability', durability)
 
   let lost = false

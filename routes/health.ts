@@ -19,7 +19,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
     logLevel: 'warn'
   }, async () => {
     try {
-      app.sqlite.prepare('SELECT 1').get()
+      await app.database.ping()
     } catch {
       throw new ServiceUnavailable('The database is not available')
     }

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 
 const MIRRORS = [
   ['db/migrations', 'dist/db/migrations'],
+  ['db/migrations-pg', 'dist/db/migrations-pg'],
   ['src/demo', 'dist/src/demo']
 ]
 

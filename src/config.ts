@@ -24,8 +24,21 @@ export const ConfigSchema = Type.Object({
   /** The origin of PUBLIC_URL (scheme://host[:port]), used by the Origin check. */
   publicOrigin: Type.String(),
   databaseUrl: Type.String({ minLength: 1 }),
-  /** better-sqlite3 path derived from DATABASE_URL (':memory:' or a file path). */
+  /** The backend DATABASE_URL names: a path, `:memory:` or `file:` is SQLite; `postgres://` or `postgresql://` is PostgreSQL. */
+  databaseKind: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')]),
+  /**
+   * SQLite: the better-sqlite3 path derived from DATABASE_URL (':memory:' or a file path).
+   * PostgreSQL: the URL without its password, for messages and logs.
+   */
   databasePath: Type.String({ minLength: 1 }),
+  /** PostgreSQL: connections in the pool of each instance (db/pg/client.ts). */
+  databasePoolSize: Type.Integer({ minimum: 1, maximum: 1000 }),
+  /** PostgreSQL: statement_timeout of every connection, and the bound on connecting at start. */
+  databaseStatementTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000 }),
+  /** PostgreSQL: the URL's `sslmode` (disable when absent). */
+  databaseSsl: Type.Union([Type.Literal('disable'), Type.Literal('require'), Type.Literal('verify-ca'), Type.Literal('verify-full')]),
+  /** PostgreSQL: a PEM file of the CA(s) the server's certificate must chain to (DATABASE_SSL_CA). */
+  databaseSslCa: Type.Optional(Type.String({ minLength: 1 })),
   databaseSynchronous: Type.Union([Type.Literal('FULL'), Type.Literal('NORMAL')]),
   databaseBusyTimeoutMs: Type.Integer({ minimum: 0 }),
   /** Who checkpoints the WAL: a background thread (the default), or SQLite inside a commit (db/client.ts). */
@@ -223,6 +236,38 @@ export function sharedCountersWarning (c: Pick<Config, 'databaseUrl' | 'redisUrl
   return 'DATABASE_URL is PostgreSQL but REDIS_URL is unset: several instances would each count alone (per-IP rate limits and the per-account login throttle), so a client gets up to N times the configured allowance; set REDIS_URL (docs/redis.md)'
 }
 
+const SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const
+
+/**
+ * What DATABASE_URL names. A path, `:memory:` or a `file:` URL is SQLite; `postgres://` and
+ * `postgresql://` are PostgreSQL; anything else that starts like a URL scheme (`mysql://`,
+ * `http://`, `x:`) is refused rather than taken as a file name beside the service.
+ */
+function databaseOf (url: string): { kind: 'sqlite' | 'postgres', path: string, ssl: Config['databaseSsl'] } {
+  if (url === ':memory:' || url.startsWith('file:')) return { kind: 'sqlite', path: databasePathOf(url), ssl: 'disable' }
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase()
+  if (scheme === undefined) return { kind: 'sqlite', path: url, ssl: 'disable' }
+  if (scheme !== 'postgres' && scheme !== 'postgresql') {
+    throw new ConfigError(`DATABASE_URL: the scheme "${scheme}:" is not supported; use postgres://user:password@host:port/database for PostgreSQL, or a file path or file:<path> for SQLite`)
+  }
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new ConfigError('DATABASE_URL: not a valid postgres:// URL; use postgres://user:password@host:port/database')
+  }
+  if (parsed.hostname === '' && !parsed.searchParams.has('host')) {
+    throw new ConfigError('DATABASE_URL: the postgres:// URL names no host; use postgres://user:password@host:port/database')
+  }
+  const sslmode = parsed.searchParams.get('sslmode') ?? 'disable'
+  if (!(SSL_MODES as readonly string[]).includes(sslmode)) {
+    throw new ConfigError(`DATABASE_URL: sslmode=${sslmode} is not supported; use one of ${SSL_MODES.join(', ')}`)
+  }
+  const shown = new URL(parsed)
+  if (shown.password !== '') shown.password = '***'
+  return { kind: 'postgres', path: shown.toString(), ssl: sslmode as Config['databaseSsl'] }
+}
+
 function isLoopback (origin: string): boolean {
   const host = new URL(origin).hostname
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
@@ -253,6 +298,9 @@ const ENV_NAMES: Record<string, string> = {
   '/databaseBusyTimeoutMs': 'DATABASE_BUSY_TIMEOUT_MS',
   '/databaseCheckpoint': 'DATABASE_CHECKPOINT',
   '/redisUrl': 'REDIS_URL',
+  '/databasePoolSize': 'DATABASE_POOL_SIZE',
+  '/databaseStatementTimeoutMs': 'DATABASE_STATEMENT_TIMEOUT_MS',
+  '/databaseSslCa': 'DATABASE_SSL_CA',
   '/threadPoolSize': 'UV_THREADPOOL_SIZE',
   '/threadPoolNice': 'THREAD_POOL_NICE',
   '/logLevel': 'LOG_LEVEL',
@@ -332,6 +380,11 @@ export function loadConfig (env: Env = process.env): Config {
   const publicUrl = read(env, 'PUBLIC_URL', `http://localhost:${port}`, str).replace(/\/+$/, '')
   const publicOrigin = parseOrigin('PUBLIC_URL', publicUrl)
   const databaseUrl = read(env, 'DATABASE_URL', 'file:data/auth.db', str)
+  const database = databaseOf(databaseUrl)
+  const databaseSslCa = read<string | undefined>(env, 'DATABASE_SSL_CA', undefined, (n, v) => {
+    if (!existsSync(v.trim())) throw new ConfigError(`${n}: no file at ${v.trim()}; give the path of a PEM file with the CA certificate(s) of the PostgreSQL server`)
+    return v.trim()
+  })
   const databaseSynchronous = read(env, 'DATABASE_SYNCHRONOUS', 'FULL', (_n, v) => v.trim().toUpperCase()) as 'FULL' | 'NORMAL'
   const trustProxy = read(env, 'TRUST_PROXY', false, parseTrustProxy)
   if (trustProxy === true && nodeEnv === 'production') {
@@ -345,7 +398,12 @@ export function loadConfig (env: Env = process.env): Config {
     publicUrl,
     publicOrigin,
     databaseUrl,
-    databasePath: databasePathOf(databaseUrl),
+    databaseKind: database.kind,
+    databasePath: database.path,
+    databasePoolSize: read(env, 'DATABASE_POOL_SIZE', 10, parseInteger),
+    databaseStatementTimeoutMs: read(env, 'DATABASE_STATEMENT_TIMEOUT_MS', 5000, parseInteger),
+    databaseSsl: database.ssl,
+    ...(databaseSslCa === undefined ? {} : { databaseSslCa }),
     databaseSynchronous,
     databaseBusyTimeoutMs: read(env, 'DATABASE_BUSY_TIMEOUT_MS', 5000, parseInteger),
     // Off the event loop: an automatic checkpoint runs inside a commit and, with a million

@@ -32,6 +32,28 @@ const FASTIFY_CODES: Record<string, [number, string, string]> = {
 
 const DB_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|READONLY|FULL|IOERR|CANTOPEN|NOMEM|PROTOCOL)/
 
+/**
+ * PostgreSQL unreachable or unable to serve for now: SQLSTATE classes 08 (connection), 53
+ * (insufficient resources: too many connections, disk full), 57P (server shutting down,
+ * starting, restarting), 57014 (statement timeout), 40001/40P01 (serialization failure,
+ * deadlock), 55P03 (lock not available); the network errors of a dropped or refused
+ * connection; node-postgres's own words for a connection lost or not opened in time.
+ */
+const PG_UNAVAILABLE = /^(08|53|57P)...$|^(57014|40001|40P01|55P03)$/
+const NET_UNAVAILABLE = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/
+const PG_CLIENT_UNAVAILABLE = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed|Cannot use a pool after calling end)/
+
+/** True when `err` (or an error it wraps: Drizzle wraps the driver's) says the database is out of reach for now. */
+function databaseUnavailable (err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && (DB_UNAVAILABLE.test(code) || PG_UNAVAILABLE.test(code) || NET_UNAVAILABLE.test(code))) return true
+    const message = (e as { message?: unknown }).message
+    if (typeof message === 'string' && PG_CLIENT_UNAVAILABLE.test(message)) return true
+  }
+  return false
+}
+
 export function toPublicError (err: FastifyError & { validationContext?: string }): PublicError {
   const code = typeof err.code === 'string' ? err.code : ''
   if (err.validation !== undefined) {
@@ -39,7 +61,7 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
   }
   const known = FASTIFY_CODES[code]
   if (known !== undefined) return make(...known)
-  if (DB_UNAVAILABLE.test(code)) {
+  if (databaseUnavailable(err)) {
     return make(503, 'DATABASE_UNAVAILABLE', 'The database is temporarily unavailable; retry later', 5)
   }
   const status = err.statusCode ?? 500

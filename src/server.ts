@@ -50,7 +50,7 @@ try {
   }
   // A data directory the service's user cannot write: the path and the fix, not a stack.
   const cause = err instanceof Error && err.name === 'DatabaseOpenError' ? err.cause : err
-  const message = databaseOpenError(cause, config.databasePath) ?? (cause !== err ? (err as Error).message : undefined)
+  const message = (config.databaseKind === 'sqlite' ? databaseOpenError(cause, config.databasePath) : undefined) ?? (cause !== err ? (err as Error).message : undefined)
   if (message !== undefined) {
     console.error(`auth-service: ${message}`)
     process.exit(78) // EX_CONFIG

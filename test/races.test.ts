@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import { bearer, buildTestApp, cookieOf, holdVerifications, login, PASSWORD, register } from './support/app.js'
+import { count, rows } from './support/db.js'
 import { adminSession } from './support/metrics.js'
 import { sidOf } from './support/jwt.js'
 
@@ -45,8 +46,7 @@ for (const [name, database] of databases) {
     const sessions = await app.inject({ url: '/api/auth/sessions', headers: bearer(results[0]!.json().accessToken) })
     t.equal(sessions.json().length, 1, 'one live session')
     // The chain did not fork: exactly one unspent token in the session, and it is the successor.
-    const unspent = app.sqlite.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE spent_at IS NULL').get() as { n: number }
-    t.equal(unspent.n, 1)
+    t.equal(await count(app, 'SELECT count(*) AS n FROM refresh_tokens WHERE spent_at IS NULL'), 1)
     const next = await refreshBody(app, successor!)
     t.equal(next.statusCode, 200, 'the successor rotates normally')
   })
@@ -71,8 +71,7 @@ for (const [name, database] of databases) {
     t.equal(statuses.filter((s) => s === 201).length, 1, 'exactly one 201')
     t.equal(statuses.filter((s) => s === 409).length, N - 1, 'the rest 409')
     t.ok(results.filter((r) => r.statusCode === 409).every((r) => r.json().code === 'USERNAME_TAKEN'))
-    const rows = app.sqlite.prepare("SELECT count(*) AS n FROM users WHERE username_key = 'carol'").get() as { n: number }
-    t.equal(rows.n, 1)
+    t.equal(await count(app, "SELECT count(*) AS n FROM users WHERE username_key = 'carol'"), 1)
     t.equal((await login(app, { username: 'carol' })).res.statusCode, 200, 'the one account works')
   })
 
@@ -119,8 +118,7 @@ for (const [name, database] of databases) {
       }
       const access = [start.accessToken, ...replies.filter((r) => r.statusCode === 200).map((r) => r.json().accessToken as string)]
       for (const token of access) t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(token) })).statusCode, 401)
-      const live = app.sqlite.prepare('SELECT count(*) AS n FROM sessions WHERE id = ? AND revoked_at IS NULL').get(sidOf(start.accessToken)) as { n: number }
-      t.equal(live.n, 0, `round ${round}: the session row is ended`)
+      t.equal(await count(app, 'SELECT count(*) AS n FROM sessions WHERE id = ? AND revoked_at IS NULL', sidOf(start.accessToken)), 0, `round ${round}: the session row is ended`)
     }
   })
 }
@@ -163,8 +161,8 @@ t.test('parallel password changes and refreshes: other sessions end, and no refr
   t.equal((await refreshBody(app, owner.refreshToken)).statusCode, 200, 'the changing session stays')
 })
 
-const liveSessions = (app: FastifyInstance, userId: string): number =>
-  (app.sqlite.prepare('SELECT count(*) AS n FROM sessions WHERE user_id = ? AND revoked_at IS NULL').get(userId) as { n: number }).n
+const liveSessions = async (app: FastifyInstance, userId: string): Promise<number> =>
+  await count(app, 'SELECT count(*) AS n FROM sessions WHERE user_id = ? AND revoked_at IS NULL', userId)
 
 /** Everything that ends a user's sessions because the credential changed, as a user or an administrator makes it. */
 const credentialChanges: Array<[string, (app: FastifyInstance, owner: { accessToken: string }, userId: string) => Promise<void>]> = [
@@ -195,17 +193,17 @@ for (const [name, change] of credentialChanges) {
     const racing = login(app, { transport: 'body' })
     await hold.reached(1)
     hold.stopHolding()
-    const before = liveSessions(app, userId)
+    const before = await liveSessions(app, userId)
     await change(app, owner, userId)
-    const after = liveSessions(app, userId)
+    const after = await liveSessions(app, userId)
     hold.release()
     const { res, refreshToken, accessToken } = await racing
     t.equal(res.statusCode, 401, 'the racing login is refused')
     t.equal(res.json().code, 'INVALID_CREDENTIALS')
-    t.equal(liveSessions(app, userId), after, `no session added after ${name} (${before} before it)`)
+    t.equal(await liveSessions(app, userId), after, `no session added after ${name} (${before} before it)`)
     if (refreshToken !== undefined) t.equal((await refreshBody(app, refreshToken)).statusCode, 401, 'its refresh token is refused')
     if (accessToken !== undefined) t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(accessToken) })).statusCode, 401)
-    const audit = app.sqlite.prepare("SELECT type FROM audit_events WHERE user_id = ? AND type IN ('login_succeeded', 'login_failed') ORDER BY id").all(userId) as Array<{ type: string }>
+    const audit = await rows<{ type: string }>(app, "SELECT type FROM audit_events WHERE user_id = ? AND type IN ('login_succeeded', 'login_failed') ORDER BY id", userId)
     t.same(audit.map((e) => e.type), ['login_succeeded', 'login_failed'], 'the racing login is recorded as a failure, not a success')
   })
 }
@@ -238,7 +236,7 @@ t.test('a password change whose current-password check passed before another pas
   t.equal((await refreshBody(app, b.refreshToken)).statusCode, 200, "the first change's session stays")
   t.equal((await login(app, { password: 'the passphrase of session b' })).res.statusCode, 200, 'the first change stands')
   t.equal((await login(app, { password: 'the passphrase of session a' })).res.statusCode, 401, 'the late one did not overwrite it')
-  t.equal(liveSessions(app, userId), 2, "b's session and the login above")
+  t.equal(await liveSessions(app, userId), 2, "b's session and the login above")
 })
 
 t.test('a password change whose current-password check passed before logout-all committed is refused: no session survives it', async (t) => {
@@ -246,6 +244,6 @@ t.test('a password change whose current-password check passed before logout-all 
   t.equal((await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: bearer(b.accessToken) })).statusCode, 204)
   hold.release()
   t.equal((await fromA).statusCode, 401)
-  t.equal(liveSessions(app, userId), 0, 'logout-all ended every session, and nothing came back')
+  t.equal(await liveSessions(app, userId), 0, 'logout-all ended every session, and nothing came back')
   t.equal((await login(app)).res.statusCode, 200, 'the password did not change')
 })

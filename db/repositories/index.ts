@@ -1,16 +1,40 @@
 /**
  * Every repository over one database handle: what the service (plugins/db.ts) and the CLIs
- * (src/cli) work with. Each prepares its statements once, here.
+ * (src/cli) work with. `Repositories` is the one interface the domain code sees; SQLite
+ * (`createRepositories`, the modules beside this one) and PostgreSQL (`createPgRepositories`,
+ * ./pg/) implement it, and nothing above db/ knows which one is behind it.
  */
 import type { Db } from '../client.js'
-import { createAuditRepository } from './audit.js'
-import { createLeasesRepository } from './leases.js'
-import { createServerSecretsRepository } from './server-secrets.js'
-import { createSessionsRepository } from './sessions.js'
-import { createSigningKeysRepository } from './signing-keys.js'
-import { createUsersRepository } from './users.js'
+import type { PgDb } from '../pg/client.js'
+import { createAuditRepository, type AuditRepository } from './audit.js'
+import { createLeasesRepository, type LeasesRepository } from './leases.js'
+import { createPgAuditRepository } from './pg/audit.js'
+import { createPgLeasesRepository } from './pg/leases.js'
+import { createPgServerSecretsRepository } from './pg/server-secrets.js'
+import { createPgSessionsRepository } from './pg/sessions.js'
+import { createPgSigningKeysRepository } from './pg/signing-keys.js'
+import { createPgUsersRepository } from './pg/users.js'
+import { createServerSecretsRepository, type ServerSecretsRepository } from './server-secrets.js'
+import { createSessionsRepository, type SessionsRepository } from './sessions.js'
+import { createSigningKeysRepository, type SigningKeysRepository } from './signing-keys.js'
+import { createUsersRepository, type UsersRepository } from './users.js'
 
-export function createRepositories (db: Db) {
+/**
+ * The repositories' methods, as the domain code calls them; each module declares its own
+ * repository's (users.ts, sessions.ts, …) and both backends implement them (checked below by
+ * `satisfies`). Every method is async but `audit.recordNow`, which is synchronous because it
+ * is called inside a write's `alongside` (audit.ts).
+ */
+export interface Repositories {
+  users: UsersRepository
+  sessions: SessionsRepository
+  signingKeys: SigningKeysRepository
+  serverSecrets: ServerSecretsRepository
+  audit: AuditRepository
+  leases: LeasesRepository
+}
+
+export function createRepositories (db: Db): Repositories {
   return {
     users: createUsersRepository(db),
     sessions: createSessionsRepository(db),
@@ -21,4 +45,13 @@ export function createRepositories (db: Db) {
   }
 }
 
-export type Repositories = ReturnType<typeof createRepositories>
+export function createPgRepositories (db: PgDb): Repositories {
+  return {
+    users: createPgUsersRepository(db),
+    sessions: createPgSessionsRepository(db),
+    signingKeys: createPgSigningKeysRepository(db),
+    serverSecrets: createPgServerSecretsRepository(db),
+    audit: createPgAuditRepository(db),
+    leases: createPgLeasesRepository(db)
+  } satisfies Repositories
+}

@@ -16,10 +16,9 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
-import { openDatabase, type OpenDatabase } from '../../db/client.js'
-import { runMigrations } from '../../db/migrate.js'
+import { openBackend, type OpenedBackend } from '../../db/open.js'
 import { AUDIT_EVENT_TYPES, type AuditEvent } from '../../db/repositories/audit.js'
-import { createRepositories, type Repositories } from '../../db/repositories/index.js'
+import type { Repositories } from '../../db/repositories/index.js'
 import type { SessionRow } from '../../db/repositories/sessions.js'
 import type { User } from '../../db/repositories/users.js'
 import { checkRoles, createUserAdmin, parseUserSelector, USER_SELECTOR_HELP, type RecordEvent, type UserSelector } from '../admin/users.js'
@@ -158,19 +157,14 @@ const USER_COLUMNS = ['id', 'username', 'roles', 'disabled', 'createdAt']
 const SESSION_COLUMNS = ['id', 'createdAt', 'lastUsedAt', 'expiresAt', 'ip', 'userAgent']
 const AUDIT_COLUMNS = ['id', 'at', 'type', 'userId', 'sessionId', 'ip', 'detail']
 
-function open (config: Config, mayCreate: boolean): OpenDatabase {
-  if (config.databasePath === ':memory:') throw new Refused('DATABASE_URL is :memory:; the admin CLI needs the database file the service uses')
-  if (!mayCreate && !existsSync(config.databasePath)) {
-    throw new Refused(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
+async function open (config: Config, mayCreate: boolean): Promise<OpenedBackend> {
+  if (config.databaseKind === 'sqlite') {
+    if (config.databasePath === ':memory:') throw new Refused('DATABASE_URL is :memory:; the admin CLI needs the database file the service uses')
+    if (!mayCreate && !existsSync(config.databasePath)) {
+      throw new Refused(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
+    }
   }
-  const opened = openDatabase({ path: config.databasePath, synchronous: config.databaseSynchronous, busyTimeoutMs: config.databaseBusyTimeoutMs })
-  try {
-    runMigrations(opened.db)
-  } catch (err) {
-    opened.sqlite.close()
-    throw err
-  }
-  return opened
+  return await openBackend(config)
 }
 
 async function readAllStdin (): Promise<string> {
@@ -192,7 +186,8 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
     out(USAGE)
     return command === undefined ? 64 : 0
   }
-  let opened: OpenDatabase | undefined
+  let opened: OpenedBackend | undefined
+  const auditWrites: Array<Promise<void>> = []
   try {
     if (!COMMANDS.has(command)) throw new UsageError(`unknown command "${command}"`)
     const p = parse(rest)
@@ -209,17 +204,16 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
       const result = await rotateKeys(config, { immediate, now: now() })
       const created = result.events.find((e) => e.type === 'created')
       if (created !== undefined) {
-        opened = open(config, false)
-        recorder(createRepositories(opened.db).audit, now)('key_rotated', { detail: { kid: created.kid, alg: created.alg, immediate } })
+        opened = await open(config, false)
+        recorder(opened.repos.audit, now, auditWrites)('key_rotated', { detail: { kid: created.kid, alg: created.alg, immediate } })
       }
       show(result, () => `${created === undefined ? 'a next key is already scheduled; nothing to do (use --immediate to switch now)' : `new ${created.alg} key ${created.kid}${immediate ? ' signs from now' : ' stored; running servers publish it within 1 s and it signs after the JWKS lead time'}`}\n\n${formatKeyList(result.keys)}`)
       return 0
     }
 
-    opened = open(config, command === 'create-user')
-    const { db, sqlite } = opened
-    const repos = createRepositories(db)
-    const record = recorder(repos.audit, now)
+    opened = await open(config, command === 'create-user')
+    const { repos } = opened
+    const record = recorder(repos.audit, now, auditWrites)
     const passwordPolicy = createPasswordPolicy(config.password.minLength)
     // The hasher is only built when a password is hashed (it hashes a dummy password at start).
     const admin = createUserAdmin({ repos, passwordPolicy, passwords: { hash: async (pw) => await (await createPasswordHasher(config.password)).hash(pw) } })
@@ -355,7 +349,8 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
         if (!existsSync(dirname(target) || '.')) throw new Refused(`directory ${dirname(target)} does not exist`)
         const started = Date.now()
         // The online backup API copies the pages while the service keeps running.
-        const progress = await sqlite.backup(target)
+        if (opened.sqlite === null) throw new Refused('backup copies a SQLite database; on PostgreSQL use pg_dump (docs/postgres.md)')
+        const progress = await opened.sqlite.sqlite.backup(target)
         // The copy is a WAL database like its source; switched to a rollback journal it is one
         // self-contained file, with no -wal or -shm beside it, ready to be copied away.
         const check = new Database(target)
@@ -388,15 +383,19 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
     err(`admin: ${(e as Error).message}`)
     return 1
   } finally {
-    opened?.sqlite.close()
+    await Promise.all(auditWrites)
+    await opened?.close()
   }
 }
 
-function recorder (audit: Repositories['audit'], now: () => Date): RecordEvent {
+/**
+ * The CLI's audit events. Each write is awaited (`pending`) before the database is closed: the
+ * CLI exits right after, and the event must not be lost (on PostgreSQL a write is a round trip).
+ */
+function recorder (audit: Repositories['audit'], now: () => Date, pending: Array<Promise<void>>): RecordEvent {
   return (type, fields) => {
-    // Written synchronously: the CLI exits right after, and the event must not be lost.
-    audit.record({ type, at: now(), userId: fields.userId ?? null, sessionId: fields.sessionId ?? null, userAgent: 'admin-cli', detail: { ...fields.detail, by: 'cli' } })
-      .catch((e: unknown) => { process.stderr.write(`admin: audit event ${type} not recorded: ${(e as Error).message}\n`) })
+    pending.push(audit.record({ type, at: now(), userId: fields.userId ?? null, sessionId: fields.sessionId ?? null, userAgent: 'admin-cli', detail: { ...fields.detail, by: 'cli' } })
+      .catch((e: unknown) => { process.stderr.write(`admin: audit event ${type} not recorded: ${(e as Error).message}\n`) }))
   }
 }
 

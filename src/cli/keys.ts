@@ -21,10 +21,8 @@
  */
 import '../require-node.js'
 import { existsSync } from 'node:fs'
-import { openDatabase, type Db } from '../../db/client.js'
-import { createAuditRepository } from '../../db/repositories/audit.js'
-import { runMigrations } from '../../db/migrate.js'
-import { createRepositories, type Repositories } from '../../db/repositories/index.js'
+import { openBackend } from '../../db/open.js'
+import type { Repositories } from '../../db/repositories/index.js'
 import type { SigningKeyRow } from '../../db/repositories/signing-keys.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
 import { createKeyRing, KEY_CHANGE_CHECK_SECONDS, keyRingOptions, signsAt, UnknownKeyError, type RingEvent } from '../keys/key-ring.js'
@@ -57,15 +55,16 @@ export class KeysCommandError extends Error {
 }
 
 /** Opens the configured database for the duration of `work`. It must exist: the server creates it. */
-async function withRepository<T> (config: Config, work: (repo: Repositories['signingKeys'], db: Db) => Promise<T>): Promise<T> {
-  if (config.databasePath === ':memory:') throw new KeysCommandError('DATABASE_URL is :memory:; the key CLI needs the database file the service uses')
-  if (!existsSync(config.databasePath)) throw new KeysCommandError(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
-  const { db, sqlite } = openDatabase({ path: config.databasePath, synchronous: config.databaseSynchronous, busyTimeoutMs: config.databaseBusyTimeoutMs })
+async function withRepository<T> (config: Config, work: (repo: Repositories['signingKeys'], repos: Repositories) => Promise<T>): Promise<T> {
+  if (config.databaseKind === 'sqlite') {
+    if (config.databasePath === ':memory:') throw new KeysCommandError('DATABASE_URL is :memory:; the key CLI needs the database file the service uses')
+    if (!existsSync(config.databasePath)) throw new KeysCommandError(`no database at ${config.databasePath}; start the service once (or check DATABASE_URL)`)
+  }
+  const opened = await openBackend(config)
   try {
-    runMigrations(db)
-    return await work(createRepositories(db).signingKeys, db)
+    return await work(opened.repos.signingKeys, opened.repos)
   } finally {
-    sqlite.close()
+    await opened.close()
   }
 }
 
@@ -183,12 +182,12 @@ function describeRevocation (result: RotateResult, kid: string, config: Config):
  */
 export async function revokeKey (config: Config, kid: string, options: { now?: Date } = {}): Promise<RotateResult> {
   const now = options.now ?? new Date()
-  return await withRepository(config, async (repo, db) => {
+  return await withRepository(config, async (repo, repos) => {
     const ring = createKeyRing(repo, keyRingOptions(config))
     try {
       const events = await ring.revoke(kid, now)
       // A security event: in the audit log with every change the revocation made.
-      const audit = createAuditRepository(db)
+      const { audit } = repos
       for (const e of events) {
         if (e.type === 'removed') continue
         await audit.record({ type: 'key_rotated', at: now, userAgent: 'keys-cli', detail: { event: e.type, kid: e.kid, alg: e.alg, by: 'cli' } })

@@ -3,21 +3,16 @@
  * (the service does the same at start).
  */
 import '../require-node.js'
-import { openDatabase } from '../../db/client.js'
-import { runMigrations } from '../../db/migrate.js'
+import { openBackend } from '../../db/open.js'
 import { loadConfig, type Env } from '../config.js'
 import { isMain } from './is-main.js'
 
 /** Migrates the configured database; answers the line to print. */
-export function migrateCommand (env: Env = process.env): string {
+export async function migrateCommand (env: Env = process.env): Promise<string> {
   const config = loadConfig(env)
-  const { db, sqlite } = openDatabase({ path: config.databasePath })
-  try {
-    runMigrations(db)
-  } finally {
-    sqlite.close()
-  }
+  const opened = await openBackend(config)
+  await opened.close()
   return `migrated ${config.databasePath}`
 }
 
-if (isMain(import.meta.url)) console.log(migrateCommand())
+if (isMain(import.meta.url)) console.log(await migrateCommand())

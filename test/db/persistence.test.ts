@@ -82,7 +82,7 @@ t.test('migrations: idempotent, and an existing database at the first migration 
 
 t.test('npm run db:migrate migrates the database DATABASE_URL names', async (t) => {
   const path = join(t.testdir(), 'auth.db')
-  t.equal(migrateCommand({ DATABASE_URL: `file:${path}`, NODE_ENV: 'development' }), `migrated ${path}`)
+  t.equal(await migrateCommand({ DATABASE_URL: `file:${path}`, NODE_ENV: 'development' }), `migrated ${path}`)
   const { sqlite } = openDatabase({ path })
   t.teardown(() => sqlite.close())
   const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] }

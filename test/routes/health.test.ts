@@ -13,7 +13,8 @@ t.test('GET /health answers 200 with status ok', async (t) => {
 })
 
 t.test('GET /ready answers 200 while the database answers, 503 once it is closed', async (t) => {
-  const app = await buildTestApp(t)
+  // SQLite, whatever TEST_DATABASE says: PostgreSQL going away is test/db/postgres.test.ts's.
+  const app = await buildTestApp(t, { DATABASE_URL: ':memory:' })
   t.equal((await app.inject({ url: '/ready' })).statusCode, 200)
   app.sqlite.close()
   const res = await app.inject({ url: '/ready' })

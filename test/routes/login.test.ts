@@ -1,5 +1,6 @@
 import t from 'tap'
 import { buildTestApp, cookieOf, login, PASSWORD, register } from '../support/app.js'
+import { count, rows } from '../support/db.js'
 import { decodeJwt } from '../support/jwt.js'
 
 t.test('cookie mode (default): access token in the body, refresh token only in the cookie', async (t) => {
@@ -58,7 +59,7 @@ t.test('the access token: ES256, kid, typ at+jwt, and the contract claims', asyn
   t.equal((payload.exp as number) - (payload.iat as number), 900)
   t.equal(res.json().expiresIn, 900)
   t.type(payload.jti, 'string')
-  const sessions = app.sqlite.prepare('SELECT id FROM sessions').all() as Array<{ id: string }>
+  const sessions = await rows<{ id: string }>(app, 'SELECT id FROM sessions')
   t.same(sessions.map((s) => s.id), [payload.sid], 'sid names the session created by the login')
 })
 
@@ -87,7 +88,7 @@ t.test('one identical 401 for an unknown user, a wrong password and a disabled u
   const headerNames = responses.map(({ res }) => Object.keys(res.headers).filter((h) => h !== 'date' && h !== 'x-request-id').sort())
   t.same(headerNames[0], headerNames[1])
   t.same(headerNames[1], headerNames[2])
-  t.equal((app.sqlite.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }).n, 0, 'no session was created')
+  t.equal(await count(app, 'SELECT count(*) AS n FROM sessions'), 0, 'no session was created')
 })
 
 t.test('an unknown username still costs one argon2 verification (against a dummy hash)', async (t) => {
@@ -126,7 +127,7 @@ t.test('cookie mode refuses a foreign Origin with 403 before anything changes; b
   t.equal(foreign.res.statusCode, 403)
   t.equal(foreign.res.json().code, 'CROSS_SITE_REQUEST')
   t.equal(foreign.res.headers['set-cookie'], undefined)
-  t.equal((app.sqlite.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }).n, 0)
+  t.equal(await count(app, 'SELECT count(*) AS n FROM sessions'), 0)
   t.equal((await login(app, { headers: { origin: 'http://localhost:3000' } })).res.statusCode, 200, 'PUBLIC_URL origin')
   t.equal((await login(app, { headers: { origin: 'https://app.example.com' } })).res.statusCode, 200, 'a CORS_ORIGINS origin')
   t.equal((await login(app, { transport: 'body', headers: { origin: 'https://evil.example' } })).res.statusCode, 200, 'body mode')

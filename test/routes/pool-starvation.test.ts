@@ -6,7 +6,7 @@
  * service the pool size this process really has.
  */
 import t from 'tap'
-import { buildTestApp, login, PASSWORD, register } from '../support/app.js'
+import { buildTestApp, login, PASSWORD, register, until } from '../support/app.js'
 
 const POOL = Number(process.env.UV_THREADPOOL_SIZE ?? 4)
 
@@ -25,8 +25,9 @@ t.test('a /me during a burst of logins is answered before the burst has drained'
     finished++
     return res.statusCode
   })
-  // Let every login reach the hasher before the token check is asked for.
-  await new Promise((resolve) => setTimeout(resolve, 20))
+  // Let every login reach the hasher before the token check is asked for (each first looks
+  // its account up, which on PostgreSQL is a round trip): all but those hashing are queued.
+  await until(() => finished > 0 || app.passwords.waiting >= logins - app.passwords.concurrency)
   t.ok(app.passwords.waiting > 0, 'logins are queued')
   const me = await app.inject({ method: 'GET', url: '/api/auth/me', headers: { authorization: `Bearer ${accessToken}` } })
   const finishedBeforeMe = finished

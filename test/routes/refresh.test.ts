@@ -1,10 +1,12 @@
+import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { bearer, buildTestApp, cookieOf, login, refreshWithBody, refreshWithCookie, register } from '../support/app.js'
+import { count, rows } from '../support/db.js'
 import { DAY, fakeDate, HOUR, MINUTE, SECOND } from '../support/clock.js'
 import { sidOf } from '../support/jwt.js'
 
-const liveSessions = (app: { sqlite: { prepare: (s: string) => { get: () => unknown } } }): number =>
-  (app.sqlite.prepare('SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL').get() as { n: number }).n
+const liveSessions = async (app: FastifyInstance): Promise<number> =>
+  await count(app, 'SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL')
 
 t.test('cookie mode: each refresh rotates; the new token only in the cookie', async (t) => {
   const app = await buildTestApp(t)
@@ -19,7 +21,7 @@ t.test('cookie mode: each refresh rotates; the new token only in the cookie', as
   t.match(String(res.headers['set-cookie']), /^refresh_token=[A-Za-z0-9_-]{64}; Max-Age=604800; Path=\/api\/auth; HttpOnly; Secure; SameSite=Strict$/)
   t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(res.json().accessToken) })).statusCode, 200)
   t.equal((await refreshWithCookie(app, next.value)).statusCode, 200, 'the new token works')
-  t.equal(liveSessions(app), 1)
+  t.equal(await liveSessions(app), 1)
 })
 
 t.test('body mode: refreshToken in the body, no cookie; a body token wins over a cookie', async (t) => {
@@ -69,7 +71,7 @@ t.test('a spent token re-presented within the reuse interval gets the same new t
   const third = await refreshWithBody(app, t0)
   t.equal(third.statusCode, 200)
   t.equal(third.json().refreshToken, t2, 'the session\'s current token')
-  t.equal(liveSessions(app), 1)
+  t.equal(await liveSessions(app), 1)
   t.equal((await refreshWithBody(app, t2)).statusCode, 200, 'the current token still rotates')
 })
 
@@ -91,8 +93,8 @@ t.test('concurrent refreshes with one token all succeed with one identical new t
   t.same(results.map((r) => r.statusCode), Array(20).fill(200))
   const tokens = new Set(results.map((r) => r.json().refreshToken))
   t.equal(tokens.size, 1, 'one successor for all')
-  t.equal(liveSessions(app), 1)
-  t.equal((app.sqlite.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE spent_at IS NULL').get() as { n: number }).n, 1)
+  t.equal(await liveSessions(app), 1)
+  t.equal(await count(app, 'SELECT count(*) AS n FROM refresh_tokens WHERE spent_at IS NULL'), 1)
   t.equal((await refreshWithBody(app, [...tokens][0]!)).statusCode, 200)
 })
 
@@ -116,8 +118,8 @@ t.test('a spent token after the reuse interval ends the whole session, newest to
   t.equal(me.json().code, 'SESSION_ENDED')
 
   t.equal((await refreshWithBody(app, other.refreshToken)).statusCode, 200, 'other sessions are untouched')
-  const row = app.sqlite.prepare('SELECT revoked_reason AS r FROM sessions WHERE revoked_at IS NOT NULL').get() as { r: string }
-  t.equal(row.r, 'reuse')
+  const [row] = await rows<{ r: string }>(app, 'SELECT revoked_reason AS r FROM sessions WHERE revoked_at IS NOT NULL')
+  t.equal(row!.r, 'reuse')
 })
 
 t.test('REFRESH_REUSE_INTERVAL is configurable (0 = any reuse is theft)', async (t) => {

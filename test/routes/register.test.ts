@@ -1,6 +1,7 @@
 import { dictionary } from '@zxcvbn-ts/language-common'
 import t from 'tap'
 import { buildTestApp, PASSWORD, register } from '../support/app.js'
+import { rows } from '../support/db.js'
 
 t.test('201 with the account, roles default to ["user"], username shown as registered', async (t) => {
   const app = await buildTestApp(t)
@@ -63,9 +64,9 @@ t.test('unknown fields are stripped: a client cannot give itself roles', async (
 t.test('the password is stored as an argon2id PHC string with the configured parameters', async (t) => {
   const app = await buildTestApp(t, { ARGON2_MEMORY_KIB: '2048', ARGON2_TIME_COST: '2' })
   await register(app)
-  const row = app.sqlite.prepare('SELECT password_hash FROM users').get() as { password_hash: string }
-  t.match(row.password_hash, /^\$argon2id\$v=19\$m=2048,t=2,p=1\$/)
-  t.notMatch(row.password_hash, PASSWORD)
+  const [row] = await rows<{ password_hash: string }>(app, 'SELECT password_hash FROM users')
+  t.match(row!.password_hash, /^\$argon2id\$v=19\$m=2048,t=2,p=1\$/)
+  t.notMatch(row!.password_hash, PASSWORD)
 })
 
 t.test('403 REGISTRATION_DISABLED when ALLOW_REGISTRATION=false', async (t) => {

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { bearer, buildTestApp, login, refreshWithBody, register } from '../support/app.js'
+import { rows } from '../support/db.js'
 import { sidOf } from '../support/jwt.js'
 
 t.test('lists live sessions with their login user agent and ip, marking the current one', async (t) => {
@@ -35,7 +36,7 @@ t.test('an ip that is not an address is never stored: markup in X-Forwarded-For 
     t.notMatch(JSON.stringify(list), /onerror|<img/, `TRUST_PROXY=${trust}: the markup is nowhere in the list`)
     t.equal(list.find((s) => s.id === sidOf(l.accessToken))?.ip, null, `TRUST_PROXY=${trust}: stored as null`)
     t.equal(list.find((s) => s.id === sidOf(good.accessToken))?.ip, '2001:db8::7', `TRUST_PROXY=${trust}: a real address is kept`)
-    const audit = app.sqlite.prepare('SELECT ip FROM audit_events WHERE ip IS NOT NULL').pluck().all() as string[]
+    const audit = (await rows<{ ip: string }>(app, 'SELECT ip FROM audit_events WHERE ip IS NOT NULL')).map((r) => r.ip)
     t.notOk(audit.some((ip) => ip.includes('<')), `TRUST_PROXY=${trust}: nor in the audit log`)
   }
 })

@@ -40,6 +40,39 @@ t.test('DATABASE_URL accepts file:<path>, a plain path and :memory:', async (t) 
   t.equal(loadConfig({ DATABASE_URL: ':memory:' }).databasePath, ':memory:')
 })
 
+t.test('DATABASE_URL chooses the backend: postgres:// and postgresql:// are PostgreSQL, never a file path', async (t) => {
+  const pg = loadConfig({ DATABASE_URL: 'postgres://auth:s3cret@db.internal:5432/auth' })
+  t.equal(pg.databaseKind, 'postgres')
+  t.equal(pg.databaseUrl, 'postgres://auth:s3cret@db.internal:5432/auth')
+  t.notMatch(pg.databasePath, /s3cret/, 'the password never reaches what messages name')
+  t.equal(loadConfig({ DATABASE_URL: 'postgresql://db.internal/auth' }).databaseKind, 'postgres')
+  t.equal(loadConfig({ DATABASE_URL: 'file:/data/auth.db' }).databaseKind, 'sqlite')
+  t.equal(loadConfig({ DATABASE_URL: 'data/auth.db' }).databaseKind, 'sqlite')
+  t.equal(loadConfig({ DATABASE_URL: ':memory:' }).databaseKind, 'sqlite')
+  t.equal(loadConfig({}).databaseKind, 'sqlite')
+  t.match(pg, { databasePoolSize: 10, databaseStatementTimeoutMs: 5000, databaseSsl: 'disable' })
+})
+
+t.test('DATABASE_URL with any other scheme is refused, naming the variable', async (t) => {
+  for (const url of ['mysql://db/auth', 'http://db/auth', 'sqlite://x.db', 'x:auth.db', 'redis://db']) {
+    t.throws(() => loadConfig({ DATABASE_URL: url }), { name: 'ConfigError', message: /^DATABASE_URL: / }, url)
+  }
+})
+
+t.test('PostgreSQL settings: pool size bounded, statement timeout, sslmode, CA file', async (t) => {
+  const url = 'postgres://db/auth'
+  t.equal(loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '25' }).databasePoolSize, 25)
+  t.throws(() => loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '0' }), { message: /^DATABASE_POOL_SIZE: / })
+  t.throws(() => loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '100000' }), { message: /^DATABASE_POOL_SIZE: / })
+  t.equal(loadConfig({ DATABASE_URL: url, DATABASE_STATEMENT_TIMEOUT_MS: '2500' }).databaseStatementTimeoutMs, 2500)
+  t.throws(() => loadConfig({ DATABASE_URL: url, DATABASE_STATEMENT_TIMEOUT_MS: '-1' }), { message: /^DATABASE_STATEMENT_TIMEOUT_MS: / })
+  t.equal(loadConfig({ DATABASE_URL: `${url}?sslmode=require` }).databaseSsl, 'require')
+  t.equal(loadConfig({ DATABASE_URL: `${url}?sslmode=verify-full` }).databaseSsl, 'verify-full')
+  t.throws(() => loadConfig({ DATABASE_URL: `${url}?sslmode=sometimes` }), { message: /^DATABASE_URL: .*sslmode/ })
+  t.throws(() => loadConfig({ DATABASE_URL: `${url}?sslmode=verify-full`, DATABASE_SSL_CA: '/nonexistent/ca.pem' }), { message: /^DATABASE_SSL_CA: / })
+  t.throws(() => loadConfig({ DATABASE_URL: 'postgres://db:notaport/auth' }), { message: /^DATABASE_URL: / })
+})
+
 t.test('invalid settings are refused with a message naming them', async (t) => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'eighty' }, /PORT/],

@@ -1,11 +1,17 @@
 /**
- * Test helpers: every test builds its own app on a real SQLite database (in memory by
- * default) through the same factory the server uses.
+ * Test helpers: every test builds its own app on a real database through the same factory the
+ * server uses: SQLite (in memory by default), or, with TEST_DATABASE=postgres, a fresh
+ * PostgreSQL database per app (created from TEST_POSTGRES_URL, dropped at teardown) unless the
+ * test names its own DATABASE_URL (a SQLite file it looks at).
  */
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp, type BuildOptions } from '../../src/app.js'
 import { loadConfig, type Config, type Env } from '../../src/config.js'
+import { freshPostgresDatabase } from './pg.js'
+
+/** The backend buildTestApp uses when a test names none: TEST_DATABASE=postgres or SQLite. */
+export const TEST_DATABASE = process.env.TEST_DATABASE === 'postgres' ? 'postgres' : 'sqlite'
 
 /** Cheap argon2 parameters keep the suite fast; production defaults are tested in config tests. */
 export const TEST_ENV: Env = {
@@ -23,6 +29,21 @@ export function testConfig (overrides: Env = {}): Config {
 }
 
 export async function buildTestApp (t: Test, overrides: Env = {}, options: BuildOptions = {}): Promise<FastifyInstance> {
+  if (TEST_DATABASE === 'postgres' && overrides.DATABASE_URL === undefined) {
+    const database = await freshPostgresDatabase(null)
+    let app: FastifyInstance
+    try {
+      app = await buildApp(testConfig({ ...overrides, DATABASE_URL: database.url }), options)
+    } catch (err) {
+      await database.drop()
+      throw err
+    }
+    t.teardown(async () => {
+      await app.close()
+      await database.drop()
+    })
+    return app
+  }
   const app = await buildApp(testConfig(overrides), options)
   t.teardown(() => app.close())
   return app
