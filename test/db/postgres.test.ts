@@ -227,3 +227,15 @@ t.test('a statement stuck behind a lock held elsewhere ends at DATABASE_STATEMEN
   await holder.query('ROLLBACK')
   t.equal((await login(app)).res.statusCode, 200)
 })
+
+t.test('two instances on one PostgreSQL database, maintaining the key ring at the same moment, rotate once', needsPostgres, async (t) => {
+  const { url } = await freshPostgresDatabase(t)
+  const [a, b] = await Promise.all([appOn(t, url), appOn(t, url)])
+  t.equal(a!.keyRing.signingKey(new Date()).kid, b!.keyRing.signingKey(new Date()).kid, 'one first key, used by both')
+  const due = new Date(Date.now() + 30 * 86400_000)
+  const [ea, eb] = await Promise.all([a!.keyRing.maintain(due), b!.keyRing.maintain(due)])
+  t.equal([...ea, ...eb].filter((e) => e.type === 'created').length, 1)
+  t.same((await queryPostgres<{ state: string }>(url, 'SELECT state FROM signing_keys ORDER BY activates_at')).map((r) => r.state), ['current', 'next'])
+  await b!.keyRing.reload()
+  t.equal(a!.keyRing.jwks().etag, b!.keyRing.jwks().etag, 'both serve the same key set')
+})
