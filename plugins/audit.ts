@@ -27,6 +27,12 @@ export interface AuditRecorder {
    * A failed insert is only logged, unless SQLite rolled the whole transaction back with it.
    */
   recordNow: (request: FastifyRequest, type: AuditEventType, fields?: AuditFields, now?: Date) => void
+  /**
+   * Resolves once every event `record` was given so far is written (or its failure logged). On
+   * PostgreSQL an insert is a round trip that may end after the answer it belongs to; closing
+   * the app waits for them, so that none is lost at shutdown.
+   */
+  settled: () => Promise<void>
 }
 
 declare module 'fastify' {
@@ -54,9 +60,15 @@ export default fp(async function auditPlugin (app) {
   const failed = (request: FastifyRequest, type: AuditEventType, err: unknown): void => {
     request.log.error({ err, audit: type }, 'audit event could not be recorded')
   }
+  const pending = new Set<Promise<void>>()
   app.decorate('audit', {
     record (request, type, fields = {}, now = new Date()) {
-      repos.audit.record(eventOf(request, type, fields, now)).catch((err: unknown) => { failed(request, type, err) })
+      const write = repos.audit.record(eventOf(request, type, fields, now)).catch((err: unknown) => { failed(request, type, err) })
+      pending.add(write)
+      void write.finally(() => pending.delete(write))
+    },
+    async settled () {
+      await Promise.all(pending)
     },
     recordNow (request, type, fields = {}, now = new Date()) {
       const { database } = app
@@ -71,4 +83,6 @@ export default fp(async function auditPlugin (app) {
       }
     }
   } satisfies AuditRecorder)
+  // Registered after the database plugin's: closed before it, so the writes still have a database.
+  app.addHook('onClose', async () => { await app.audit.settled() })
 }, { name: 'audit', fastify: '5.x', dependencies: ['db'] })

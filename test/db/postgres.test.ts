@@ -5,6 +5,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
+import pg from 'pg'
 import t, { type Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { createPgRepositories } from '../../db/repositories/index.js'
@@ -207,4 +208,34 @@ t.test('the admin, keys and migrate commands work on PostgreSQL', needsPostgres,
   t.same(await queryPostgres(url, "SELECT count(*)::int AS n FROM audit_events WHERE type = 'key_rotated' AND detail->>'by' = 'cli'"), [{ n: 1 }], "the CLI's audit event is written before it exits")
   t.equal(await runAdminCommand(['backup', join(t.testdir(), 'x.db')], io), 1)
   t.match(out.pop(), /^admin: backup copies a SQLite database; on PostgreSQL use pg_dump/)
+})
+
+t.test('a statement stuck behind a lock held elsewhere ends at DATABASE_STATEMENT_TIMEOUT_MS with 503, and the row is usable again after', needsPostgres, async (t) => {
+  const { url } = await freshPostgresDatabase(t)
+  const app = await appOn(t, url, { DATABASE_STATEMENT_TIMEOUT_MS: '300' })
+  await register(app)
+  // Another client (a long migration, an operator's transaction) holds the user's row.
+  const holder = new pg.Client({ connectionString: url })
+  await holder.connect()
+  t.teardown(async () => { await holder.end() })
+  await holder.query('BEGIN')
+  await holder.query("SELECT * FROM users WHERE username_key = 'alice' FOR UPDATE")
+  const res = (await login(app)).res
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'DATABASE_UNAVAILABLE')
+  t.ok(Number(res.headers['retry-after']) > 0)
+  await holder.query('ROLLBACK')
+  t.equal((await login(app)).res.statusCode, 200)
+})
+
+t.test('two instances on one PostgreSQL database, maintaining the key ring at the same moment, rotate once', needsPostgres, async (t) => {
+  const { url } = await freshPostgresDatabase(t)
+  const [a, b] = await Promise.all([appOn(t, url), appOn(t, url)])
+  t.equal(a!.keyRing.signingKey(new Date()).kid, b!.keyRing.signingKey(new Date()).kid, 'one first key, used by both')
+  const due = new Date(Date.now() + 30 * 86400_000)
+  const [ea, eb] = await Promise.all([a!.keyRing.maintain(due), b!.keyRing.maintain(due)])
+  t.equal([...ea, ...eb].filter((e) => e.type === 'created').length, 1)
+  t.same((await queryPostgres<{ state: string }>(url, 'SELECT state FROM signing_keys ORDER BY activates_at')).map((r) => r.state), ['current', 'next'])
+  await b!.keyRing.reload()
+  t.equal(a!.keyRing.jwks().etag, b!.keyRing.jwks().etag, 'both serve the same key set')
 })

@@ -9,6 +9,7 @@
 import { request as httpRequest } from 'node:http'
 import t, { type Test } from 'tap'
 import { holdVerifications, until } from '../support/app.js'
+import { count } from '../support/db.js'
 import { call, listen, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
 
 const ip = (n: number): string => `203.0.113.${n % 250 + 1}`
@@ -153,8 +154,8 @@ t.test('concurrent guesses: 100 wrong passwords for one account at once, from fi
   t.equal(statuses.filter((x) => x === 401).length, max, `${max} evaluated: 401`)
   t.equal(statuses.filter((x) => x === 429).length, CONCURRENT - max, 'the rest: 429')
   t.ok(answers.filter((a) => a.status === 429).every((a) => Number(a.retryAfter) > 0), 'every 429 carries Retry-After')
-  const failed = s.app.sqlite.prepare("SELECT count(*) AS n FROM audit_events WHERE type = 'login_failed'").get() as { n: number }
-  t.equal(failed.n, max, 'as many failed logins recorded as were evaluated')
+  await s.app.audit.settled()
+  t.equal(await count(s.app, "SELECT count(*) AS n FROM audit_events WHERE type = 'login_failed'"), max, 'as many failed logins recorded as were evaluated')
   t.equal((await loginFrom(s, '127.0.0.7', 'victim', PASSWORD)).status, 429, 'afterwards even the right password waits')
 })
 
@@ -181,6 +182,5 @@ t.test('concurrent guesses: in a burst whose right password arrives after the li
   hold.release()
   t.equal((await right).status, 429, 'the right password, after the limit: 429, no session')
   t.same((await Promise.all(wrong)).map((a) => a.status).sort(), [...Array(max).fill(401), ...Array(20 - max).fill(429)])
-  const sessions = s.app.sqlite.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }
-  t.equal(sessions.n, 0, 'no session was started')
+  t.equal(await count(s.app, 'SELECT count(*) AS n FROM sessions'), 0, 'no session was started')
 })

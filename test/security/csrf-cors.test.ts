@@ -12,6 +12,7 @@
  * wildcard origin with credentials"), Fetch standard §3.2 (CORS protocol).
  */
 import t, { type Test } from 'tap'
+import { count } from '../support/db.js'
 import {
   call, cookieValue, FOREIGN_ORIGIN, listen, loginBody, loginCookie, OWN_ORIGIN, PASSWORD, refreshCookie, registerUser, type Answer, type Served
 } from '../support/server.js'
@@ -35,12 +36,12 @@ async function liveSessions (s: Served, accessToken: string): Promise<number> {
 }
 
 /** Sessions not ended, counted in the database (for when no access token is at hand). */
-function sessionsInDb (s: Served): number {
-  return (s.app.sqlite.prepare('SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL').get() as { n: number }).n
+async function sessionsInDb (s: Served): Promise<number> {
+  return await count(s.app, 'SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL')
 }
 
-function spentTokens (s: Served): number {
-  return (s.app.sqlite.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE spent_at IS NOT NULL').get() as { n: number }).n
+async function spentTokens (s: Served): Promise<number> {
+  return await count(s.app, 'SELECT count(*) AS n FROM refresh_tokens WHERE spent_at IS NOT NULL')
 }
 
 /** A cookie-mode refresh with exactly these headers (no Origin unless given). */
@@ -68,7 +69,7 @@ function assertCrossSite (t: Test, a: Answer, label: string, fromAppOrigin = fal
 async function assertRefreshRefused (t: Test, s: Served, token: string, headers: Headers): Promise<void> {
   const label = `refresh with ${JSON.stringify(headers)}`
   assertCrossSite(t, await refreshWith(s, token, headers), label, headers.origin === APP_ORIGIN)
-  t.equal(spentTokens(s), 0, `${label}: the token was not spent`)
+  t.equal(await spentTokens(s), 0, `${label}: the token was not spent`)
 }
 
 /** alice, registered and logged in (cookie mode) from our own page. */
@@ -91,7 +92,7 @@ t.test('CSRF: a cookie-mode login from a foreign origin is refused before the cr
   }
   // Without Origin, Fetch Metadata that is not same-origin is refused too.
   for (const site of ['cross-site', 'same-site']) assertCrossSite(t, await loginWith(s, { 'sec-fetch-site': site }), `login with sec-fetch-site ${site}`)
-  t.equal(sessionsInDb(s), 0, 'nothing was created by the refused logins')
+  t.equal(await sessionsInDb(s), 0, 'nothing was created by the refused logins')
   // The legitimate twins: our own page, and the allowlisted app origin (cross-site to us).
   const ok = await loginCookie(s, 'alice', PASSWORD, { origin: OWN_ORIGIN })
   t.equal(await liveSessions(s, ok.accessToken), 1)
@@ -154,10 +155,10 @@ t.test('CSRF: a cookie-mode logout from a foreign origin is refused and the sess
   t.equal((await call(s, '/api/auth/me', { headers: { authorization: `Bearer ${accessToken}` } })).status, 200, 'and its access token still works')
   // The legitimate twins: the app origin, and our own page.
   t.equal((await logoutWith(s, refreshToken, { origin: APP_ORIGIN })).status, 204, 'logout from the app origin')
-  t.equal(sessionsInDb(s), 0, 'ended')
+  t.equal(await sessionsInDb(s), 0, 'ended')
   const again = await loginCookie(s, 'alice', PASSWORD, { origin: OWN_ORIGIN })
   t.equal((await logoutWith(s, again.refreshToken, { origin: OWN_ORIGIN })).status, 204, 'logout from our own page')
-  t.equal(sessionsInDb(s), 0, 'ended')
+  t.equal(await sessionsInDb(s), 0, 'ended')
 })
 
 t.test('CSRF: "simple" cross-site requests (HTML forms, no-preflight fetch) carrying the cookie change nothing — OWASP CSRF Prevention (content type, custom headers)', async (t) => {

@@ -30,7 +30,9 @@ const cases: Array<[Record<string, string>, string]> = [
   [{ PORT: '99999' }, "auth-service: PORT: '99999' is not allowed; use an integer from 0 to 65535"],
   [{ LOG_LEVEL: 'loud' }, "auth-service: LOG_LEVEL: 'loud' is not allowed; use one of fatal, error, warn, info, debug, trace, silent"],
   [{ THREAD_POOL_NICE: '20' }, "auth-service: THREAD_POOL_NICE: '20' is not allowed; use an integer from 0 to 19"],
-  [{ RATE_LIMIT_LOGIN_MAX: '0' }, "auth-service: RATE_LIMIT_LOGIN_MAX: '0' is not allowed; use an integer of at least 1"]
+  [{ RATE_LIMIT_LOGIN_MAX: '0' }, "auth-service: RATE_LIMIT_LOGIN_MAX: '0' is not allowed; use an integer of at least 1"],
+  [{ DATABASE_URL: 'mysql://db/auth' }, 'auth-service: DATABASE_URL: the scheme "mysql:" is not supported; use postgres://user:password@host:port/database for PostgreSQL, or a file path or file:<path> for SQLite'],
+  [{ DATABASE_URL: 'postgres://db/auth', DATABASE_POOL_SIZE: '0' }, "auth-service: DATABASE_POOL_SIZE: '0' is not allowed; use an integer from 1 to 1000"]
 ]
 for (const [env, line] of cases) {
   t.test(`${JSON.stringify(env)} is refused in one line naming the variable, the value and what is allowed`, async (t) => {

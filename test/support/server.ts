@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp, type BuildOptions } from '../../src/app.js'
 import type { Env } from '../../src/config.js'
-import { PASSWORD, testConfig } from './app.js'
+import { PASSWORD, TEST_DATABASE, testConfig } from './app.js'
+import { freshPostgresDatabase } from './pg.js'
 
 export { PASSWORD }
 
@@ -39,8 +40,20 @@ export interface Served {
  */
 export async function listen (t: Test | null, env: Env = {}, options: BuildOptions & { port?: number } = {}): Promise<Served> {
   const { port = 0, ...buildOptions } = options
-  const app = await buildApp(testConfig(env), buildOptions)
-  t?.teardown(() => app.close())
+  // TEST_DATABASE=postgres: a fresh database per server, as buildTestApp does (only with `t`,
+  // whose teardown drops it; a caller that closes the app itself gets SQLite).
+  const database = TEST_DATABASE === 'postgres' && t !== null && env.DATABASE_URL === undefined ? await freshPostgresDatabase(null) : null
+  let app: FastifyInstance
+  try {
+    app = await buildApp(testConfig(database === null ? env : { ...env, DATABASE_URL: database.url }), buildOptions)
+  } catch (err) {
+    await database?.drop()
+    throw err
+  }
+  t?.teardown(async () => {
+    await app.close()
+    await database?.drop()
+  })
   await app.listen({ host: '127.0.0.1', port })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('server has no TCP address')
