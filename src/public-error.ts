@@ -39,7 +39,7 @@ const DB_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|READONLY|FULL|IOERR|CANTOPEN|NOMEM|
  * deadlock), 55P03 (lock not available); the network errors of a dropped or refused
  * connection; node-postgres's own words for a connection lost or not opened in time.
  */
-const PG_UNAVAILABLE = /^(08|53|57P)...$|^(57014|40001|40P01|55P03)$/
+const PG_UNAVAILABLE = /^(08...|53...|57P..|57014|40001|40P01|55P03)$/
 const NET_UNAVAILABLE = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/
 const PG_CLIENT_UNAVAILABLE = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed|Cannot use a pool after calling end)/
 

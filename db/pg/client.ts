@@ -57,5 +57,10 @@ export function openPostgres (o: PostgresOptions): { db: PgDb, pool: pg.Pool } {
   })
   // Without a listener an idle connection's error (the server restarted) would end the process.
   pool.on('error', (err) => { o.onIdleError?.(err) })
+  // The pool listens only while a connection is idle in it. A connection checked out between
+  // two statements (a transaction awaiting its next query) that the server ends emits 'error'
+  // on the client itself: without this listener that ends the process. The statement in flight
+  // or the next one fails (a 503), and the pool drops the broken connection when released.
+  pool.on('connect', (client) => { client.on('error', (err) => { o.onIdleError?.(err) }) })
   return { db: drizzle(pool, { schema }), pool }
 }

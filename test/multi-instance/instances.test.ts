@@ -6,8 +6,9 @@
  * a key rotation picked up by every instance, nothing acknowledged lost when one instance is
  * killed. With Redis, the login throttle and the per-IP limits are shared too.
  *
- * The backend is the pass's (test/support/instances.ts): PostgreSQL in the PostgreSQL pass, one
- * shared SQLite file otherwise (several processes on one file are supported as well).
+ * The backend is the pass's (test/support/instances.ts): PostgreSQL in the PostgreSQL pass (a
+ * cluster of the suite's own, restarted under load in the last test), one shared SQLite file
+ * otherwise (several processes on one file are supported as well). Redis is always there.
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -16,8 +17,10 @@ import t from 'tap'
 import { headerOf } from '../support/jwt.js'
 import { ROOT } from '../support/process.js'
 import { call, loginBody, me, PASSWORD, refreshBody, registerUser, type Served } from '../support/server.js'
-import { startInstances, type Instances } from '../support/instances.js'
+import { startBackend, startInstances, type Backend, type Instances } from '../support/instances.js'
+import { redisServer } from '../support/redis.js'
 
+const TEST_DATABASE_IS_POSTGRES = process.env.TEST_DATABASE === 'postgres'
 const served = (base: string): Served => ({ base }) as Served
 
 async function keysCli (env: Record<string, string>, args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
@@ -36,9 +39,15 @@ async function keysCli (env: Record<string, string>, args: string[]): Promise<{ 
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
+let backend: Backend
+let redisUrl: string
 let cluster: Instances
 t.before(async () => {
-  cluster = await startInstances(t, 3, { REFRESH_REUSE_INTERVAL: '2s', KEY_CHECK_INTERVAL: '1s' })
+  const redis = await redisServer(t)
+  if (redis === null) return
+  redisUrl = redis.url
+  backend = await startBackend(t)
+  cluster = await startInstances(t, backend, 3, { REDIS_URL: redisUrl, REFRESH_REUSE_INTERVAL: '2s', KEY_CHECK_INTERVAL: '1s' })
 })
 
 t.test('one token presented to every instance at once: exactly one successor', async (t) => {
@@ -129,6 +138,90 @@ t.test('a key rotation while the instances serve: all sign with the new key with
     for (const other of cluster.servers) t.equal((await me(served(other.base), token)).status, 200, `${s.base}'s token on ${other.base}`)
     t.equal((await me(served(s.base), before.accessToken)).status, 200, `the old key's token still verifies on ${s.base}`)
   }
+})
+
+t.test('the login throttle is shared: parallel wrong passwords over every instance are counted once', async (t) => {
+  await registerUser(served(cluster.servers[0]!.base), 'throttled-one')
+  // Default RATE_LIMIT_LOGIN_FAILURES_PER_USER: 10 failures per 15 minutes, for all instances together.
+  const guesses = await Promise.all(Array.from({ length: 60 }, async (_, i) =>
+    await call(served(cluster.servers[i % 3]!.base), '/api/auth/login', { json: { username: 'throttled-one', password: `wrong guess ${i}`, transport: 'body' } })))
+  const evaluated = guesses.filter((r) => r.status === 401).length
+  const refused = guesses.filter((r) => r.status === 429).length
+  t.equal(evaluated, 10, 'ten guesses evaluated, over three instances')
+  t.equal(refused, 50, 'the rest refused before any password was checked')
+  for (const s of cluster.servers) {
+    const r = await call(served(s.base), '/api/auth/login', { json: { username: 'throttled-one', password: PASSWORD, transport: 'body' } })
+    t.equal(r.status, 429, `the right password is refused too while throttled, on ${s.base}`)
+  }
+})
+
+t.test('per-IP limits are shared: three instances allow what one would', async (t) => {
+  const limited = await startInstances(t, backend, 3, { REDIS_URL: redisUrl, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_LOGIN_MAX: '6', RATE_LIMIT_LOGIN_WINDOW: '1m' })
+  const answers = []
+  for (let i = 0; i < 12; i++) {
+    answers.push((await call(served(limited.servers[i % 3]!.base), '/api/auth/login', { json: { username: `nobody-${i}`, password: 'not the password at all' } })).status)
+  }
+  t.same(answers.filter((s) => s !== 429).length, 6, `six logins from one address in the window, whichever instance (${answers.join(',')})`)
+  t.same(answers.slice(6), [429, 429, 429, 429, 429, 429], 'then every instance refuses')
+})
+
+t.test('PostgreSQL restarted under load: clean 503s, then service again without a restart', { skip: TEST_DATABASE_IS_POSTGRES ? false : 'PostgreSQL pass only (the SQLite pass has no server to restart)' }, async (t) => {
+  const [a] = cluster.servers
+  await registerUser(served(a!.base), 'outage-one')
+  const statuses = new Map<number, number>()
+  const bad: string[] = []
+  let stop = false
+  const note = (s: { base: string }, r: { status: number, text: string, json: unknown, headers: Headers }): void => {
+    statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
+    if (r.status === 503 && ((r.json as { code?: string } | undefined)?.code !== 'DATABASE_UNAVAILABLE' || r.headers.get('retry-after') === null)) bad.push(`${s.base}: 503 ${r.text}`)
+    else if (r.status !== 200 && r.status !== 503) bad.push(`${s.base}: ${r.status} ${r.text}`)
+  }
+  // Logins too: a session insert holds its connection between statements, where the server
+  // ending it must fail the request, not the process.
+  // (One account per loop: the login throttle holds at most 10 attempts of one account in flight.)
+  for (let i = 0; i < 12; i++) await registerUser(served(a!.base), `outage-login-${i}`)
+  const logins = cluster.servers.flatMap((s, n) => Array.from({ length: 4 }, async (_, i) => {
+    while (!stop && bad.length === 0) {
+      const r = await call(served(s.base), '/api/auth/login', { json: { username: `outage-login-${n * 4 + i}`, password: PASSWORD, transport: 'body' } })
+      note(s, r)
+      if (r.status !== 200) await sleep(50)
+    }
+  }))
+  const load = cluster.servers.map(async (s) => {
+    let refreshToken: string | null = null
+    while (!stop && bad.length === 0) {
+      if (refreshToken === null) {
+        // A refresh answered 503 may or may not have committed: start a new session instead
+        // of presenting the token again (late, that is reuse by the rules).
+        const r = await call(served(s.base), '/api/auth/login', { json: { username: 'outage-one', password: PASSWORD, transport: 'body' } })
+        note(s, r)
+        if (r.status === 200) refreshToken = (r.json as { refreshToken: string }).refreshToken
+        else await sleep(100)
+        continue
+      }
+      const r = await refreshBody(served(s.base), refreshToken)
+      note(s, r)
+      refreshToken = r.status === 200 ? (r.json as { refreshToken: string }).refreshToken : null
+    }
+  })
+  await sleep(500)
+  await backend.cluster!.restart('fast', 1500)
+  // Back without restarting any instance: each answers /ready and refreshes again.
+  for (const s of cluster.servers) {
+    let ready = 0
+    for (let i = 0; i < 100 && ready !== 200; i++) {
+      ready = (await call(served(s.base), '/ready')).status
+      if (ready !== 200) await sleep(100)
+    }
+    t.equal(ready, 200, `${s.base} is ready again`)
+  }
+  await sleep(500)
+  stop = true
+  await Promise.all([...load, ...logins])
+  t.same(bad, [], 'every failed request was a 503 DATABASE_UNAVAILABLE with Retry-After')
+  t.ok((statuses.get(503) ?? 0) > 0, `the outage was seen (${JSON.stringify([...statuses])})`)
+  const fresh = await loginBody(served(cluster.servers[2]!.base), 'outage-one')
+  t.equal((await me(served(cluster.servers[0]!.base), fresh.accessToken)).status, 200, 'logins and /me work on every instance after the outage')
 })
 
 t.test('one instance killed with SIGKILL mid-load: nothing acknowledged is lost, the others serve', async (t) => {

@@ -30,6 +30,11 @@ export interface PostgresCluster {
   bin: string
   /** Runs SQL through psql as the superuser on `database`; returns its unaligned, tuples-only output. */
   psql: (sql: string, database?: string) => string
+  /**
+   * Stops the server (`mode`: fast ends open connections, immediate is a crash), waits
+   * `downMs`, and starts it again on the same port and data: an outage the clients must ride out.
+   */
+  restart: (mode?: 'fast' | 'immediate', downMs?: number) => Promise<void>
   /** Stops the server and removes its directory; safe to call twice. */
   stop: () => Promise<void>
 }
@@ -185,7 +190,15 @@ export async function startPostgresCluster (options: ClusterOptions = {}): Promi
     return r.stdout.trim()
   }
 
-  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, dir, logFile, bin, psql, stop }
+  const restart = async (mode: 'fast' | 'immediate' = 'fast', downMs = 0): Promise<void> => {
+    const down = run('pg_ctl', ['stop', '-D', data, '-m', mode, '-t', '10'], 15_000)
+    if (down.status !== 0) throw new Error(`pg_ctl stop failed: ${down.stderr.trim()}`)
+    if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs))
+    const up = run('pg_ctl', ['-D', data, '-l', logFile, '-o', `-p ${port}`, '-w', '-t', '30', 'start'], 40_000)
+    if (up.status !== 0) throw new Error(`pg_ctl start failed: ${up.stderr.trim()}`)
+  }
+
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, dir, logFile, bin, psql, restart, stop }
 }
 
 /**
