@@ -1,8 +1,8 @@
 /**
  * Moving up: `admin database copy` copies a SQLite file into an empty PostgreSQL database, and a
  * service started on PostgreSQL goes on with every session as if nothing had happened. Real
- * service processes on a real SQLite file and a real PostgreSQL (TEST_POSTGRES_URL; skipped
- * without it, failed without it under CI=true).
+ * service processes on a real SQLite file and a real PostgreSQL (TEST_POSTGRES_URL; without it
+ * skipped, or under CI=true run on a cluster of its own).
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -16,16 +16,30 @@ import { runAdminCommand } from '../../src/cli/admin.js'
 import { migrateCommand } from '../../src/cli/migrate.js'
 import { register, testConfig } from '../support/app.js'
 import { freshPostgresDatabase, queryPostgres, TEST_POSTGRES_URL } from '../support/pg.js'
+import { findPostgresBin, startPostgresCluster } from '../support/postgres-cluster.js'
 import { runToExit, serverEnv, startServer, type ServerProcess } from '../support/process.js'
 
 const ORIGIN = 'http://localhost:3000'
 const PASSWORD = 'correct horse battery staple'
 
-const missing = TEST_POSTGRES_URL === undefined || TEST_POSTGRES_URL === ''
-if (missing && process.env.CI === 'true') {
-  t.fail('CI=true: TEST_POSTGRES_URL must name an administrator URL of a throwaway PostgreSQL; the copy to PostgreSQL is not tested')
+/**
+ * The PostgreSQL server: TEST_POSTGRES_URL's; without it, under CI=true, a throwaway cluster of
+ * this file's own (CI never skips the move; no server binaries there is a failure); otherwise
+ * the PostgreSQL tests are skipped, saying so.
+ */
+let adminUrl = TEST_POSTGRES_URL === '' ? undefined : TEST_POSTGRES_URL
+if (adminUrl === undefined && process.env.CI === 'true') {
+  const found = findPostgresBin()
+  if ('bin' in found) {
+    const cluster = await startPostgresCluster({ bin: found.bin, maxConnections: 50 })
+    t.teardown(cluster.stop)
+    adminUrl = cluster.url
+  } else {
+    t.fail(`CI=true and no TEST_POSTGRES_URL: the copy to PostgreSQL must be tested, and no cluster can be started: ${found.missing}`)
+  }
 }
-const needsPostgres = missing ? { skip: 'copy to PostgreSQL skipped: set TEST_POSTGRES_URL to an administrator URL of a throwaway server' } : {}
+const needsPostgres = adminUrl === undefined ? { skip: 'copy to PostgreSQL skipped: set TEST_POSTGRES_URL to an administrator URL of a throwaway server' } : {}
+const freshDatabase = async (t: Test): Promise<{ url: string }> => await freshPostgresDatabase(t, adminUrl)
 
 function tempFile (t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'auth-copy-'))
@@ -92,7 +106,7 @@ t.test('sessions move from SQLite to PostgreSQL: the same refresh token refreshe
   t.equal(sourceCounts.refresh_tokens, 3, 'two logins and one rotation: three tokens, one spent')
 
   // The copy, into a database migrated as the docs say.
-  const { url } = await freshPostgresDatabase(t)
+  const { url } = await freshDatabase(t)
   await migrateCommand({ DATABASE_URL: url })
   const copy = await admin(['database', 'copy', '--to', url], serverEnv(path, settings))
   t.equal(copy.code, 0, copy.err)
@@ -149,7 +163,7 @@ t.test('sessions move from SQLite to PostgreSQL: the same refresh token refreshe
 })
 
 t.test('every table of the PostgreSQL schema is copied or skipped on purpose', needsPostgres, async (t) => {
-  const { url } = await freshPostgresDatabase(t)
+  const { url } = await freshDatabase(t)
   await migrateCommand({ DATABASE_URL: url })
   const tables = (await queryPostgres<{ name: string }>(url, "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).map((r) => r.name)
   t.same(tables, [...COPIED_TABLES.map((x) => x.name), ...Object.keys(SKIPPED_TABLES)].sort())
@@ -157,7 +171,7 @@ t.test('every table of the PostgreSQL schema is copied or skipped on purpose', n
 
 t.test('a target that is not empty is refused, naming --to, and left as it was', needsPostgres, async (t) => {
   const path = await sourceWithUser(t)
-  const { url } = await freshPostgresDatabase(t)
+  const { url } = await freshDatabase(t)
   await migrateCommand({ DATABASE_URL: url })
   await queryPostgres(url, "INSERT INTO server_secrets (name, value) VALUES ('refresh_token_key', '\\x00')")
   const r = await admin(['database', 'copy', '--to', url], serverEnv(path))
@@ -168,7 +182,7 @@ t.test('a target that is not empty is refused, naming --to, and left as it was',
 
 t.test('a target that is not migrated is refused, naming --to and what to run, and nothing is created', needsPostgres, async (t) => {
   const path = await sourceWithUser(t)
-  const { url } = await freshPostgresDatabase(t)
+  const { url } = await freshDatabase(t)
   const r = await admin(['database', 'copy', '--to', url], serverEnv(path))
   t.equal(r.code, 1)
   t.match(r.err, /^admin: --to: refusing the PostgreSQL database \S+: it is not migrated to this release's schema \(0 of \d+ migrations applied\); migrate it first with DATABASE_URL=<the target URL> npm run db:migrate [^\n]*\n$/)
@@ -222,7 +236,7 @@ t.test('a copy that fails midway leaves the target empty: one transaction, and t
   db.prepare("INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, refresh_expires_at) VALUES ('orphan', 'no-such-user', 0, 0, 0, 0)").run()
   const hash = db.prepare('SELECT password_hash FROM users').pluck().get() as string
   db.close()
-  const { url } = await freshPostgresDatabase(t)
+  const { url } = await freshDatabase(t)
   await migrateCommand({ DATABASE_URL: url })
   const r = await admin(['database', 'copy', '--to', url], serverEnv(path))
   t.equal(r.code, 1)
