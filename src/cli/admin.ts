@@ -16,7 +16,9 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
+import { COPIED_TABLES, copySqliteToPostgres, CopyRefused, openSqliteSource, SKIPPED_TABLES } from '../../db/copy-to-postgres.js'
 import { openBackend, type OpenedBackend } from '../../db/open.js'
+import { openPostgres } from '../../db/pg/client.js'
 import { AUDIT_EVENT_TYPES, type AuditEvent } from '../../db/repositories/audit.js'
 import type { Repositories } from '../../db/repositories/index.js'
 import type { SessionRow } from '../../db/repositories/sessions.js'
@@ -64,6 +66,11 @@ operations:
                                           checked with PRAGMA integrity_check
   prune                                   run housekeeping now (expired tokens, ended sessions,
                                           old audit events)
+  database copy --to <postgres-url> [--from <sqlite-file>]
+                                          copy the SQLite database (DATABASE_URL, or --from)
+                                          into an empty, migrated PostgreSQL database, ids,
+                                          sessions and keys as they are, in one transaction
+                                          (docs/postgres.md, "Moving from SQLite to PostgreSQL")
 
 options:
   --json                                  machine-readable output
@@ -86,7 +93,7 @@ export interface AdminIO {
 }
 
 const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
-  'revoke-sessions', 'keys', 'audit', 'backup', 'prune'])
+  'revoke-sessions', 'keys', 'audit', 'backup', 'prune', 'database'])
 
 class UsageError extends Error {}
 class Refused extends Error {}
@@ -96,7 +103,7 @@ interface Parsed {
   flags: Map<string, string | true>
 }
 
-const VALUE_FLAGS = new Set(['--limit', '--offset', '--roles', '--user', '--type'])
+const VALUE_FLAGS = new Set(['--limit', '--offset', '--roles', '--user', '--type', '--from', '--to'])
 const BOOLEAN_FLAGS = new Set(['--json', '--password-stdin', '--follow', '--immediate', '--help'])
 
 function parse (argv: string[]): Parsed {
@@ -208,6 +215,18 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
         recorder(opened.repos.audit, now, auditWrites)('key_rotated', { detail: { kid: created.kid, alg: created.alg, immediate } })
       }
       show(result, () => `${created === undefined ? 'a next key is already scheduled; nothing to do (use --immediate to switch now)' : `new ${created.alg} key ${created.kid}${immediate ? ' signs from now' : ' stored; running servers publish it within 1 s and it signs after the JWKS lead time'}`}\n\n${formatKeyList(result.keys)}`)
+      return 0
+    }
+
+    if (command === 'database') {
+      const sub = arg(p, 0, 'database command (copy)')
+      if (sub !== 'copy') throw new UsageError(`unknown database command "${sub}"`)
+      const result = await copyDatabase(p, env, config)
+      const rows = [...COPIED_TABLES.map((t) => ({ table: t.name, rows: result.counts[t.name] ?? 0 })),
+        ...Object.keys(SKIPPED_TABLES).map((name) => ({ table: name, rows: 'not copied' }))]
+      show({ from: result.from, to: result.to, counts: result.counts, skipped: Object.keys(SKIPPED_TABLES) }, () =>
+        `copied ${result.from} into ${result.to} in one transaction:\n\n${table(rows, ['table', 'rows'])}\n\n` +
+        'next: start the service with DATABASE_URL set to the PostgreSQL URL and the same KEY_ENCRYPTION_KEY and settings')
       return 0
     }
 
@@ -379,12 +398,62 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
     }
   } catch (e) {
     if (e instanceof UsageError) { err(`admin: ${e.message}\n\n${USAGE}`); return 64 }
+    if (e instanceof CopyRefused) { err(`admin: --${e.side}: ${e.message}`); return 1 }
     if (e instanceof ConfigError) { err(`admin: ${e.message}`); return 78 }
     err(`admin: ${(e as Error).message}`)
     return 1
   } finally {
     await Promise.all(auditWrites)
     await opened?.close()
+  }
+}
+
+/** Where a `--from`/`--to` value points, read as DATABASE_URL is, its errors naming the option. */
+function databaseOption (option: '--from' | '--to', value: string, env: Env): Config {
+  try {
+    return loadConfig({ ...env, DATABASE_URL: value })
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message.replace(/^DATABASE_URL/, option))
+    throw e
+  }
+}
+
+/**
+ * `database copy`: the SQLite database of DATABASE_URL (or --from) into the empty PostgreSQL
+ * database of --to (db/copy-to-postgres.ts). Reads the source without changing it.
+ */
+async function copyDatabase (p: Parsed, env: Env, config: Config): Promise<{ from: string, to: string, counts: Record<string, number> }> {
+  const to = strFlag(p, '--to')
+  if (to === undefined || to === '') throw new UsageError('database copy needs --to postgres://user:password@host:port/database')
+  const from = strFlag(p, '--from')
+  const source = from === undefined ? config : databaseOption('--from', from, env)
+  const fromName = from === undefined ? 'DATABASE_URL' : '--from'
+  if (source.databaseKind !== 'sqlite') throw new CopyRefused('from', `${fromName} names PostgreSQL; the source must be the SQLite database (a file path or file:<path>)`)
+  if (source.databasePath === ':memory:') throw new CopyRefused('from', `${fromName} is :memory:; name the SQLite file the service uses`)
+  const target = databaseOption('--to', to, env)
+  if (target.databaseKind !== 'postgres') throw new UsageError('--to must be a postgres:// URL of an empty database migrated by this release')
+  const shown = target.databasePath
+  const sqlite = openSqliteSource(source.databasePath)
+  const { pool } = openPostgres({
+    url: target.databaseUrl,
+    poolSize: 1,
+    statementTimeoutMs: target.databaseStatementTimeoutMs,
+    ssl: target.databaseSsl,
+    ...(target.databaseSslCa === undefined ? {} : { sslCa: target.databaseSslCa })
+  })
+  try {
+    try {
+      const client = await pool.connect()
+      client.release()
+    } catch (e) {
+      const code = (e as { code?: unknown }).code
+      throw new CopyRefused('to', `cannot connect to PostgreSQL at ${shown}; check that the server runs, is reachable and that the database exists (${typeof code === 'string' ? `${code}: ` : ''}${(e as Error).message})`)
+    }
+    const result = await copySqliteToPostgres(sqlite, pool, shown)
+    return { from: source.databasePath, to: shown, counts: result.counts }
+  } finally {
+    sqlite.close()
+    await pool.end().catch(() => {})
   }
 }
 

@@ -15,9 +15,9 @@ export const needsPostgres = TEST_POSTGRES_URL === undefined || TEST_POSTGRES_UR
   ? { skip: 'PostgreSQL tests skipped: set TEST_POSTGRES_URL to an administrator URL of a throwaway server' }
   : {}
 
-async function admin<T> (work: (client: pg.Client) => Promise<T>): Promise<T> {
-  if (TEST_POSTGRES_URL === undefined || TEST_POSTGRES_URL === '') throw new Error('TEST_POSTGRES_URL is not set')
-  const client = new pg.Client({ connectionString: TEST_POSTGRES_URL })
+async function admin<T> (work: (client: pg.Client) => Promise<T>, adminUrl = TEST_POSTGRES_URL): Promise<T> {
+  if (adminUrl === undefined || adminUrl === '') throw new Error('TEST_POSTGRES_URL is not set')
+  const client = new pg.Client({ connectionString: adminUrl })
   await client.connect()
   try {
     return await work(client)
@@ -26,13 +26,16 @@ async function admin<T> (work: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-/** Creates an empty database and answers its URL; dropped at `t`'s teardown (after what was registered before). */
-export async function freshPostgresDatabase (t: Test | null): Promise<{ url: string, drop: () => Promise<void> }> {
+/**
+ * Creates an empty database and answers its URL; dropped at `t`'s teardown (after what was
+ * registered before). `adminUrl`: another server than TEST_POSTGRES_URL's (a test's own cluster).
+ */
+export async function freshPostgresDatabase (t: Test | null, adminUrl = TEST_POSTGRES_URL): Promise<{ url: string, drop: () => Promise<void> }> {
   const name = `auth_test_${randomBytes(6).toString('hex')}`
-  await admin(async (c) => { await c.query(`CREATE DATABASE ${name}`) })
-  const url = new URL(TEST_POSTGRES_URL!)
+  await admin(async (c) => { await c.query(`CREATE DATABASE ${name}`) }, adminUrl)
+  const url = new URL(adminUrl!)
   url.pathname = `/${name}`
-  const drop = async (): Promise<void> => { await admin(async (c) => { await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) }) }
+  const drop = async (): Promise<void> => { await admin(async (c) => { await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) }, adminUrl) }
   t?.teardown(drop)
   return { url: url.toString(), drop }
 }
