@@ -99,6 +99,7 @@ t.test('PostgreSQL: refresh against the minimal PostgreSQL server, /me against t
   // The SQLite targets are not made from PostgreSQL rows.
   t.notOk(targets.some((x) => x.name.startsWith('refresh (cookie mode)') || x.name.startsWith('login ≥')))
   // Two instances against one: a ratio in the table, not a target (no threshold is set for it).
-  const md = markdown({ meta: {}, settings: {}, rows: aggregated, composite, boots: [], targets })
+  const md = markdown({ meta: { postgres: 'PostgreSQL 15.18, fsync=on, synchronous_commit=on' }, settings: {}, rows: aggregated, composite, boots: [], targets })
+  t.match(md, /^PostgreSQL scenarios: PostgreSQL 15\.18, fsync=on, synchronous_commit=on\.$/m, 'the header says what PostgreSQL ran, and how durable')
   t.match(md, /\| pg-lb-refresh-2 \| 1,600 \|[^\n]*\| one instance \(1,400\/s\) \| 1\.14 \|/)
 })

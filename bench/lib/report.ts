@@ -259,6 +259,10 @@ export function markdown (report: Report): string {
   lines.push('')
   lines.push(`Settings: ${Object.entries(report.settings).map(([k, v]) => `${k}=${String(v)}`).join(', ')}.`)
   lines.push('')
+  if (meta.postgres !== undefined) {
+    lines.push(`PostgreSQL scenarios: ${String(meta.postgres)}.`)
+    lines.push('')
+  }
   lines.push('| scenario | req/s | p50 ms | p99 ms | non-2xx / errors | server CPU ms/req | peak RSS MB | compared with | ratio |')
   lines.push('|---|--:|--:|--:|--:|--:|--:|---|--:|')
   for (const row of rows) {
