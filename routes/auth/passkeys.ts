@@ -39,7 +39,7 @@ export const AssertionResponse = Type.Object({
   response: Type.Object({
     clientDataJSON: B64(8192),
     authenticatorData: B64(65536),
-    signature: B64(2048),
+    signature: B64(8192),
     userHandle: Type.Optional(Type.String({ maxLength: 128, pattern: '^[A-Za-z0-9_-]*={0,2}$' }))
   }, { additionalProperties: false })
 }, { additionalProperties: false, description: 'The assertion as @simplewebauthn/browser `startAuthentication` returns it' })
