@@ -151,3 +151,40 @@ export const auditEvents = sqliteTable('audit_events', {
   index('audit_events_at_idx').on(t.at),
   index('audit_events_user_id_idx').on(t.userId)
 ])
+
+/**
+ * WebAuthn credentials (passkeys), several per user. `credential_id` is the authenticator's
+ * credential id (base64url), unique across the service: an assertion names it, and it finds the
+ * row. `public_key` is the COSE public key the registration proved; `counter` the highest
+ * signature counter seen (0 for authenticators that keep none), which an assertion must exceed
+ * when either is non-zero, or it comes from a cloned authenticator (src/auth/passkeys.ts).
+ */
+export const passkeys = sqliteTable('passkeys', {
+  id: text('id').primaryKey(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  credentialId: text('credential_id').notNull(),
+  publicKey: blob('public_key', { mode: 'buffer' }).notNull(),
+  counter: integer('counter').notNull().default(0),
+  /** JSON array of the transports the authenticator reported (usb, internal, hybrid, …). */
+  transports: text('transports', { mode: 'json' }).$type<string[]>().notNull(),
+  name: text('name').notNull(),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  lastUsedAt: integer('last_used_at', { mode: 'timestamp_ms' })
+}, (t) => [
+  uniqueIndex('passkeys_credential_id_unique').on(t.credentialId),
+  index('passkeys_user_id_idx').on(t.userId)
+])
+
+/**
+ * Outstanding WebAuthn challenges, single use: stored as the SHA-256 of the challenge (the
+ * challenge itself only travels to the client and back inside clientDataJSON), consumed by
+ * one conditional DELETE that also checks purpose, owner and expiry. A registration challenge
+ * belongs to the user who asked for it; a passkey-login challenge to nobody (the assertion
+ * names the user).
+ */
+export const webauthnChallenges = sqliteTable('webauthn_challenges', {
+  challengeHash: blob('challenge_hash', { mode: 'buffer' }).primaryKey(),
+  purpose: text('purpose', { enum: ['register', 'login', 'factor'] }).notNull(),
+  userId: text('user_id'),
+  expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull()
+}, (t) => [index('webauthn_challenges_expires_at_idx').on(t.expiresAt)])

@@ -14,6 +14,7 @@
  * @see https://github.com/fastify/fastify-static
  */
 import { readFile, stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyPluginAsync, FastifySchema } from 'fastify'
@@ -25,6 +26,14 @@ const MODULES = {
   'auth-client': fileURLToPath(new URL('../packages/client/src/auth-client', import.meta.url)),
   demo: fileURLToPath(new URL('../src/client/demo', import.meta.url))
 } as const
+
+/**
+ * The client library imports @simplewebauthn/browser by its package name, which a browser
+ * cannot resolve: the package's ES modules (relative imports only) are served below
+ * /demo/simplewebauthn/ and the import is pointed there.
+ */
+const webauthnDir = dirname(fileURLToPath(import.meta.resolve('@simplewebauthn/browser')))
+const withBrowserPaths = (code: string): string => code.replaceAll(/(from\s*)(['"])@simplewebauthn\/browser\2/g, '$1$2./simplewebauthn/index.js$2')
 
 /** Kept out of the OpenAPI document: the demo is not part of the API. */
 const hidden = { hide: true } as FastifySchema
@@ -68,8 +77,16 @@ const demo: FastifyPluginAsync = async (app) => {
 
   for (const name of Object.keys(MODULES) as Array<keyof typeof MODULES>) {
     app.get(`/demo/${name}.js`, { schema: hidden }, async (_request, reply) =>
-      reply.type('text/javascript; charset=utf-8').send(await moduleSource(name)))
+      reply.type('text/javascript; charset=utf-8').send(withBrowserPaths(await moduleSource(name))))
   }
+
+  await app.register(fastifyStatic, {
+    root: webauthnDir,
+    prefix: '/demo/simplewebauthn/',
+    allowedPath: (path) => path.endsWith('.js'),
+    decorateReply: false,
+    cacheControl: false
+  })
 
   await app.register(fastifyStatic, {
     root: demoDir,

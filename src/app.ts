@@ -18,6 +18,7 @@ import housekeepingPlugin from '../plugins/housekeeping.js'
 import instancesPlugin from '../plugins/instances.js'
 import jwtPlugin from '../plugins/jwt.js'
 import metricsPlugin from '../plugins/metrics.js'
+import passkeysPlugin from '../plugins/passkeys.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import redisPlugin from '../plugins/redis.js'
 import swaggerPlugin from '../plugins/swagger.js'
@@ -172,6 +173,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(dbPlugin)
   await app.register(instancesPlugin)
   await app.register(authPlugin)
+  await app.register(passkeysPlugin)
   await app.register(jwtPlugin)
   await app.register(authenticatePlugin)
   // Before any route (metrics registers /metrics): the OpenAPI document is collected from the

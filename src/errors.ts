@@ -16,6 +16,11 @@ export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Invalid us
 /** The message says which origin arrived and which are allowed (routes/auth/refresh-transport.ts). */
 export const CrossSiteRequest = createError('CROSS_SITE_REQUEST', 'Cross-site request refused: %s', 403)
 export const InvalidCurrentPassword = createError('INVALID_CURRENT_PASSWORD', 'The current password is incorrect', 403)
+/** Any refused passkey sign-in: one answer whatever failed, so that it tells nothing about accounts or credentials. */
+export const PasskeyInvalid = createError('PASSKEY_INVALID', 'The passkey could not be verified', 401)
+/** A registration whose challenge is unknown, spent or expired, or whose attestation does not verify. */
+export const PasskeyRegistrationFailed = createError('PASSKEY_REGISTRATION_FAILED', 'The passkey could not be registered: %s', 400)
+export const PasskeyNotFound = createError('PASSKEY_NOT_FOUND', 'No such passkey', 404)
 export const Forbidden = createError('FORBIDDEN', 'You are not allowed to do this', 403)
 
 export const RefreshTokenMissing = createError('REFRESH_TOKEN_MISSING', 'No refresh token was presented', 401)

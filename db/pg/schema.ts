@@ -98,3 +98,25 @@ export const auditEvents = pgTable('audit_events', {
   index('audit_events_at_idx').on(t.at),
   index('audit_events_user_id_idx').on(t.userId)
 ])
+
+export const passkeys = pgTable('passkeys', {
+  id: text('id').primaryKey(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  credentialId: text('credential_id').notNull(),
+  publicKey: bytea('public_key').notNull(),
+  counter: bigint('counter', { mode: 'number' }).notNull().default(0),
+  transports: jsonb('transports').$type<string[]>().notNull(),
+  name: text('name').notNull(),
+  createdAt: at('created_at').notNull(),
+  lastUsedAt: at('last_used_at')
+}, (t) => [
+  uniqueIndex('passkeys_credential_id_unique').on(t.credentialId),
+  index('passkeys_user_id_idx').on(t.userId)
+])
+
+export const webauthnChallenges = pgTable('webauthn_challenges', {
+  challengeHash: bytea('challenge_hash').primaryKey(),
+  purpose: text('purpose', { enum: ['register', 'login', 'factor'] }).notNull(),
+  userId: text('user_id'),
+  expiresAt: at('expires_at').notNull()
+}, (t) => [index('webauthn_challenges_expires_at_idx').on(t.expiresAt)])

@@ -22,7 +22,11 @@ export const AUDIT_EVENT_TYPES = [
   'user_disabled',
   'user_enabled',
   'roles_changed',
-  'key_rotated'
+  'key_rotated',
+  'passkey_registered',
+  'passkey_renamed',
+  'passkey_deleted',
+  'passkey_clone_detected'
 ] as const
 
 export type AuditEventType = typeof AUDIT_EVENT_TYPES[number]

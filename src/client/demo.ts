@@ -1,6 +1,7 @@
 /**
- * The demo app served at /demo: sign in, see /me, call a protected endpoint, list and end
- * sessions, log out. Everything it knows about tokens goes through the client library.
+ * The demo app served at /demo: sign in (password, a passkey button, or passkey autofill in the
+ * username field), see /me, call a protected endpoint, list and end sessions, add, rename and
+ * delete passkeys, log out. Everything it knows about tokens goes through the client library.
  */
 import { AuthError, createAuthClient, type AuthChange } from './auth-client.js'
 
@@ -97,11 +98,61 @@ async function revokeSession (id: string, current: boolean): Promise<void> {
   else await loadSessions()
 }
 
+async function loadPasskeys (): Promise<void> {
+  const passkeys = await auth.listPasskeys()
+  const rows = passkeys.map((p) => {
+    const row = document.createElement('tr')
+    row.dataset.passkeyId = p.id
+    const cells = [p.name, dateTime(p.createdAt), p.lastUsedAt === null ? '–' : dateTime(p.lastUsedAt)].map((text, i) => {
+      const td = document.createElement('td')
+      td.textContent = text
+      if (i === 0) td.className = 'passkey-name'
+      return td
+    })
+    const actions = document.createElement('td')
+    const rename = document.createElement('button')
+    rename.type = 'button'
+    rename.className = 'secondary small rename'
+    rename.textContent = 'Rename'
+    rename.title = 'Rename to the name typed above'
+    rename.addEventListener('click', () => { void passkeyAction(async () => { await auth.renamePasskey(p.id, $<HTMLInputElement>('passkey-name').value) }, 'Passkey renamed') })
+    const remove = document.createElement('button')
+    remove.type = 'button'
+    remove.className = 'danger small delete'
+    remove.textContent = 'Delete'
+    remove.addEventListener('click', () => { void passkeyAction(async () => { await auth.deletePasskey(p.id) }, 'Passkey deleted') })
+    actions.append(rename, remove)
+    row.append(...cells, actions)
+    return row
+  })
+  $('passkeys').replaceChildren(...rows)
+}
+
+async function passkeyAction (action: () => Promise<void>, done: string): Promise<void> {
+  const result = $('passkey-result')
+  try {
+    await action()
+    result.textContent = done
+    result.className = 'result ok'
+    log(done)
+    await loadPasskeys()
+  } catch (err) {
+    result.textContent = err instanceof AuthError ? messageOf(err) : `The browser refused: ${err instanceof Error ? err.message : String(err)}`
+    result.className = 'result fail'
+  }
+}
+
+$('passkey-add').addEventListener('click', () => {
+  void passkeyAction(async () => { await auth.registerPasskey($<HTMLInputElement>('passkey-name').value) }, 'Passkey added')
+})
+
 async function enterApp (): Promise<void> {
   notice(null)
   show('app')
+  // A passkey autofill request still pending from the sign-in form has nothing left to do.
+  auth.cancelPasskeyRequest()
   try {
-    await Promise.all([loadMe(), loadSessions()])
+    await Promise.all([loadMe(), loadSessions(), loadPasskeys()])
   } catch (err) {
     log(messageOf(err))
   }
@@ -111,7 +162,31 @@ function enterLogin (message: string | null): void {
   notice(message)
   show('login')
   $<HTMLInputElement>('password').value = ''
+  startPasskeyAutofill()
 }
+
+function loginError (err: unknown): void {
+  $('login-error').textContent = err instanceof AuthError ? messageOf(err) : `No passkey was used: ${err instanceof Error ? err.message : String(err)}`
+  $('login-error').hidden = false
+}
+
+/** Offers saved passkeys in the username field's autofill while the sign-in form is shown. */
+function startPasskeyAutofill (): void {
+  auth.passkeyAutofill().then((signedIn) => {
+    if (signedIn) log('Signed in with a passkey (autofill)')
+  }, loginError)
+}
+
+// The button's request aborts the pending autofill request (the client library starts both
+// through @simplewebauthn/browser, which keeps one ceremony at a time); the autofill is
+// offered again when the button's attempt fails.
+$('passkey-login-button').addEventListener('click', () => {
+  $('login-error').hidden = true
+  auth.signInWithPasskey().then(() => { log('Signed in with a passkey') }, (err: unknown) => {
+    loginError(err)
+    if (!auth.authenticated) startPasskeyAutofill()
+  })
+})
 
 auth.onChange((change: AuthChange) => {
   if (change.authenticated) {

@@ -25,7 +25,20 @@
  *   await auth.login('alice', 'correct horse battery staple')
  *   const me = await (await auth.fetch('/api/auth/me')).json()
  *   await auth.logout()
+ *
+ * Passkeys (through @simplewebauthn/browser): `registerPasskey(name)` when signed in;
+ * `signInWithPasskey()` for an explicit "Sign in with a passkey" button; `passkeyAutofill()`
+ * on the sign-in page, which offers the saved passkeys in the username field's autofill (an
+ * input with `autocomplete="username webauthn"`, WebAuthn conditional mediation). A page has
+ * one pending navigator.credentials.get() at most: every ceremony starts through
+ * @simplewebauthn/browser, whose WebAuthnAbortService aborts the pending one first, so the
+ * button's request cancels the autofill's (which then resolves to false) instead of racing it.
  */
+import {
+  browserSupportsWebAuthnAutofill, startAuthentication, startRegistration, WebAuthnAbortService,
+  type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON
+} from '@simplewebauthn/browser'
+
 
 export interface AuthClientOptions {
   /** Origin of the auth service, e.g. `https://auth.example.com`. Default: the page's origin. */
@@ -61,6 +74,11 @@ type TabMessage =
 
 /** Sent on every cookie-mode request; required by the service when its cookie is SameSite=None. */
 const CUSTOM_HEADER = { 'X-Auth-Request': '1' }
+
+/** A passkey of the signed-in user, as GET /api/auth/passkeys lists it. */
+export interface PasskeyInfo { id: string, name: string, createdAt: string, lastUsedAt: string | null, transports: string[] }
+
+const isAbort = (err: unknown): boolean => err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'ERROR_CEREMONY_ABORTED')
 
 export function createAuthClient (options: AuthClientOptions = {}) {
   const base = new URL(options.baseUrl ?? globalThis.location.origin)
@@ -176,7 +194,18 @@ export function createAuthClient (options: AuthClientOptions = {}) {
     }
   })
 
-  return {
+  /** One passkey sign-in: options, the browser's assertion, the login (cookie mode, as `login`). */
+  async function passkeyCeremony (useBrowserAutofill: boolean): Promise<void> {
+    const options = await fetch(url('/api/auth/passkeys/login/options'), { method: 'POST' })
+    if (!options.ok) throw await errorOf(options)
+    const optionsJSON = await options.json() as PublicKeyCredentialRequestOptionsJSON
+    const response = await startAuthentication({ optionsJSON, useBrowserAutofill })
+    const res = await cookieRequest('/api/auth/passkeys/login', { response, transport: 'cookie' })
+    if (!res.ok) throw await errorOf(res)
+    accept(await res.json() as TokenResponse, 'login')
+  }
+
+  const client = {
     /** Signs in; the service sets the refresh cookie. Throws AuthError (401 INVALID_CREDENTIALS, 429, ...). */
     async login (username: string, password: string): Promise<void> {
       const res = await cookieRequest('/api/auth/login', { username, password, transport: 'cookie' })
@@ -214,6 +243,67 @@ export function createAuthClient (options: AuthClientOptions = {}) {
 
     refresh,
 
+    /** Registers a passkey for the signed-in user (the browser asks to create one). */
+    async registerPasskey (name?: string): Promise<PasskeyInfo> {
+      const options = await client.fetch('/api/auth/passkeys/register/options', { method: 'POST' })
+      if (!options.ok) throw await errorOf(options)
+      const response = await startRegistration({ optionsJSON: await options.json() as PublicKeyCredentialCreationOptionsJSON })
+      const res = await client.fetch('/api/auth/passkeys/register', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(name === undefined || name === '' ? { response } : { response, name })
+      })
+      if (!res.ok) throw await errorOf(res)
+      return await res.json() as PasskeyInfo
+    },
+
+    /**
+     * Signs in with a passkey, no username: the browser lists the passkeys it holds for this
+     * site. Aborts a pending `passkeyAutofill()` first (see the top of this file).
+     */
+    async signInWithPasskey (): Promise<void> {
+      await passkeyCeremony(false)
+    },
+
+    /**
+     * Offers the saved passkeys in the autofill of the page's `autocomplete="username webauthn"`
+     * input and signs in when the user picks one. Resolves true once signed in, false when the
+     * browser has no conditional mediation or the request was aborted (by the button, or
+     * `cancelPasskeyRequest()`). Start it when the sign-in form is shown.
+     */
+    async passkeyAutofill (): Promise<boolean> {
+      if (!await browserSupportsWebAuthnAutofill()) return false
+      try {
+        await passkeyCeremony(true)
+        return true
+      } catch (err) {
+        if (isAbort(err)) return false
+        throw err
+      }
+    },
+
+    /** Cancels a pending passkey request (the autofill's, when the sign-in form goes away). */
+    cancelPasskeyRequest (): void {
+      WebAuthnAbortService.cancelCeremony()
+    },
+
+    async listPasskeys (): Promise<PasskeyInfo[]> {
+      const res = await client.fetch('/api/auth/passkeys')
+      if (!res.ok) throw await errorOf(res)
+      return await res.json() as PasskeyInfo[]
+    },
+
+    async renamePasskey (id: string, name: string): Promise<PasskeyInfo> {
+      const res = await client.fetch(`/api/auth/passkeys/${encodeURIComponent(id)}`, {
+        method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name })
+      })
+      if (!res.ok) throw await errorOf(res)
+      return await res.json() as PasskeyInfo
+    },
+
+    async deletePasskey (id: string): Promise<void> {
+      const res = await client.fetch(`/api/auth/passkeys/${encodeURIComponent(id)}`, { method: 'DELETE' })
+      if (!res.ok) throw await errorOf(res)
+    },
+
     /**
      * `fetch` with the access token attached for the service's origin and `tokenOrigins`.
      * Relative URLs are resolved against the service. A 401 after a refresh that failed is
@@ -248,6 +338,7 @@ export function createAuthClient (options: AuthClientOptions = {}) {
       return () => { listeners.delete(listener) }
     }
   }
+  return client
 }
 
 export type AuthClient = ReturnType<typeof createAuthClient>
