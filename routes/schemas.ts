@@ -44,6 +44,14 @@ export const TokenResponseSchema = Type.Object({
 
 export type TokenResponse = Static<typeof TokenResponseSchema>
 
+/** A login that needs a second factor (or its enrolment) first: 202 from POST /api/auth/login. */
+export const MfaChallengeResponse = Type.Object({
+  mfaRequired: Type.Optional(Type.Literal(true)),
+  mfaEnrollmentRequired: Type.Optional(Type.Literal(true, { description: 'MFA_REQUIRED_ROLES: enrol TOTP with this mfaToken (POST /api/auth/mfa/totp/enroll, then /confirm) to finish the login' })),
+  mfaToken: Type.String({ description: 'Single use, expires within 5 minutes; bound to this login\'s transport and user agent' }),
+  methods: Type.Optional(Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery'), Type.Literal('webauthn')]), { description: 'The factors that can finish the login' }))
+})
+
 export function userView (user: { id: string, username: string, roles: string[], createdAt: Date }): Static<typeof UserSchema> {
   return { id: user.id, username: user.username, roles: user.roles, createdAt: user.createdAt.toISOString() }
 }

@@ -22,7 +22,13 @@ export const AUDIT_EVENT_TYPES = [
   'user_disabled',
   'user_enabled',
   'roles_changed',
-  'key_rotated'
+  'key_rotated',
+  'totp_enabled',
+  'totp_disabled',
+  'recovery_codes_generated',
+  'recovery_code_used',
+  'mfa_failed',
+  'reauthenticated'
 ] as const
 
 export type AuditEventType = typeof AUDIT_EVENT_TYPES[number]

@@ -8,8 +8,10 @@ import type { Db } from '../client.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
+import { createMfaRepository, type MfaRepository } from './mfa.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgLeasesRepository } from './pg/leases.js'
+import { createPgMfaRepository } from './pg/mfa.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
 import { createPgSessionsRepository } from './pg/sessions.js'
 import { createPgSigningKeysRepository } from './pg/signing-keys.js'
@@ -32,6 +34,7 @@ export interface Repositories {
   serverSecrets: ServerSecretsRepository
   audit: AuditRepository
   leases: LeasesRepository
+  mfa: MfaRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -41,7 +44,8 @@ export function createRepositories (db: Db): Repositories {
     signingKeys: createSigningKeysRepository(db),
     serverSecrets: createServerSecretsRepository(db),
     audit: createAuditRepository(db),
-    leases: createLeasesRepository(db)
+    leases: createLeasesRepository(db),
+    mfa: createMfaRepository(db)
   }
 }
 
@@ -52,6 +56,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     signingKeys: createPgSigningKeysRepository(db),
     serverSecrets: createPgServerSecretsRepository(db),
     audit: createPgAuditRepository(db),
-    leases: createPgLeasesRepository(db)
+    leases: createPgLeasesRepository(db),
+    mfa: createPgMfaRepository(db)
   } satisfies Repositories
 }

@@ -1,6 +1,7 @@
 /** Everything under /api/auth. Responses here are personal: none may be stored by a cache. */
 import type { FastifyPluginAsync } from 'fastify'
 import account from './account.js'
+import mfa from './mfa.js'
 import { createRefreshTransport } from './refresh-transport.js'
 import sessionList from './session-list.js'
 import tokens from './tokens.js'
@@ -13,6 +14,7 @@ const auth: FastifyPluginAsync = async (app) => {
   await app.register(account)
   await app.register(tokens, { transport })
   await app.register(sessionList)
+  await app.register(mfa, { transport })
 }
 
 export default auth

@@ -63,6 +63,10 @@ export interface AccessTokenClaims {
   jti: string
   sid: string
   roles: string[]
+  /** How the user authenticated (RFC 8176 names: `pwd`, `otp`, `recovery`, `webauthn`). */
+  amr?: string[]
+  /** When the user last proved a credential, in seconds since the epoch (login or step-up). */
+  auth_time?: number
 }
 
 /**
