@@ -218,7 +218,7 @@ export function createSessionsRepository (db: Db) {
     // was checked refuses the session here, and one that comes later ends it.
     const credential = credentialOf.get(s.userId) as { credential_epoch: number, disabled: number } | undefined
     if (credential === undefined || credential.credential_epoch !== s.credentialEpoch || credential.disabled !== 0) return null
-    insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip, amr: JSON.stringify(s.amr) })
+    insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip, amr: s.amr })
     const token = insertFirstToken.get({ hash: s.tokenHash, sessionId: s.id, now: s.now, expiresAt: s.tokenExpiresAt })
     alongside?.(s.id)
     return token!.id
