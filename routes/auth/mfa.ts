@@ -128,17 +128,24 @@ const mfa: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (a
     return { challenge, user }
   }
 
-  /** Bearer, or (enrolment forced by MFA_REQUIRED_ROLES) the login's enrolment challenge in the body. */
-  async function enrolmentCaller (request: FastifyRequest, reply: FastifyReply, now: Date): Promise<{ user: User, sessionId: string | null, challenge: { id: number, transport: Mode } | null }> {
-    const token = (request.body as { mfaToken?: string } | undefined)?.mfaToken
-    if (token !== undefined) {
-      const { challenge, user } = await challengeUser(request, token, 'enroll', now)
+  /**
+   * Enrolment is for the Bearer caller, or (enrolment forced by MFA_REQUIRED_ROLES) for the
+   * holder of the login's enrolment challenge, sent as `mfaToken` in the body. The Bearer check
+   * runs before validation, as on every Bearer route; the challenge is checked in the handler.
+   */
+  async function bearerUnlessMfaToken (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (request.body === undefined || request.body === null) request.body = {}
+    if (typeof (request.body as { mfaToken?: unknown }).mfaToken !== 'string') await app.authenticate(request, reply)
+  }
+
+  async function enrolmentCaller (request: FastifyRequest, now: Date): Promise<{ user: User, sessionId: string | null, challenge: { id: number, transport: Mode } | null }> {
+    if (request.principal === null) {
+      const { challenge, user } = await challengeUser(request, (request.body as { mfaToken: string }).mfaToken, 'enroll', now)
       return { user, sessionId: null, challenge }
     }
-    await app.authenticate(request, reply)
-    const user = await repos.users.findById(request.principal!.userId)
+    const user = await repos.users.findById(request.principal.userId)
     if (user === null) throw new SessionEnded()
-    return { user, sessionId: request.principal!.sessionId, challenge: null }
+    return { user, sessionId: request.principal.sessionId, challenge: null }
   }
 
   app.post('/mfa/totp/enroll', {
@@ -151,10 +158,10 @@ const mfa: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (a
       response: { 200: EnrollResponse, ...errors(400, 401, 403, 409, 415, 429) }
     },
     config: limit,
-    preValidation: async (request) => { if (request.body === undefined || request.body === null) request.body = {} }
+    preValidation: bearerUnlessMfaToken
   }, async (request, reply) => {
     const now = new Date()
-    const { user } = await enrolmentCaller(request, reply, now)
+    const { user } = await enrolmentCaller(request, now)
     const generated = await app.mfa.totp.generate(user.username)
     if (!await repos.mfa.setPendingTotp(user.id, app.mfa.totp.sealSecret(user.id, generated.secret), now)) throw new TotpAlreadyEnabled()
     reply.header('cache-control', 'no-store')
@@ -170,10 +177,11 @@ const mfa: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (a
       body: ConfirmBody,
       response: { 200: ConfirmResponse, ...errors(400, 401, 403, 409, 415, 429) }
     },
-    config: limit
+    config: limit,
+    preValidation: bearerUnlessMfaToken
   }, async (request, reply) => {
     const now = new Date()
-    const { user, sessionId, challenge } = await enrolmentCaller(request, reply, now)
+    const { user, sessionId, challenge } = await enrolmentCaller(request, now)
     const factor = await repos.mfa.totp(user.id)
     if (factor === null) throw new TotpNotEnrolled()
     if (factor.confirmedAt !== null) throw new TotpAlreadyEnabled()
