@@ -25,7 +25,8 @@ export function errors (...statuses: number[]): Record<number, typeof errorRef> 
 // hashing, so a huge password costs nothing.
 export const UsernameInput = Type.String({ minLength: 1, maxLength: 256, description: '3 to 64 letters, digits and . _ - @ + (after NFKC and trimming)' })
 export const PasswordInput = Type.String({ minLength: 1, maxLength: 256, description: 'At most 256 characters; the minimum is PASSWORD_MIN_LENGTH (default 12)' })
-export const RefreshTokenInput = Type.String({ minLength: 1, maxLength: 512, description: 'A refresh token from a body-mode login or refresh' })
+// Room for any access token presented by mistake (with its amr and auth_time claims), so that it is refused as an invalid refresh token rather than as malformed input.
+export const RefreshTokenInput = Type.String({ minLength: 1, maxLength: 1024, description: 'A refresh token from a body-mode login or refresh' })
 export const Transport = Type.Union([Type.Literal('cookie'), Type.Literal('body')], { description: 'Where the refresh token travels (default REFRESH_TRANSPORT_DEFAULT)' })
 
 export const UserSchema = Type.Object({
