@@ -61,13 +61,16 @@ export const COPIED_TABLES: readonly CopiedTable[] = [
   { name: 'signing_keys', from: schema.signingKeys, key: schema.signingKeys.kid, field: 'kid', to: pgSchema.signingKeys },
   { name: 'server_secrets', from: schema.serverSecrets, key: schema.serverSecrets.name, field: 'name', to: pgSchema.serverSecrets },
   { name: 'audit_events', from: schema.auditEvents, key: schema.auditEvents.id, field: 'id', to: pgSchema.auditEvents, identity: 'id' },
-  { name: 'passkeys', from: schema.passkeys, key: schema.passkeys.id, field: 'id', to: pgSchema.passkeys }
+  { name: 'passkeys', from: schema.passkeys, key: schema.passkeys.id, field: 'id', to: pgSchema.passkeys },
+  { name: 'totp_factors', from: schema.totpFactors, key: schema.totpFactors.userId, field: 'userId', to: pgSchema.totpFactors },
+  { name: 'recovery_codes', from: schema.recoveryCodes, key: schema.recoveryCodes.id, field: 'id', to: pgSchema.recoveryCodes, identity: 'id' }
 ]
 
 /** Tables deliberately not copied, and why. */
 export const SKIPPED_TABLES: Readonly<Record<string, string>> = {
   leases: 'a lease names a process of the old deployment and expires on its own',
-  webauthn_challenges: 'a challenge lives five minutes: a ceremony under way while the database moves starts again'
+  webauthn_challenges: 'a challenge lives five minutes: a ceremony under way while the database moves starts again',
+  mfa_challenges: 'a login waiting for its second factor lives five minutes: it logs in again'
 }
 
 /** Rows per INSERT: well below PostgreSQL's 65,535 parameters for the widest table (12 columns). */

@@ -61,7 +61,14 @@ export const sessions = sqliteTable('sessions', {
   userAgent: text('user_agent'),
   ip: text('ip'),
   revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
-  revokedReason: text('revoked_reason')
+  revokedReason: text('revoked_reason'),
+  /**
+   * How the user authenticated (RFC 8176 method names: `pwd`, `otp`, `recovery`, `webauthn`),
+   * carried as the `amr` claim of every access token of the session; a step-up adds its method.
+   */
+  amr: text('amr', { mode: 'json' }).$type<string[]>().notNull().default(sql`'["pwd"]'`),
+  /** When the user last proved a credential (login or step-up): the `auth_time` claim. Null on sessions from before it: their `created_at`. */
+  authTime: integer('auth_time', { mode: 'timestamp_ms' })
 }, (t) => [
   index('sessions_user_id_idx').on(t.userId),
   index('sessions_expires_at_idx').on(t.expiresAt)
@@ -188,3 +195,46 @@ export const webauthnChallenges = sqliteTable('webauthn_challenges', {
   userId: text('user_id'),
   expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull()
 }, (t) => [index('webauthn_challenges_expires_at_idx').on(t.expiresAt)])
+
+/**
+ * A user's TOTP factor (RFC 6238), at most one. Pending until a code is confirmed
+ * (`confirmed_at` null); re-enrolling replaces a pending one. The secret is sealed under
+ * KEY_ENCRYPTION_KEY when it is set (src/auth/totp.ts). `last_step` is the time step of the last
+ * accepted code: a code of that step or an earlier one is refused, so each code works once.
+ */
+export const totpFactors = sqliteTable('totp_factors', {
+  userId: text('user_id').primaryKey().references(() => users.id, { onDelete: 'cascade' }),
+  secret: text('secret').notNull(),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  confirmedAt: integer('confirmed_at', { mode: 'timestamp_ms' }),
+  lastStep: integer('last_step')
+})
+
+/** Single-use recovery codes, as keyed digests (src/auth/recovery-codes.ts); a new set deletes the old. */
+export const recoveryCodes = sqliteTable('recovery_codes', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  codeHash: blob('code_hash', { mode: 'buffer' }).notNull(),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  usedAt: integer('used_at', { mode: 'timestamp_ms' })
+}, (t) => [uniqueIndex('recovery_codes_hash_unique').on(t.codeHash), index('recovery_codes_user_id_idx').on(t.userId)])
+
+/**
+ * The second step of a login (src/auth/mfa-challenge.ts): a password was right and a second
+ * factor is due. Found by the SHA-256 of its 256-bit token; single use (`used_at`, set by a
+ * conditional update), expires within minutes, bound to the login's transport and user agent
+ * and to the user's security stamp at the time of the password check. `purpose` is `login`
+ * (a factor is due) or `enroll` (MFA_REQUIRED_ROLES: the user must enrol one first).
+ */
+export const mfaChallenges = sqliteTable('mfa_challenges', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  tokenHash: blob('token_hash', { mode: 'buffer' }).notNull(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  purpose: text('purpose', { enum: ['login', 'enroll'] }).notNull(),
+  transport: text('transport', { enum: ['cookie', 'body'] }).notNull(),
+  userAgent: text('user_agent'),
+  credentialEpoch: integer('credential_epoch').notNull(),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
+  usedAt: integer('used_at', { mode: 'timestamp_ms' })
+}, (t) => [uniqueIndex('mfa_challenges_token_hash_unique').on(t.tokenHash), index('mfa_challenges_expires_at_idx').on(t.expiresAt)])

@@ -8,7 +8,10 @@ import { createPasswordPolicy, type PasswordPolicy } from '../src/auth/credentia
 import { createLoginThrottle, type LoginThrottle } from '../src/auth/login-throttle.js'
 import { createRedisLoginThrottle } from '../src/auth/redis-login-throttle.js'
 import { createPasswordHasher, hashConcurrency, type PasswordHasher } from '../src/auth/passwords.js'
+import { createMfa, type Mfa } from '../src/auth/mfa.js'
+import { createRecoveryCodes } from '../src/auth/recovery-codes.js'
 import { createSessionManager, type SessionManager } from '../src/auth/session-manager.js'
+import { createTotp } from '../src/auth/totp.js'
 import { decodeKeyEncryptionKey } from '../src/config.js'
 import { loadServerSecret } from '../src/keys/server-secret.js'
 import { everyInterval } from '../src/redis.js'
@@ -19,6 +22,7 @@ declare module 'fastify' {
     passwordPolicy: PasswordPolicy
     sessionManager: SessionManager
     loginThrottle: LoginThrottle
+    mfa: Mfa
   }
 }
 
@@ -33,6 +37,13 @@ export default fp(async function authPlugin (app) {
     refreshTtlSeconds: config.refresh.ttl,
     sessionMaxAgeSeconds: config.refresh.sessionMaxAge,
     reuseIntervalSeconds: config.refresh.reuseInterval
+  }))
+  // TOTP secrets sealed under KEY_ENCRYPTION_KEY (when set); recovery codes keyed by their own server secret.
+  app.decorate('mfa', createMfa({
+    repo: repos.mfa,
+    totp: createTotp(encryptionKey, new URL(config.publicOrigin).hostname),
+    recoveryCodes: createRecoveryCodes(await loadServerSecret(repos.serverSecrets, 'recovery-code-key', encryptionKey)),
+    requiredRoles: config.mfaRequiredRoles
   }))
   // With REDIS_URL every instance counts one account's guesses together; without it, this
   // instance alone (as a single instance should).

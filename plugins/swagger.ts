@@ -52,6 +52,7 @@ export default fp(async function swaggerPlugin (app) {
         { name: 'account', description: 'Register, the caller\'s account, password change' },
         { name: 'tokens', description: 'Login, refresh, logout' },
         { name: 'sessions', description: 'The caller\'s sessions' },
+        { name: 'mfa', description: 'Second factor (TOTP, recovery codes), its login step and step-up' },
         { name: 'admin', description: 'User and session administration (role `admin`)' },
         { name: 'discovery', description: 'JWKS and discovery document for token verifiers' },
         { name: 'probes', description: 'Liveness and readiness' },

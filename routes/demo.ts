@@ -9,6 +9,7 @@
  * run by hand either way.
  *
  * The demo's pages carry a strict Content-Security-Policy: scripts and styles from this origin
+ * (images also as data: URLs, for the TOTP enrolment's QR code)
  * only, requests only to this origin and DEMO_API_URL, no framing, no form submission (the
  * login form is sent by script; without script a password never leaves the page).
  * @see https://github.com/fastify/fastify-static
@@ -60,7 +61,7 @@ async function moduleSource (name: keyof typeof MODULES): Promise<string> {
 const demo: FastifyPluginAsync = async (app) => {
   const { apiOrigin } = app.config.demo
   const csp = [
-    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'",
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
     `connect-src 'self'${apiOrigin === '' ? '' : ` ${apiOrigin}`}`,
     "form-action 'none'", "frame-ancestors 'none'", "base-uri 'none'"
   ].join('; ')

@@ -25,7 +25,8 @@ export function errors (...statuses: number[]): Record<number, typeof errorRef> 
 // hashing, so a huge password costs nothing.
 export const UsernameInput = Type.String({ minLength: 1, maxLength: 256, description: '3 to 64 letters, digits and . _ - @ + (after NFKC and trimming)' })
 export const PasswordInput = Type.String({ minLength: 1, maxLength: 256, description: 'At most 256 characters; the minimum is PASSWORD_MIN_LENGTH (default 12)' })
-export const RefreshTokenInput = Type.String({ minLength: 1, maxLength: 512, description: 'A refresh token from a body-mode login or refresh' })
+// Room for any access token presented by mistake (with its amr and auth_time claims), so that it is refused as an invalid refresh token rather than as malformed input.
+export const RefreshTokenInput = Type.String({ minLength: 1, maxLength: 1024, description: 'A refresh token from a body-mode login or refresh' })
 export const Transport = Type.Union([Type.Literal('cookie'), Type.Literal('body')], { description: 'Where the refresh token travels (default REFRESH_TRANSPORT_DEFAULT)' })
 
 export const UserSchema = Type.Object({
@@ -43,6 +44,14 @@ export const TokenResponseSchema = Type.Object({
 }, { $id: 'TokenResponse' })
 
 export type TokenResponse = Static<typeof TokenResponseSchema>
+
+/** A login that needs a second factor (or its enrolment) first: 202 from POST /api/auth/login. */
+export const MfaChallengeResponse = Type.Object({
+  mfaRequired: Type.Optional(Type.Literal(true)),
+  mfaEnrollmentRequired: Type.Optional(Type.Literal(true, { description: 'MFA_REQUIRED_ROLES: enrol TOTP with this mfaToken (POST /api/auth/mfa/totp/enroll, then /confirm) to finish the login' })),
+  mfaToken: Type.String({ description: 'Single use, expires within 5 minutes; bound to this login\'s transport and user agent' }),
+  methods: Type.Optional(Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery'), Type.Literal('webauthn')]), { description: 'The factors that can finish the login' }))
+})
 
 export function userView (user: { id: string, username: string, roles: string[], createdAt: Date }): Static<typeof UserSchema> {
   return { id: user.id, username: user.username, roles: user.roles, createdAt: user.createdAt.toISOString() }

@@ -45,7 +45,8 @@ export const REDACT_PATHS = [
   'res.headers["set-cookie"]',
   // Headers logged under any other name (request, reply, upstream, ...), or on their own.
   '*.headers.authorization', '*.headers.cookie', '*.headers["set-cookie"]', '*.authorization', '*.cookie', '*["set-cookie"]',
-  '*.password', '*.currentPassword', '*.newPassword', '*.refreshToken', '*.accessToken', '*.token'
+  '*.password', '*.currentPassword', '*.newPassword', '*.refreshToken', '*.accessToken', '*.token',
+  '*.mfaToken', '*.recoveryCode', '*.recoveryCodes', '*.secret', '*.otpauthUri'
 ]
 
 /**

@@ -99,6 +99,11 @@ export const ConfigSchema = Type.Object({
   }),
   corsOrigins: Type.Array(Type.String()),
   allowRegistration: Type.Boolean(),
+  /**
+   * MFA_REQUIRED_ROLES: users holding any of these roles must have a second factor; `*` means
+   * everyone. Such a user without one is made to enrol at login (docs/mfa.md).
+   */
+  mfaRequiredRoles: Type.Array(Type.String({ minLength: 1 })),
   demo: Type.Object({
     /** Serve the demo single-page app at /demo (DEMO_ENABLED; off in production unless set). */
     enabled: Type.Boolean(),
@@ -453,6 +458,7 @@ export function loadConfig (env: Env = process.env): Config {
         return parseOrigin(n, o)
       })),
     allowRegistration: read(env, 'ALLOW_REGISTRATION', true, parseBoolean),
+    mfaRequiredRoles: read(env, 'MFA_REQUIRED_ROLES', [] as string[], (_n, v) => v.split(',').map((r) => r.trim()).filter(Boolean)),
     demo: {
       enabled: read(env, 'DEMO_ENABLED', nodeEnv !== 'production', parseBoolean),
       apiOrigin: read(env, 'DEMO_API_URL', '', parseOrigin)

@@ -37,6 +37,16 @@ export const TokenReused = createError('TOKEN_REUSED', 'The refresh token was al
 export { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, ServiceUnavailable } from '../packages/verifier/src/errors.js'
 export const SessionEnded = createError('SESSION_ENDED', 'The session of this access token has ended', 401)
 
+/** Second factor (src/auth/mfa.ts, routes/auth/mfa.ts). A wrong code counts like a wrong password. */
+/** 403, not 401: on Bearer routes a 401 means the access token failed, and clients refresh and retry on it. */
+export const MfaCodeInvalid = createError('MFA_CODE_INVALID', 'The code is not valid', 403)
+export const MfaTokenInvalid = createError('MFA_TOKEN_INVALID', 'The MFA token is invalid, expired or already used; log in again', 401)
+export const TotpAlreadyEnabled = createError('TOTP_ALREADY_ENABLED', 'TOTP is already enabled; disable it first', 409)
+export const TotpNotEnrolled = createError('TOTP_NOT_ENROLLED', 'No TOTP enrolment to act on; enrol first', 409)
+export const MfaNotEnabled = createError('MFA_NOT_ENABLED', 'No second factor is enabled', 409)
+/** Answered until passkeys are wired in (src/auth/passkey-factor.ts). */
+export const PasskeyFactorUnavailable = createError('PASSKEY_FACTOR_UNAVAILABLE', 'No passkey factor is available for this account', 400)
+
 export const NotFound = createError('NOT_FOUND', 'Not found', 404)
 export const SessionNotFound = createError('SESSION_NOT_FOUND', 'No such session', 404)
 export const UserNotFound = createError('USER_NOT_FOUND', 'No such user', 404)

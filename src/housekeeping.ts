@@ -1,6 +1,7 @@
 /**
  * One housekeeping pass: deletes refresh tokens past their expiry, sessions that ended (revoked
- * or expired) more than SESSION_RETENTION ago, and audit events older than AUDIT_RETENTION.
+ * or expired) more than SESSION_RETENTION ago, audit events older than AUDIT_RETENTION, and MFA
+ * challenges (login second steps) past their expiry.
  * The service schedules it (plugins/housekeeping.ts); `npm run admin -- prune` runs it by hand.
  */
 import type { Counter } from 'prom-client'
@@ -11,11 +12,12 @@ export interface HousekeepingResult {
   refreshTokens: number
   sessions: number
   auditEvents: number
+  mfaChallenges: number
   ms: number
 }
 
 export interface HousekeepingDeps {
-  repos: Pick<Repositories, 'sessions' | 'audit'>
+  repos: Pick<Repositories, 'sessions' | 'audit' | 'mfa'>
   config: Pick<Config, 'housekeeping' | 'refresh'>
   /** The service's counter of deleted rows, by kind; the CLI has none. */
   metrics?: { housekeepingDeleted: Pick<Counter<'kind'>, 'inc'> }
@@ -29,6 +31,8 @@ export async function runHousekeeping ({ repos, config, metrics }: HousekeepingD
   const auditEvents = await repos.audit.pruneBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
   metrics?.housekeepingDeleted.inc({ kind: 'refresh_tokens' }, pruned.tokens)
   metrics?.housekeepingDeleted.inc({ kind: 'sessions' }, pruned.sessions)
+  const mfaChallenges = await repos.mfa.pruneChallenges(now)
   metrics?.housekeepingDeleted.inc({ kind: 'audit_events' }, auditEvents)
-  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, ms: Math.round(performance.now() - started) }
+  metrics?.housekeepingDeleted.inc({ kind: 'mfa_challenges' }, mfaChallenges)
+  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, mfaChallenges, ms: Math.round(performance.now() - started) }
 }

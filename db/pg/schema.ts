@@ -42,7 +42,9 @@ export const sessions = pgTable('sessions', {
   userAgent: text('user_agent'),
   ip: text('ip'),
   revokedAt: at('revoked_at'),
-  revokedReason: text('revoked_reason')
+  revokedReason: text('revoked_reason'),
+  amr: jsonb('amr').$type<string[]>().notNull().default(sql`'["pwd"]'::jsonb`),
+  authTime: at('auth_time')
 }, (t) => [
   index('sessions_user_id_idx').on(t.userId),
   index('sessions_expires_at_idx').on(t.expiresAt)
@@ -120,3 +122,32 @@ export const webauthnChallenges = pgTable('webauthn_challenges', {
   userId: text('user_id'),
   expiresAt: at('expires_at').notNull()
 }, (t) => [index('webauthn_challenges_expires_at_idx').on(t.expiresAt)])
+
+export const totpFactors = pgTable('totp_factors', {
+  userId: text('user_id').primaryKey().references(() => users.id, { onDelete: 'cascade' }),
+  secret: text('secret').notNull(),
+  createdAt: at('created_at').notNull(),
+  confirmedAt: at('confirmed_at'),
+  lastStep: bigint('last_step', { mode: 'number' })
+})
+
+export const recoveryCodes = pgTable('recovery_codes', {
+  id: bigint('id', { mode: 'number' }).primaryKey().generatedByDefaultAsIdentity(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  codeHash: bytea('code_hash').notNull(),
+  createdAt: at('created_at').notNull(),
+  usedAt: at('used_at')
+}, (t) => [uniqueIndex('recovery_codes_hash_unique').on(t.codeHash), index('recovery_codes_user_id_idx').on(t.userId)])
+
+export const mfaChallenges = pgTable('mfa_challenges', {
+  id: bigint('id', { mode: 'number' }).primaryKey().generatedByDefaultAsIdentity(),
+  tokenHash: bytea('token_hash').notNull(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  purpose: text('purpose', { enum: ['login', 'enroll'] }).notNull(),
+  transport: text('transport', { enum: ['cookie', 'body'] }).notNull(),
+  userAgent: text('user_agent'),
+  credentialEpoch: integer('credential_epoch').notNull(),
+  createdAt: at('created_at').notNull(),
+  expiresAt: at('expires_at').notNull(),
+  usedAt: at('used_at')
+}, (t) => [uniqueIndex('mfa_challenges_token_hash_unique').on(t.tokenHash), index('mfa_challenges_expires_at_idx').on(t.expiresAt)])

@@ -26,7 +26,13 @@ export const AUDIT_EVENT_TYPES = [
   'passkey_registered',
   'passkey_renamed',
   'passkey_deleted',
-  'passkey_clone_detected'
+  'passkey_clone_detected',
+  'totp_enabled',
+  'totp_disabled',
+  'recovery_codes_generated',
+  'recovery_code_used',
+  'mfa_failed',
+  'reauthenticated'
 ] as const
 
 export type AuditEventType = typeof AUDIT_EVENT_TYPES[number]

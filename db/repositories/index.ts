@@ -8,9 +8,11 @@ import type { Db } from '../client.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
+import { createMfaRepository, type MfaRepository } from './mfa.js'
 import { createPasskeysRepository, type PasskeysRepository } from './passkeys.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgLeasesRepository } from './pg/leases.js'
+import { createPgMfaRepository } from './pg/mfa.js'
 import { createPgPasskeysRepository } from './pg/passkeys.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
 import { createPgSessionsRepository } from './pg/sessions.js'
@@ -35,6 +37,7 @@ export interface Repositories {
   audit: AuditRepository
   leases: LeasesRepository
   passkeys: PasskeysRepository
+  mfa: MfaRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -45,7 +48,8 @@ export function createRepositories (db: Db): Repositories {
     serverSecrets: createServerSecretsRepository(db),
     audit: createAuditRepository(db),
     leases: createLeasesRepository(db),
-    passkeys: createPasskeysRepository(db)
+    passkeys: createPasskeysRepository(db),
+    mfa: createMfaRepository(db)
   }
 }
 
@@ -57,6 +61,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     serverSecrets: createPgServerSecretsRepository(db),
     audit: createPgAuditRepository(db),
     leases: createPgLeasesRepository(db),
-    passkeys: createPgPasskeysRepository(db)
+    passkeys: createPgPasskeysRepository(db),
+    mfa: createPgMfaRepository(db)
   } satisfies Repositories
 }

@@ -21,6 +21,10 @@ export interface SessionRow {
   ip: string | null
   revokedAt: Date | null
   revokedReason: string | null
+  /** How the user authenticated (the `amr` claim). */
+  amr: string[]
+  /** When the user last proved a credential (the `auth_time` claim); null on sessions from before it (use `createdAt`). */
+  authTime: Date | null
 }
 
 export interface TokenRow {
@@ -55,6 +59,8 @@ export interface NewSession {
   credentialEpoch: number
   userAgent: string | null
   ip: string | null
+  /** The methods the login proved (`["pwd"]`, `["pwd","otp"]`, ...). */
+  amr: string[]
   now: Date
   expiresAt: Date
   tokenHash: Buffer
@@ -96,6 +102,9 @@ interface SessionAndUserColumns {
   ip: string | null
   revokedAt: number | null
   revokedReason: string | null
+  /** JSON array. */
+  amr: string
+  authTime: number | null
   userId: string
   username: string
   /** JSON array. */
@@ -138,7 +147,7 @@ export function createSessionsRepository (db: Db) {
   const SESSION_AND_USER = `s.id AS sessionId, s.user_id AS sessionUserId, s.created_at AS sessionCreatedAt,
       s.last_used_at AS lastUsedAt, s.expires_at AS sessionExpiresAt, s.refresh_expires_at AS refreshExpiresAt,
       s.user_agent AS userAgent, s.ip AS ip, s.revoked_at AS revokedAt, s.revoked_reason AS revokedReason,
-      u.id AS userId, u.username AS username, u.roles AS roles, u.disabled AS disabled, u.created_at AS userCreatedAt`
+      s.amr AS amr, s.auth_time AS authTime, u.id AS userId, u.username AS username, u.roles AS roles, u.disabled AS disabled, u.created_at AS userCreatedAt`
   const liveSession = db.$client.prepare<[string, number, number], SessionAndUserColumns>(`SELECT ${SESSION_AND_USER}
     FROM sessions s INNER JOIN users u ON u.id = s.user_id
     WHERE s.id = CAST(? AS TEXT) AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`)
@@ -159,7 +168,9 @@ export function createSessionsRepository (db: Db) {
       userAgent: r.userAgent,
       ip: r.ip,
       revokedAt: date(r.revokedAt),
-      revokedReason: r.revokedReason
+      revokedReason: r.revokedReason,
+      amr: JSON.parse(r.amr) as string[],
+      authTime: date(r.authTime)
     },
     user: { id: r.userId, username: r.username, roles: JSON.parse(r.roles) as string[], disabled: r.disabled === 1, createdAt: new Date(r.userCreatedAt) }
   })
@@ -186,7 +197,9 @@ export function createSessionsRepository (db: Db) {
     expiresAt: sql.placeholder('expiresAt'),
     refreshExpiresAt: sql.placeholder('tokenExpiresAt'),
     userAgent: sql.placeholder('userAgent'),
-    ip: sql.placeholder('ip')
+    ip: sql.placeholder('ip'),
+    amr: sql.placeholder('amr'),
+    authTime: sql.placeholder('now')
   }).prepare()
   const insertFirstToken = db.insert(refreshTokens).values({
     tokenHash: sql.placeholder('hash'),
@@ -205,7 +218,7 @@ export function createSessionsRepository (db: Db) {
     // was checked refuses the session here, and one that comes later ends it.
     const credential = credentialOf.get(s.userId) as { credential_epoch: number, disabled: number } | undefined
     if (credential === undefined || credential.credential_epoch !== s.credentialEpoch || credential.disabled !== 0) return null
-    insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip })
+    insertSession.run({ id: s.id, userId: s.userId, now: s.now, expiresAt: s.expiresAt, tokenExpiresAt: s.tokenExpiresAt, userAgent: s.userAgent, ip: s.ip, amr: s.amr })
     const token = insertFirstToken.get({ hash: s.tokenHash, sessionId: s.id, now: s.now, expiresAt: s.tokenExpiresAt })
     alongside?.(s.id)
     return token!.id
@@ -296,6 +309,20 @@ export function createSessionsRepository (db: Db) {
         .where(and(eq(sessions.userId, userId), live(now)))
         .orderBy(desc(sessions.lastUsedAt))
         .all()
+    },
+
+    /**
+     * A step-up (POST /api/auth/reauthenticate): the live session's `auth_time` becomes `now` and
+     * `method` joins its `amr`. The updated session, or null when it is not live.
+     */
+    async stepUp (sessionId: string, method: string, now: Date): Promise<SessionRow | null> {
+      return db.transaction((tx) => {
+        const row = tx.select().from(sessions).where(and(eq(sessions.id, sessionId), live(now))).get()
+        if (row === undefined) return null
+        const amr = row.amr.includes(method) ? row.amr : [...row.amr, method]
+        tx.update(sessions).set({ amr, authTime: now }).where(eq(sessions.id, sessionId)).run()
+        return { ...row, amr, authTime: now }
+      }, { behavior: 'immediate' })
     },
 
     /** Ends one session; true when it was not already ended. */

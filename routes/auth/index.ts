@@ -2,6 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import account from './account.js'
 import passkeys from './passkeys.js'
+import mfa from './mfa.js'
 import { createRefreshTransport } from './refresh-transport.js'
 import sessionList from './session-list.js'
 import tokens from './tokens.js'
@@ -15,6 +16,7 @@ const auth: FastifyPluginAsync = async (app) => {
   await app.register(tokens, { transport })
   await app.register(sessionList)
   await app.register(passkeys, { transport })
+  await app.register(mfa, { transport })
 }
 
 export default auth

@@ -142,11 +142,11 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> 
 
     // As login: the key that signs is chosen before the session is written.
     const issueAccess = app.accessTokenIssuer(now)
-    const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now, (sessionId) => {
+    const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip, amr: ['webauthn'] }, now, (sessionId) => {
       app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode, method: 'webauthn', passkeyId: result.passkeyId } }, now)
     })
     if (issued === null) throw refuse('credential_changed', user.id, result.passkeyId)
-    const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles })
+    const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr: issued.session.amr, authTime: now })
     request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success', method: 'webauthn' }, 'login')
     app.metrics.loginOutcomes.inc({ outcome: 'success' })
     return transport.send(reply, mode, { ...access, ...issued }, now)

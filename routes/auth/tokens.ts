@@ -5,7 +5,7 @@ import type { FastifyRequest } from 'fastify'
 import { refresh, type RefreshDeps } from '../../src/auth/refresh.js'
 import { normalizeUsername, usernameFold } from '../../src/auth/credentials.js'
 import { InvalidCredentials, RateLimited } from '../../src/errors.js'
-import { PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
+import { MfaChallengeResponse, PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
 import { routeLimit } from './limits.js'
 import type { RefreshTransport } from './refresh-transport.js'
 
@@ -35,10 +35,10 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
   app.post('/login', {
     schema: {
       summary: 'Log in with username and password',
-      description: 'Starts a session. Cookie mode (default) sets the httpOnly refresh cookie; `"transport": "body"` returns `refreshToken` in the body instead. Unknown user and wrong password get one identical 401.',
+      description: 'Starts a session. Cookie mode (default) sets the httpOnly refresh cookie; `"transport": "body"` returns `refreshToken` in the body instead. Unknown user and wrong password get one identical 401. An account with a second factor answers 202 `{ mfaRequired, mfaToken, methods }` instead (finish with POST /api/auth/mfa/verify); an account that MFA_REQUIRED_ROLES obliges to have one and has none answers 202 `{ mfaEnrollmentRequired, mfaToken }` (enrol with the mfaToken, docs/mfa.md).',
       tags: ['tokens'],
       body: LoginBody,
-      response: { 200: TokenResponseSchema, ...errors(400, 401, 403, 415, 429) }
+      response: { 200: TokenResponseSchema, 202: MfaChallengeResponse, ...errors(400, 401, 403, 415, 429) }
     },
     config: { rateLimit: routeLimit(config, config.rateLimit.login) }
   }, async (request, reply) => {
@@ -79,6 +79,22 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
         await repos.users.rehashPassword(user.id, user.passwordHash, await passwords.hash(password))
       }
 
+      // A second factor is due (or, under MFA_REQUIRED_ROLES, must first be enrolled): the
+      // password alone starts nothing. The client gets a single-use challenge token bound to
+      // this login. The password's reservation is given back unsettled, so the account's
+      // failures stay counted: a right password must not clear the wrong codes guessed before.
+      const methods = await app.mfa.methods(user.id)
+      const enrol = methods.length === 0 && app.mfa.requiredFor(user.roles)
+      if (methods.length > 0 || enrol) {
+        const mfaToken = await app.mfa.issueChallenge({
+          userId: user.id, purpose: enrol ? 'enroll' : 'login', transport: mode, userAgent: request.headers['user-agent'] ?? null, credentialEpoch: user.credentialEpoch
+        }, now)
+        request.log.info({ userId: user.id, outcome: enrol ? 'mfa_enrollment_required' : 'mfa_required' }, 'login needs a second factor')
+        app.metrics.loginOutcomes.inc({ outcome: enrol ? 'mfa_enrollment_required' : 'mfa_required' })
+        reply.code(202).header('cache-control', 'no-store')
+        return enrol ? { mfaEnrollmentRequired: true as const, mfaToken } : { mfaRequired: true as const, mfaToken, methods }
+      }
+
       // The signing key is chosen before the session is written: a login that cannot be answered
       // (no key can sign) leaves nothing behind.
       const issueAccess = app.accessTokenIssuer(now)
@@ -91,7 +107,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       })
       if (issued === null) throw refuse('credential_changed')
       outcome = 'right'
-      const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles })
+      const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr: issued.session.amr, authTime: now })
       request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
       app.metrics.loginOutcomes.inc({ outcome: 'success' })
       return transport.send(reply, mode, { ...access, ...issued }, now)

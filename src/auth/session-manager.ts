@@ -51,7 +51,8 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
    * password change, logout-all, a disable) or the account was disabled. `alongside(sessionId)`
    * runs inside the session's transaction (see the repository's `start`).
    */
-  async function start (user: SessionUser & { credentialEpoch: number }, client: { userAgent: string | null, ip: string | null }, now: Date, alongside?: (sessionId: string) => void): Promise<Issued | null> {
+  async function start (user: SessionUser & { credentialEpoch: number }, client: { userAgent: string | null, ip: string | null, amr?: string[] }, now: Date, alongside?: (sessionId: string) => void): Promise<Issued | null> {
+    const amr = client.amr ?? ['pwd']
     const secret = codec.generateSecret()
     const expiresAt = new Date(now.getTime() + policy.sessionMaxAgeSeconds * 1000)
     const tokenExpiresAt = tokenExpiry(now, expiresAt)
@@ -59,11 +60,11 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
     const userAgent = client.userAgent === null ? null : client.userAgent.slice(0, 512)
     // Only an address is kept: behind a proxy the ip comes from a header that may hold anything.
     const ip = client.ip !== null && isIP(client.ip) !== 0 ? client.ip : null
-    const tokenId = await repo.start({ id, userId: user.id, credentialEpoch: user.credentialEpoch, userAgent, ip, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt }, alongside)
+    const tokenId = await repo.start({ id, userId: user.id, credentialEpoch: user.credentialEpoch, userAgent, ip, amr, now, expiresAt, tokenHash: hashRefreshToken(secret), tokenExpiresAt }, alongside)
     if (tokenId === null) return null
     const session: SessionRow = {
       id, userId: user.id, createdAt: now, lastUsedAt: now, expiresAt, refreshExpiresAt: tokenExpiresAt,
-      userAgent, ip, revokedAt: null, revokedReason: null
+      userAgent, ip, revokedAt: null, revokedReason: null, amr, authTime: now
     }
     return { refreshToken: codec.encode(tokenId, secret), refreshExpiresAt: tokenExpiresAt, session, user, reused: false }
   }

@@ -1,7 +1,8 @@
 /**
- * The demo app served at /demo: sign in (password, a passkey button, or passkey autofill in the
- * username field), see /me, call a protected endpoint, list and end sessions, add, rename and
- * delete passkeys, log out. Everything it knows about tokens goes through the client library.
+ * The demo app served at /demo: sign in (password with a second factor when the account has one,
+ * a passkey button, or passkey autofill in the username field), see /me, set up TOTP, call a
+ * protected endpoint, list and end sessions, add, rename and delete passkeys, log out.
+ * Everything it knows about tokens goes through the client library.
  */
 import { AuthError, createAuthClient, type AuthChange } from './auth-client.js'
 
@@ -34,9 +35,10 @@ function notice (text: string | null): void {
   $('notice').hidden = text === null
 }
 
-function show (view: 'loading' | 'login' | 'app'): void {
+function show (view: 'loading' | 'login' | 'mfa' | 'app'): void {
   $('loading').hidden = view !== 'loading'
   $('login-view').hidden = view !== 'login'
+  $('mfa-view').hidden = view !== 'mfa'
   $('app-view').hidden = view !== 'app'
   $('who').hidden = view !== 'app'
 }
@@ -188,11 +190,15 @@ $('passkey-login-button').addEventListener('click', () => {
   })
 })
 
+/** True while a sign-in waits for the enrolment the service requires (until its recovery codes are saved). */
+let enrollingAtLogin = false
+
 auth.onChange((change: AuthChange) => {
   if (change.authenticated) {
     if (change.reason === 'refresh') log('Access token refreshed')
     if (change.reason === 'other-tab') log('Fresh access token from another tab')
-    if ($('app-view').hidden) void enterApp()
+    // An enrolment that finished a sign-in shows its recovery codes first (recovery-done goes on).
+    if ($('app-view').hidden && !enrollingAtLogin) void enterApp()
   } else {
     log(change.reason === 'logout' ? 'Logged out' : 'Session ended')
     enterLogin(change.reason === 'logout' ? null : 'Your session has ended. Please sign in again.')
@@ -214,8 +220,19 @@ async function submit (action: 'login' | 'register'): Promise<void> {
   for (const b of form.querySelectorAll('button')) b.disabled = true
   try {
     if (action === 'register') await auth.register(username, password)
-    await auth.login(username, password)
-    log(action === 'register' ? 'Account created, signed in' : 'Signed in')
+    const result = await auth.login(username, password)
+    if (result.status === 'mfa-required') {
+      log('Password accepted; a second factor is due')
+      enterMfa()
+    } else if (result.status === 'mfa-enrollment-required') {
+      log('Password accepted; this account must set up a second factor first')
+      show('mfa')
+      $('mfa-form').hidden = true
+      enrollingAtLogin = true
+      void startEnrolment($('mfa-view'))
+    } else {
+      log(action === 'register' ? 'Account created, signed in' : 'Signed in')
+    }
   } catch (err) {
     $('login-error').textContent = messageOf(err)
     $('login-error').hidden = false
@@ -223,6 +240,86 @@ async function submit (action: 'login' | 'register'): Promise<void> {
     for (const b of form.querySelectorAll('button')) b.disabled = false
   }
 }
+
+// The second step of a login: a code from the app, or a recovery code.
+let useRecovery = false
+function enterMfa (): void {
+  useRecovery = false
+  $('mfa-form').hidden = false
+  $('mfa-code-label').hidden = false
+  $('mfa-recovery-label').hidden = true
+  $('mfa-error').hidden = true
+  show('mfa')
+  $<HTMLInputElement>('mfa-code').focus()
+}
+$('mfa-use-recovery').addEventListener('click', () => {
+  useRecovery = !useRecovery
+  $('mfa-code-label').hidden = useRecovery
+  $('mfa-recovery-label').hidden = !useRecovery
+  $('mfa-use-recovery').textContent = useRecovery ? 'Use the app\'s code' : 'Use a recovery code'
+})
+$('mfa-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  void (async () => {
+    $('mfa-error').hidden = true
+    try {
+      if (useRecovery) await auth.verifyMfa({ recoveryCode: $<HTMLInputElement>('mfa-recovery').value })
+      else await auth.verifyMfa({ code: $<HTMLInputElement>('mfa-code').value.replace(/\s+/g, '') })
+      log(useRecovery ? 'Signed in with a recovery code' : 'Signed in with a code')
+    } catch (err) {
+      if (err instanceof AuthError && err.code === 'MFA_TOKEN_INVALID') { enterLogin('The sign-in took too long. Please sign in again.'); return }
+      $('mfa-error').textContent = messageOf(err)
+      $('mfa-error').hidden = false
+    } finally {
+      $<HTMLInputElement>('mfa-code').value = ''
+      $<HTMLInputElement>('mfa-recovery').value = ''
+    }
+  })()
+})
+
+// TOTP enrolment: the QR code, then a code to confirm, then the recovery codes shown once.
+// `host` is the card the setup is shown in (the app view, or the sign-in step when the
+// service requires a second factor before it starts a session).
+async function startEnrolment (host: HTMLElement): Promise<void> {
+  try {
+    const enrolment = await auth.enrollTotp()
+    host.append($('totp-setup'), $('recovery'))
+    $<HTMLImageElement>('totp-qr').src = enrolment.qrCode
+    $('totp-secret').textContent = enrolment.secret
+    $('totp-setup').hidden = false
+    $('totp-enroll').hidden = true
+    $<HTMLInputElement>('totp-code').focus()
+  } catch (err) {
+    log(messageOf(err))
+  }
+}
+$('totp-enroll').addEventListener('click', () => { void startEnrolment($('totp-card')) })
+$('totp-confirm-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  void (async () => {
+    $('totp-error').hidden = true
+    const signedIn = auth.authenticated
+    try {
+      const codes = await auth.confirmTotp($<HTMLInputElement>('totp-code').value.replace(/\s+/g, ''))
+      $('totp-setup').hidden = true
+      const items = codes.map((c) => { const li = document.createElement('li'); li.textContent = c; return li })
+      $('recovery-codes').replaceChildren(...items)
+      $('recovery').hidden = false
+      $('totp-status').textContent = 'An authenticator app is set up: sign-ins ask for its code.'
+      log(signedIn ? 'Two-factor authentication turned on' : 'Two-factor authentication turned on; signed in')
+    } catch (err) {
+      $('totp-error').textContent = messageOf(err)
+      $('totp-error').hidden = false
+    }
+  })()
+})
+$('recovery-done').addEventListener('click', () => {
+  $('recovery').hidden = true
+  $('recovery-codes').replaceChildren()
+  $('totp-card').append($('totp-setup'), $('recovery'))
+  enrollingAtLogin = false
+  if ($('app-view').hidden && auth.authenticated) void enterApp()
+})
 
 $('call-button').addEventListener('click', () => { void callProtected() })
 

@@ -32,7 +32,14 @@ import type { Algorithm } from './signing-key.js'
 /** The claims this service signs; the verifier plugin exposes the same type to other services. */
 export type AccessClaims = AccessTokenClaims
 
-export interface AccessSubject { userId: string, sessionId: string, roles: string[] }
+export interface AccessSubject {
+  userId: string
+  sessionId: string
+  roles: string[]
+  /** The session's authentication methods and time (`amr`, `auth_time`); kept across its refreshes. */
+  amr?: string[]
+  authTime?: Date
+}
 
 export interface IssuedAccessToken { accessToken: string, expiresIn: number }
 
@@ -144,7 +151,10 @@ export function createAccessTokenIssuer (config: Config) {
   return function issue (key: RingKey, subject: AccessSubject, now: Date): IssuedAccessToken {
     const expiresIn = ttl - Math.floor(Math.random() * jitter * ttl)
     const iat = Math.floor(now.getTime() / 1000)
-    const token = signerOf(key)({ iss: issuer, aud: audience, sub: subject.userId, jti: randomUUID(), sid: subject.sessionId, roles: subject.roles, iat, exp: iat + expiresIn })
+    const claims: Record<string, unknown> = { iss: issuer, aud: audience, sub: subject.userId, jti: randomUUID(), sid: subject.sessionId, roles: subject.roles, iat, exp: iat + expiresIn }
+    if (subject.amr !== undefined) claims.amr = subject.amr
+    if (subject.authTime !== undefined) claims.auth_time = Math.floor(subject.authTime.getTime() / 1000)
+    const token = signerOf(key)(claims)
     return { accessToken: key.alg === 'ES256' ? withLowS(token) : token, expiresIn }
   }
 }

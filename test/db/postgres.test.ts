@@ -125,7 +125,7 @@ t.test('repositories over two pools: conditional writes decide once', needsPostg
   const owner = made.find((u) => u !== null)!
 
   // Rotations of one token at once from both pools: one successor.
-  const first = await r1.sessions.start({ id: 's1', userId: owner.id, credentialEpoch: 0, userAgent: null, ip: null, now, expiresAt: later, tokenHash: Buffer.alloc(32, 1), tokenExpiresAt: later })
+  const first = await r1.sessions.start({ id: 's1', userId: owner.id, credentialEpoch: 0, userAgent: null, ip: null, amr: ['pwd'], now, expiresAt: later, tokenHash: Buffer.alloc(32, 1), tokenExpiresAt: later })
   t.type(first, 'number')
   const outcomes = await Promise.all(Array.from({ length: 8 }, async (_x, i) => await (i % 2 === 0 ? r1 : r2).sessions.rotate({ parentId: first!, sessionId: 's1', tokenHash: Buffer.alloc(32, i), expiresAt: later, now })))
   t.equal(outcomes.filter((o) => o.outcome === 'rotated').length, 1)
@@ -133,7 +133,7 @@ t.test('repositories over two pools: conditional writes decide once', needsPostg
 
   // The security stamp: a login checked at the old stamp starts no session after logout-all.
   t.equal(await r2.sessions.revokeAllForUser(owner.id, 'logout_all', now), 1)
-  t.equal(await r1.sessions.start({ id: 's2', userId: owner.id, credentialEpoch: 0, userAgent: null, ip: null, now, expiresAt: later, tokenHash: Buffer.alloc(32, 9), tokenExpiresAt: later }), null)
+  t.equal(await r1.sessions.start({ id: 's2', userId: owner.id, credentialEpoch: 0, userAgent: null, ip: null, amr: ['pwd'], now, expiresAt: later, tokenHash: Buffer.alloc(32, 9), tokenExpiresAt: later }), null)
   // A password change checked at a stale stamp changes nothing.
   t.same(await r1.users.changePassword({ id: owner.id, passwordHash: 'y', epoch: 0, keepSessionId: 's1', now }), { changed: false })
   t.equal((await r2.users.findById(owner.id))!.passwordHash, 'x')

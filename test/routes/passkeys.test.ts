@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { bearer, buildTestApp, login, register, SAME_ORIGIN } from '../support/app.js'
 import { fakeDate, MINUTE } from '../support/clock.js'
+import { claimsOf } from '../support/jwt.js'
 import { SoftAuthenticator } from '../support/webauthn.js'
 
 async function signedIn (app: FastifyInstance, username = 'alice'): Promise<string> {
@@ -143,6 +144,11 @@ t.test('sign in with a passkey alone: no allowCredentials, tokens as a login, in
   t.equal(me.json().username, 'alice', 'the access token is alice\'s')
   const [succeeded] = (await events(app, 'login_succeeded', 2)).filter((e) => e.detail?.method === 'webauthn')
   t.ok(succeeded, 'the login is audited as a passkey login')
+  const claims = claimsOf(body.accessToken)
+  t.same(claims.amr, ['webauthn'], 'the access token says a passkey signed in, not a password')
+  t.type(claims.auth_time, 'number')
+  const refreshed = await app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken: body.refreshToken } })
+  t.same(claimsOf(refreshed.json().accessToken).amr, ['webauthn'], 'and keeps saying so across refreshes')
 
   const crossSite = await passkeyLogin(app, authenticator.assert(await loginOptions(app)), 'cookie', { origin: 'https://evil.example' })
   t.equal(crossSite.statusCode, 403, 'cookie mode keeps the cross-site rules of login')

@@ -32,7 +32,9 @@ export function createPgSessionsRepository (db: PgDb) {
     userAgent: sessions.userAgent,
     ip: sessions.ip,
     revokedAt: sessions.revokedAt,
-    revokedReason: sessions.revokedReason
+    revokedReason: sessions.revokedReason,
+    amr: sessions.amr,
+    authTime: sessions.authTime
   }
   const userColumns = { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
   const tokenColumns = {
@@ -71,7 +73,9 @@ export function createPgSessionsRepository (db: PgDb) {
           expiresAt: s.expiresAt,
           refreshExpiresAt: s.tokenExpiresAt,
           userAgent: s.userAgent,
-          ip: s.ip
+          ip: s.ip,
+          amr: s.amr,
+          authTime: s.now
         })
         const [token] = await tx.insert(refreshTokens).values({ tokenHash: s.tokenHash, sessionId: s.id, createdAt: s.now, expiresAt: s.tokenExpiresAt })
           .returning({ id: refreshTokens.id })
@@ -129,6 +133,16 @@ export function createPgSessionsRepository (db: PgDb) {
         ? and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))
         : and(eq(sessions.id, sessionId), eq(sessions.userId, userId), live(now))
       return ((await db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(where)).rowCount ?? 0) > 0
+    },
+
+    async stepUp (sessionId: string, method: string, now: Date): Promise<SessionRow | null> {
+      return await db.transaction(async (tx) => {
+        const [row] = await tx.select(sessionColumns).from(sessions).where(and(eq(sessions.id, sessionId), live(now))).for('update')
+        if (row === undefined) return null
+        const amr = row.amr.includes(method) ? row.amr : [...row.amr, method]
+        await tx.update(sessions).set({ amr, authTime: now }).where(eq(sessions.id, sessionId))
+        return { ...row, amr, authTime: now }
+      })
     },
 
     async revokeAlongside (sessionId: string, reason: RevokeReason, now: Date, alongside: () => void): Promise<boolean> {

@@ -22,7 +22,8 @@
  *   const auth = createAuthClient({ baseUrl: 'https://auth.example.com' })
  *   auth.onChange(({ authenticated }) => render(authenticated))
  *   await auth.restore()
- *   await auth.login('alice', 'correct horse battery staple')
+ *   const result = await auth.login('alice', 'correct horse battery staple')
+ *   if (result.status === 'mfa-required') await auth.verifyMfa({ code: '123456' })
  *   const me = await (await auth.fetch('/api/auth/me')).json()
  *   await auth.logout()
  *
@@ -68,6 +69,20 @@ export class AuthError extends Error {
 
 interface TokenResponse { accessToken: string, tokenType: 'Bearer', expiresIn: number }
 
+/**
+ * What a login came to: signed in, or a second factor is due (`verifyMfa`), or the account must
+ * enrol one first (`enrollTotp`, then `confirmTotp`, which finishes the login).
+ */
+export type LoginResult =
+  | { status: 'signed-in' }
+  | { status: 'mfa-required', methods: Array<'totp' | 'recovery' | 'webauthn'> }
+  | { status: 'mfa-enrollment-required' }
+
+/** One second factor: a TOTP code, a recovery code, or a WebAuthn assertion response. */
+export type SecondFactor = { code: string } | { recoveryCode: string } | { webauthn: unknown }
+
+export interface TotpEnrolment { secret: string, otpauthUri: string, qrCode: string }
+
 type TabMessage =
   | { type: 'token', accessToken: string, expiresAt: number, lifetimeMs: number }
   | { type: 'logout' }
@@ -94,6 +109,8 @@ export function createAuthClient (options: AuthClientOptions = {}) {
   let expiresAt = 0
   let lifetimeMs = 0
   let inflight: Promise<boolean> | null = null
+  // The login's MFA challenge token, between a 202 and its second step; memory only.
+  let pendingMfa: { token: string, purpose: 'login' | 'enroll' } | null = null
 
   // "Signed in here and not signed out": a flag, never a token. Where storage is unavailable
   // (blocked, or outside a browser) restore() asks the service, as if the flag were set.
@@ -206,11 +223,84 @@ export function createAuthClient (options: AuthClientOptions = {}) {
   }
 
   const client = {
-    /** Signs in; the service sets the refresh cookie. Throws AuthError (401 INVALID_CREDENTIALS, 429, ...). */
-    async login (username: string, password: string): Promise<void> {
+    /**
+     * Signs in; the service sets the refresh cookie. With a second factor on the account the
+     * answer is `mfa-required` (finish with `verifyMfa`), or `mfa-enrollment-required` where
+     * the service requires one the account lacks. Throws AuthError (401 INVALID_CREDENTIALS, 429, ...).
+     */
+    async login (username: string, password: string): Promise<LoginResult> {
       const res = await cookieRequest('/api/auth/login', { username, password, transport: 'cookie' })
       if (!res.ok) throw await errorOf(res)
+      if (res.status === 202) {
+        const body = await res.json() as { mfaToken: string, mfaRequired?: true, methods?: Array<'totp' | 'recovery' | 'webauthn'> }
+        pendingMfa = { token: body.mfaToken, purpose: body.mfaRequired === true ? 'login' : 'enroll' }
+        return body.mfaRequired === true ? { status: 'mfa-required', methods: body.methods ?? [] } : { status: 'mfa-enrollment-required' }
+      }
+      pendingMfa = null
       accept(await res.json() as TokenResponse, 'login')
+      return { status: 'signed-in' }
+    },
+
+    /**
+     * The second step of a login that answered `mfa-required`. Throws AuthError (403
+     * MFA_CODE_INVALID: try again; 401 MFA_TOKEN_INVALID: log in again; 429).
+     */
+    async verifyMfa (factor: SecondFactor): Promise<void> {
+      if (pendingMfa?.purpose !== 'login') throw new AuthError(401, 'MFA_TOKEN_INVALID', 'No login is waiting for a second factor; log in again')
+      const res = await cookieRequest('/api/auth/mfa/verify', { mfaToken: pendingMfa.token, ...factor })
+      if (!res.ok) {
+        if (res.status === 401) pendingMfa = null
+        throw await errorOf(res)
+      }
+      pendingMfa = null
+      accept(await res.json() as TokenResponse, 'login')
+    },
+
+    /** Starts TOTP enrolment (signed in, or after `mfa-enrollment-required`): the secret, its URI and a QR code (data URL). */
+    async enrollTotp (): Promise<TotpEnrolment> {
+      const res = pendingMfa?.purpose === 'enroll'
+        ? await cookieRequest('/api/auth/mfa/totp/enroll', { mfaToken: pendingMfa.token })
+        : await client.fetch('/api/auth/mfa/totp/enroll', { method: 'POST' })
+      if (!res.ok) throw await errorOf(res)
+      return await res.json() as TotpEnrolment
+    },
+
+    /**
+     * Activates the enrolment with a code from the app; answers the ten recovery codes, to show
+     * once. After `mfa-enrollment-required` this also finishes the login.
+     */
+    async confirmTotp (code: string): Promise<string[]> {
+      const enrolling = pendingMfa?.purpose === 'enroll' ? pendingMfa : null
+      const res = enrolling !== null
+        ? await cookieRequest('/api/auth/mfa/totp/confirm', { mfaToken: enrolling.token, code })
+        : await client.fetch('/api/auth/mfa/totp/confirm', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code }) })
+      if (!res.ok) throw await errorOf(res)
+      const body = await res.json() as { recoveryCodes: string[] } & Partial<TokenResponse>
+      if (enrolling !== null && body.accessToken !== undefined) {
+        pendingMfa = null
+        accept(body as TokenResponse, 'login')
+      }
+      return body.recoveryCodes
+    },
+
+    /** Removes TOTP (and the recovery codes); needs the password and a current code. */
+    async disableTotp (password: string, code: string): Promise<void> {
+      const res = await client.fetch('/api/auth/mfa/totp', { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password, code }) })
+      if (!res.ok) throw await errorOf(res)
+    },
+
+    /** Ten new recovery codes; the old ones stop working. */
+    async regenerateRecoveryCodes (password: string): Promise<string[]> {
+      const res = await client.fetch('/api/auth/mfa/recovery-codes', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password }) })
+      if (!res.ok) throw await errorOf(res)
+      return (await res.json() as { recoveryCodes: string[] }).recoveryCodes
+    },
+
+    /** Step-up: proves a credential again; the new access token carries a fresh auth_time. */
+    async reauthenticate (credential: { password: string } | SecondFactor): Promise<void> {
+      const res = await client.fetch('/api/auth/reauthenticate', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(credential) })
+      if (!res.ok) throw await errorOf(res)
+      accept(await res.json() as TokenResponse, 'refresh')
     },
 
     /** Creates an account (it does not sign in). Throws AuthError (400 WEAK_PASSWORD, 409, ...). */

@@ -19,13 +19,21 @@
  * Failures answer exactly like the service: 401 `{ statusCode, code, message }` with the codes
  * AUTHORIZATION_REQUIRED, ACCESS_TOKEN_INVALID or ACCESS_TOKEN_EXPIRED and the same
  * `WWW-Authenticate` header; 503 when no key set has ever been fetched.
+ *
+ * Step-up per route (RFC 9470): `app.authenticateWith({ requireAmr, maxAuthAge })` is
+ * `authenticate` plus a check of how the user authenticated: `requireAmr` lists methods of which
+ * the token's `amr` must hold at least one, `maxAuthAge` bounds the age of its `auth_time`.
+ * A token that fails either gets 401 INSUFFICIENT_USER_AUTHENTICATION with
+ * `WWW-Authenticate: Bearer error="insufficient_user_authentication"` and the hints
+ * `acr_values` (the accepted methods) and `max_age` (seconds): the client steps up with
+ * POST /api/auth/reauthenticate and retries with the new access token.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import {
   createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type FlattenedJWSInput, type JSONWebKeySet, type JWTHeaderParameters
 } from 'jose'
-import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, bearerChallenge, ServiceUnavailable } from './errors.js'
+import { AccessTokenExpired, AccessTokenInvalid, AuthorizationRequired, bearerChallenge, InsufficientUserAuthentication, ServiceUnavailable, stepUpChallenge } from './errors.js'
 import { es256HasLowS } from './es256.js'
 
 export type VerifierAlgorithm = 'ES256' | 'RS256' | 'EdDSA'
@@ -53,6 +61,36 @@ export interface VerifierOptions {
   realm?: string
 }
 
+/** Per-route requirements on how the user authenticated (`authenticateWith`). */
+export interface StepUpOptions {
+  /** Methods (`amr` values: `pwd`, `otp`, `recovery`, `webauthn`) of which the token must carry at least one. */
+  requireAmr?: string[]
+  /** The longest time since the user last proved a credential (`auth_time`): seconds, or `'30s'`, `'5m'`, `'1h'`. */
+  maxAuthAge?: number | string
+}
+
+/** `maxAuthAge` in seconds; a TypeError for anything else, at registration of the route. */
+export function authAgeSeconds (value: number | string): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value
+  const m = typeof value === 'string' ? /^(\d+)\s*(s|m|h)?$/.exec(value.trim()) : null
+  if (m === null) throw new TypeError(`verifier: maxAuthAge must be whole seconds or a duration such as '5m', not ${JSON.stringify(value)}`)
+  return Number(m[1]) * ({ s: 1, m: 60, h: 3600 }[m[2] as 's' | 'm' | 'h' | undefined ?? 's'])
+}
+
+/**
+ * Why a verified token does not meet the route's requirements, or null when it does. A token
+ * without `auth_time` (issued before the service set it) never meets a `maxAuthAge`.
+ */
+export function stepUpShortfall (claims: AccessTokenClaims, req: { requireAmr?: string[], maxAuthAge?: number }, nowSeconds: number): string | null {
+  if (req.requireAmr !== undefined && req.requireAmr.length > 0 && !req.requireAmr.some((m) => claims.amr?.includes(m) === true)) {
+    return `This requires authenticating with one of: ${req.requireAmr.join(', ')}`
+  }
+  if (req.maxAuthAge !== undefined && (typeof claims.auth_time !== 'number' || nowSeconds - claims.auth_time > req.maxAuthAge)) {
+    return `This requires having authenticated within the last ${req.maxAuthAge} seconds`
+  }
+  return null
+}
+
 /** The claims of an access token (API.md "Access tokens"). */
 export interface AccessTokenClaims {
   iss: string
@@ -63,6 +101,10 @@ export interface AccessTokenClaims {
   jti: string
   sid: string
   roles: string[]
+  /** How the user authenticated (RFC 8176 names: `pwd`, `otp`, `recovery`, `webauthn`). */
+  amr?: string[]
+  /** When the user last proved a credential, in seconds since the epoch (login or step-up). */
+  auth_time?: number
 }
 
 /**
@@ -74,6 +116,8 @@ export type Authenticate = (request: FastifyRequest, reply: FastifyReply) => Pro
 declare module 'fastify' {
   interface FastifyInstance {
     authenticate: Authenticate
+    /** `authenticate` plus per-route step-up requirements (RFC 9470); see StepUpOptions. */
+    authenticateWith: (options: StepUpOptions) => Authenticate
   }
   interface FastifyRequest {
     user: AccessTokenClaims
@@ -176,7 +220,7 @@ const verifierPlugin: FastifyPluginAsync<VerifierOptions> = async (app, options)
 
   if (!app.hasRequestDecorator('user')) app.decorateRequest('user', null as unknown as AccessTokenClaims)
 
-  app.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
+  const authenticate = async function authenticate (request: FastifyRequest, reply: FastifyReply) {
     const authorization = request.headers.authorization
     if (authorization === undefined || authorization === '') return deny(reply, new AuthorizationRequired())
     const match = BEARER.exec(authorization)
@@ -192,7 +236,25 @@ const verifierPlugin: FastifyPluginAsync<VerifierOptions> = async (app, options)
     }
     request.log.info({ code: result.code, reason: result.reason }, 'access token refused')
     return deny(reply, result.code === 'ACCESS_TOKEN_EXPIRED' ? new AccessTokenExpired() : new AccessTokenInvalid())
-  } satisfies Authenticate)
+  } satisfies Authenticate
+  app.decorate('authenticate', authenticate)
+
+  app.decorate('authenticateWith', function authenticateWith (options: StepUpOptions): Authenticate {
+    if (options.requireAmr !== undefined && (!Array.isArray(options.requireAmr) || options.requireAmr.some((m) => typeof m !== 'string' || !/^[a-z]+$/.test(m)))) {
+      throw new TypeError('verifier: requireAmr must be a list of amr values such as [\'otp\', \'webauthn\']')
+    }
+    const required = { requireAmr: options.requireAmr, maxAuthAge: options.maxAuthAge === undefined ? undefined : authAgeSeconds(options.maxAuthAge) }
+    return async function authenticateStepUp (request: FastifyRequest, reply: FastifyReply) {
+      await authenticate(request, reply)
+      if (reply.sent) return undefined
+      const shortfall = stepUpShortfall(request.user, required, Math.floor(Date.now() / 1000))
+      if (shortfall === null) return undefined
+      request.log.info({ requireAmr: required.requireAmr, maxAuthAge: required.maxAuthAge }, 'step-up required')
+      reply.header('www-authenticate', stepUpChallenge(realm, shortfall, required))
+      const error = new InsufficientUserAuthentication(shortfall)
+      return reply.code(401).type('application/json; charset=utf-8').send({ statusCode: 401, code: error.code, message: error.message })
+    }
+  })
 }
 
 export default fp(verifierPlugin, { name: 'auth-service-verifier', fastify: '5.x' })

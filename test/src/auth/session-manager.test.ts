@@ -139,7 +139,9 @@ t.test('findLive answers a live session with its user, typed as the schema says,
       userAgent: 'ua',
       ip: '127.0.0.1',
       revokedAt: null,
-      revokedReason: null
+      revokedReason: null,
+      amr: ['pwd'],
+      authTime: now
     },
     user: { id: 'u1', username: 'alice', roles: ['user', 'admin'], disabled: false, createdAt: now }
   })
