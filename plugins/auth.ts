@@ -15,6 +15,7 @@ import { createTotp } from '../src/auth/totp.js'
 import { decodeKeyEncryptionKey } from '../src/config.js'
 import { loadServerSecret } from '../src/keys/server-secret.js'
 import { everyInterval } from '../src/redis.js'
+import { passkeyFactorOf } from '../src/auth/passkey-factor.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -43,7 +44,8 @@ export default fp(async function authPlugin (app) {
     repo: repos.mfa,
     totp: createTotp(encryptionKey, new URL(config.publicOrigin).hostname),
     recoveryCodes: createRecoveryCodes(await loadServerSecret(repos.serverSecrets, 'recovery-code-key', encryptionKey)),
-    requiredRoles: config.mfaRequiredRoles
+    requiredRoles: config.mfaRequiredRoles,
+    passkeys: passkeyFactorOf(app.passkeys)
   }))
   // With REDIS_URL every instance counts one account's guesses together; without it, this
   // instance alone (as a single instance should).
@@ -53,4 +55,4 @@ export default fp(async function authPlugin (app) {
   app.decorate('loginThrottle', app.redis === null
     ? createLoginThrottle(config.rateLimit.loginFailuresPerUser)
     : createRedisLoginThrottle(app.redis, config.rateLimit.loginFailuresPerUser, logThrottleError))
-}, { name: 'auth', fastify: '5.x', dependencies: ['db', 'redis'] })
+}, { name: 'auth', fastify: '5.x', dependencies: ['db', 'redis', 'passkeys'] })

@@ -50,7 +50,8 @@ export const MfaChallengeResponse = Type.Object({
   mfaRequired: Type.Optional(Type.Literal(true)),
   mfaEnrollmentRequired: Type.Optional(Type.Literal(true, { description: 'MFA_REQUIRED_ROLES: enrol TOTP with this mfaToken (POST /api/auth/mfa/totp/enroll, then /confirm) to finish the login' })),
   mfaToken: Type.String({ description: 'Single use, expires within 5 minutes; bound to this login\'s transport and user agent' }),
-  methods: Type.Optional(Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery'), Type.Literal('webauthn')]), { description: 'The factors that can finish the login' }))
+  methods: Type.Optional(Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery'), Type.Literal('webauthn')]), { description: 'The factors that can finish the login' })),
+  webauthnOptions: Type.Optional(Type.Object({ challenge: Type.String() }, { additionalProperties: true, description: 'With `webauthn` among the methods: WebAuthn request options listing the account\'s passkeys (a single-use challenge, 5 minutes), for the assertion sent to POST /api/auth/mfa/verify as `webauthn`' }))
 })
 
 export function userView (user: { id: string, username: string, roles: string[], createdAt: Date }): Static<typeof UserSchema> {

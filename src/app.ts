@@ -173,8 +173,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(rateLimitPlugin)
   await app.register(dbPlugin)
   await app.register(instancesPlugin)
-  await app.register(authPlugin)
   await app.register(passkeysPlugin)
+  await app.register(authPlugin)
   await app.register(jwtPlugin)
   await app.register(authenticatePlugin)
   // Before any route (metrics registers /metrics): the OpenAPI document is collected from the

@@ -90,11 +90,15 @@ const mfa: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (a
 
   /** A second factor of `user`, counted by the throttle; throws MFA_CODE_INVALID when wrong. */
   async function secondFactor (request: FastifyRequest, reply: FastifyReply, user: User, input: FactorInput, now: Date, sessionId: string | null) {
+    let clonedPasskey: string | undefined
     const result = await guarded(user, reply, now, async () => {
       const r = await app.mfa.verify(user.id, input, now, { origin: request.headers.origin })
+      if (!r.ok) clonedPasskey = r.clonedPasskey
       return r.ok ? r : null
     })
     if (result === null) {
+      // A copied authenticator, as on a passkey sign-in (routes/auth/passkeys.ts).
+      if (clonedPasskey !== undefined) app.audit.record(request, 'passkey_clone_detected', { userId: user.id, sessionId, detail: { passkeyId: clonedPasskey } }, now)
       app.audit.record(request, 'mfa_failed', { userId: user.id, sessionId, detail: { method: input.code !== undefined ? 'otp' : input.recoveryCode !== undefined ? 'recovery' : 'webauthn' } }, now)
       throw new MfaCodeInvalid()
     }

@@ -78,6 +78,21 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> 
     return await passkeys.registrationOptions({ id: userId, username }, new Date())
   })
 
+  app.post('/passkeys/factor/options', {
+    schema: {
+      summary: 'Start a step-up with a passkey',
+      description: 'WebAuthn request options listing the caller\'s passkeys, for the assertion sent to POST /api/auth/reauthenticate as `webauthn`. Single use, 5 minutes. 404 PASSKEY_NOT_FOUND when the caller has none. (A login\'s second factor gets its options in the login\'s 202 answer, `webauthnOptions`.)',
+      tags: ['passkeys'],
+      security: [{ bearerAuth: [] }],
+      response: { 200: Options, ...errors(401, 404) }
+    },
+    preValidation: app.authenticate
+  }, async (request) => {
+    const options = await passkeys.factorOptions(request.principal!.userId, new Date())
+    if (options === null) throw new PasskeyNotFound()
+    return options
+  })
+
   app.post('/passkeys/register', {
     schema: {
       summary: 'Register a passkey',

@@ -92,7 +92,9 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
         request.log.info({ userId: user.id, outcome: enrol ? 'mfa_enrollment_required' : 'mfa_required' }, 'login needs a second factor')
         app.metrics.loginOutcomes.inc({ outcome: enrol ? 'mfa_enrollment_required' : 'mfa_required' })
         reply.code(202).header('cache-control', 'no-store')
-        return enrol ? { mfaEnrollmentRequired: true as const, mfaToken } : { mfaRequired: true as const, mfaToken, methods }
+        if (enrol) return { mfaEnrollmentRequired: true as const, mfaToken }
+        const webauthnOptions = methods.includes('webauthn') ? await app.mfa.passkeys.options(user.id, now) ?? undefined : undefined
+        return { mfaRequired: true as const, mfaToken, methods, webauthnOptions }
       }
 
       // The signing key is chosen before the session is written: a login that cannot be answered

@@ -11,7 +11,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import type { MfaChallenge, MfaRepository } from '../../db/repositories/mfa.js'
-import { hasPasskeyFactor, verifyWebauthnFactor, type PasskeyFactorContext } from './passkey-factor.js'
+import { PasskeyFactorUnavailable } from '../errors.js'
+import type { PasskeyFactor, PasskeyFactorContext } from './passkey-factor.js'
 import type { RecoveryCodes } from './recovery-codes.js'
 import type { Totp } from './totp.js'
 
@@ -28,7 +29,7 @@ export interface FactorInput {
   webauthn?: unknown
 }
 
-export type FactorResult = { ok: true, amr: 'otp' | 'recovery' | 'webauthn', remainingRecoveryCodes?: number } | { ok: false }
+export type FactorResult = { ok: true, amr: 'otp' | 'recovery' | 'webauthn', remainingRecoveryCodes?: number } | { ok: false, clonedPasskey?: string }
 
 const MFA_TOKEN = /^[A-Za-z0-9_-]{43}$/
 
@@ -36,13 +37,14 @@ export function hashMfaToken (token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
-export function createMfa (deps: { repo: MfaRepository, totp: Totp, recoveryCodes: RecoveryCodes, requiredRoles: string[] }) {
-  const { repo, totp, recoveryCodes } = deps
+export function createMfa (deps: { repo: MfaRepository, totp: Totp, recoveryCodes: RecoveryCodes, requiredRoles: string[], passkeys: PasskeyFactor }) {
+  const { repo, totp, recoveryCodes, passkeys } = deps
   const required = new Set(deps.requiredRoles)
 
   return {
     totp,
     recoveryCodes,
+    passkeys,
 
     /** The second factors an account can complete a login with; empty when it has none. */
     async methods (userId: string): Promise<MfaMethod[]> {
@@ -52,7 +54,7 @@ export function createMfa (deps: { repo: MfaRepository, totp: Totp, recoveryCode
         methods.push('totp')
         if (await repo.unusedRecoveryCodes(userId) > 0) methods.push('recovery')
       }
-      if (await hasPasskeyFactor(userId)) methods.push('webauthn')
+      if (await passkeys.has(userId)) methods.push('webauthn')
       return methods
     },
 
@@ -89,7 +91,9 @@ export function createMfa (deps: { repo: MfaRepository, totp: Totp, recoveryCode
      */
     async verify (userId: string, input: FactorInput, now: Date, context: Omit<PasskeyFactorContext, 'now'>): Promise<FactorResult> {
       if (input.webauthn !== undefined) {
-        return await verifyWebauthnFactor(userId, input.webauthn, { ...context, now }) ? { ok: true, amr: 'webauthn' } : { ok: false }
+        if (!await passkeys.has(userId)) throw new PasskeyFactorUnavailable()
+        const r = await passkeys.verify(userId, input.webauthn, { ...context, now })
+        return r.ok ? { ok: true, amr: 'webauthn' } : { ok: false, clonedPasskey: r.cloned }
       }
       if (input.code !== undefined) {
         const factor = await repo.totp(userId)

@@ -1,34 +1,43 @@
 /**
- * The extension point through which a passkey (WebAuthn assertion) serves as a second factor
- * or for a step-up: POST /api/auth/mfa/verify `{ mfaToken, webauthn }` and POST
- * /api/auth/reauthenticate `{ webauthn }` call `verifyWebauthnFactor`, and a login offers
- * `webauthn` among its `methods` when `hasPasskeyFactor` says so.
- *
- * Until the passkey work provides them, the account has no passkey factor: the login never
- * offers one, and a `webauthn` response is answered 400 PASSKEY_FACTOR_UNAVAILABLE. The passkey
- * module replaces the two functions below with ones that look up the user's credentials and
- * verify the assertion (challenge single use and expiring, signature counter checked); the
- * routes need not change.
+ * A passkey as a second factor or for a step-up: POST /api/auth/mfa/verify `{ mfaToken,
+ * webauthn }` and POST /api/auth/reauthenticate `{ webauthn }` check the assertion here, and a
+ * login offers `webauthn` among its `methods` (with request options listing the user's
+ * passkeys) when the account has one. The ceremony itself is the passkey service's
+ * (src/auth/passkeys.ts): a challenge of purpose `factor` bound to the user, single use and
+ * expiring, the signature counter checked.
  */
-import { PasskeyFactorUnavailable } from '../errors.js'
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server'
+import type { AuthenticationResponseJSON, PasskeyService } from './passkeys.js'
 
 export interface PasskeyFactorContext {
   /** When the assertion is checked. */
   now: Date
-  /** The request's origin, for the assertion's expected origin. */
+  /** The request's origin (the assertion's own origin is checked by the passkey service). */
   origin: string | undefined
 }
 
-/** True when the user has a passkey that may serve as a second factor. */
-export async function hasPasskeyFactor (_userId: string): Promise<boolean> {
-  return false
+export interface PasskeyFactor {
+  /** True when the user has a passkey that may serve as a second factor. */
+  has: (userId: string) => Promise<boolean>
+  /** Request options listing the user's passkeys, with a new factor challenge; null when none. */
+  options: (userId: string, now: Date) => Promise<PublicKeyCredentialRequestOptionsJSON | null>
+  /**
+   * `ok` when the assertion is a valid, fresh one of the user's passkeys; otherwise `cloned`
+   * names the passkey whose validly signed assertion did not advance its counter (a copied
+   * authenticator), for the caller to audit.
+   */
+  verify: (userId: string, response: unknown, context: PasskeyFactorContext) => Promise<{ ok: true } | { ok: false, cloned?: string }>
 }
 
-/**
- * Verifies a WebAuthn assertion of one of the user's passkeys: true when it is valid, false when
- * it is not (the caller counts that like a wrong password and answers 401 MFA_CODE_INVALID).
- * Throws 400 PASSKEY_FACTOR_UNAVAILABLE when the user has no passkey factor: today, always.
- */
-export async function verifyWebauthnFactor (_userId: string, _response: unknown, _context: PasskeyFactorContext): Promise<boolean> {
-  throw new PasskeyFactorUnavailable()
+export function passkeyFactorOf (passkeys: PasskeyService): PasskeyFactor {
+  return {
+    has: async (userId) => (await passkeys.list(userId)).length > 0,
+    options: async (userId, now) => await passkeys.factorOptions(userId, now),
+    verify: async (userId, response, { now }) => {
+      if (typeof response !== 'object' || response === null) return { ok: false }
+      const result = await passkeys.verifyFactor(userId, response as AuthenticationResponseJSON, now)
+      if (result.ok) return { ok: true }
+      return result.reason === 'cloned' ? { ok: false, cloned: (result as { passkeyId?: string }).passkeyId ?? 'unknown' } : { ok: false }
+    }
+  }
 }

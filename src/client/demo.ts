@@ -223,7 +223,7 @@ async function submit (action: 'login' | 'register'): Promise<void> {
     const result = await auth.login(username, password)
     if (result.status === 'mfa-required') {
       log('Password accepted; a second factor is due')
-      enterMfa()
+      enterMfa(result.methods)
     } else if (result.status === 'mfa-enrollment-required') {
       log('Password accepted; this account must set up a second factor first')
       show('mfa')
@@ -243,8 +243,10 @@ async function submit (action: 'login' | 'register'): Promise<void> {
 
 // The second step of a login: a code from the app, or a recovery code.
 let useRecovery = false
-function enterMfa (): void {
+function enterMfa (methods: string[]): void {
   useRecovery = false
+  $('mfa-use-passkey').hidden = !methods.includes('webauthn')
+  $('mfa-use-recovery').hidden = !methods.includes('recovery')
   $('mfa-form').hidden = false
   $('mfa-code-label').hidden = false
   $('mfa-recovery-label').hidden = true
@@ -257,6 +259,14 @@ $('mfa-use-recovery').addEventListener('click', () => {
   $('mfa-code-label').hidden = useRecovery
   $('mfa-recovery-label').hidden = !useRecovery
   $('mfa-use-recovery').textContent = useRecovery ? 'Use the app\'s code' : 'Use a recovery code'
+})
+$('mfa-use-passkey').addEventListener('click', () => {
+  $('mfa-error').hidden = true
+  auth.verifyMfaWithPasskey().then(() => { log('Signed in with a password and a passkey') }, (err: unknown) => {
+    if (err instanceof AuthError && err.code === 'MFA_TOKEN_INVALID') { enterLogin('The sign-in took too long. Please sign in again.'); return }
+    $('mfa-error').textContent = err instanceof AuthError ? messageOf(err) : `No passkey was used: ${err instanceof Error ? err.message : String(err)}`
+    $('mfa-error').hidden = false
+  })
 })
 $('mfa-form').addEventListener('submit', (event) => {
   event.preventDefault()

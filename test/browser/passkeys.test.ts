@@ -133,6 +133,27 @@ async function run (): Promise<void> {
     t.ok(after > before, `the authenticator signed (counter ${before} -> ${after})`)
   })
 
+  await t.test('a password login asks for the passkey as its second factor, and the passkey completes it', async (t) => {
+    // As above: the page's autofill request ends without the passkey, which comes back after.
+    const [saved] = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials
+    await cdp.send('WebAuthn.clearCredentials', { authenticatorId })
+    await logOut(page)
+    await page.goto(`${origin}/demo/`)
+    await page.locator('#login-view').waitFor()
+    await page.waitForFunction(() => (globalThis as any).__gets.length === 1)
+    await cdp.send('WebAuthn.addCredential', { authenticatorId, credential: saved! })
+    await page.fill('#username', username)
+    await page.fill('#password', PASSWORD)
+    await page.click('#login-button')
+    await page.locator('#mfa-view').waitFor()
+    t.ok(await page.isVisible('#mfa-use-passkey'), 'the second step offers the passkey')
+    await page.click('#mfa-use-passkey')
+    await page.locator('#me-username', { hasText: username }).waitFor()
+    t.pass('signed in with the password and the passkey')
+    const logins = await app.repos.audit.list({ type: 'login_succeeded' })
+    t.ok(logins.some((e) => JSON.stringify(e.detail?.amr) === '["pwd","webauthn"]'), 'the login is audited with both factors')
+  })
+
   await t.test('a cloned authenticator whose counter does not advance is refused', async (t) => {
     await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: false })
     await logOut(page)

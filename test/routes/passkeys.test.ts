@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { bearer, buildTestApp, login, register, SAME_ORIGIN } from '../support/app.js'
+import { bearer, buildTestApp, login, PASSWORD, register, SAME_ORIGIN } from '../support/app.js'
 import { fakeDate, MINUTE } from '../support/clock.js'
 import { claimsOf } from '../support/jwt.js'
 import { SoftAuthenticator } from '../support/webauthn.js'
@@ -282,4 +282,40 @@ t.test('the second-factor check for a known user (what mfa/verify and reauthenti
   const forBob = (await app.passkeys.factorOptions(aliceId, new Date()))!
   t.match(await app.passkeys.verifyFactor(bobId, authenticator.assert(forBob) as never, new Date()), { ok: false, reason: 'challenge' }, 'a challenge of alice does not serve bob')
   t.match(await app.passkeys.verifyFactor(aliceId, authenticator.assert(await loginOptions(app)) as never, new Date()), { ok: false, reason: 'challenge' }, 'a sign-in challenge is not a factor challenge')
+})
+
+t.test('a passkey as the second factor of a password login, and for a step-up', async (t) => {
+  const app = await buildTestApp(t)
+  const token = await signedIn(app)
+  const authenticator = new SoftAuthenticator()
+  t.equal((await registerPasskey(app, token, authenticator)).statusCode, 201)
+  const copy = authenticator.clone()
+
+  // The password alone no longer signs in: the passkey is asked for, with options listing it.
+  const first = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'alice', password: PASSWORD, transport: 'body' } })
+  t.equal(first.statusCode, 202, 'a second factor is due')
+  const { mfaToken, methods, webauthnOptions } = first.json()
+  t.ok(methods.includes('webauthn'), 'the passkey is one of the methods')
+  t.same(webauthnOptions.allowCredentials.map((c: { id: string }) => c.id), [authenticator.id], 'options list the account\'s passkey')
+
+  const verify = async (webauthn: unknown) => await app.inject({ method: 'POST', url: '/api/auth/mfa/verify', payload: { mfaToken, webauthn } })
+  const wrongChallenge = await verify(authenticator.assert(await loginOptions(app)))
+  t.equal(wrongChallenge.statusCode, 403, 'an assertion of another challenge is a wrong factor')
+  t.equal(wrongChallenge.json().code, 'MFA_CODE_INVALID')
+  const done = await verify(authenticator.assert(webauthnOptions))
+  t.equal(done.statusCode, 200, 'the passkey completes the login')
+  t.same(claimsOf(done.json().accessToken).amr, ['pwd', 'webauthn'], 'amr says password and passkey')
+
+  // A clone (counter not advancing) is refused as a factor too, and audited.
+  const second = (await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'alice', password: PASSWORD, transport: 'body' } })).json()
+  const cloned = await app.inject({ method: 'POST', url: '/api/auth/mfa/verify', payload: { mfaToken: second.mfaToken, webauthn: copy.assert(second.webauthnOptions) } })
+  t.equal(cloned.statusCode, 403, 'a cloned authenticator is refused as a second factor')
+  t.ok((await events(app, 'passkey_clone_detected')).length >= 1, 'and audited')
+
+  // Step-up: options for the caller, then reauthenticate with the assertion.
+  const options = await app.inject({ method: 'POST', url: '/api/auth/passkeys/factor/options', headers: bearer(done.json().accessToken) })
+  t.equal(options.statusCode, 200)
+  const stepUp = await app.inject({ method: 'POST', url: '/api/auth/reauthenticate', headers: bearer(done.json().accessToken), payload: { webauthn: authenticator.assert(options.json()) } })
+  t.equal(stepUp.statusCode, 200, 'a passkey reauthenticates')
+  t.ok(claimsOf(stepUp.json().accessToken).auth_time >= claimsOf(done.json().accessToken).auth_time, 'with a fresh auth_time')
 })

@@ -110,7 +110,7 @@ export function createAuthClient (options: AuthClientOptions = {}) {
   let lifetimeMs = 0
   let inflight: Promise<boolean> | null = null
   // The login's MFA challenge token, between a 202 and its second step; memory only.
-  let pendingMfa: { token: string, purpose: 'login' | 'enroll' } | null = null
+  let pendingMfa: { token: string, purpose: 'login' | 'enroll', webauthnOptions?: PublicKeyCredentialRequestOptionsJSON } | null = null
 
   // "Signed in here and not signed out": a flag, never a token. Where storage is unavailable
   // (blocked, or outside a browser) restore() asks the service, as if the flag were set.
@@ -232,8 +232,8 @@ export function createAuthClient (options: AuthClientOptions = {}) {
       const res = await cookieRequest('/api/auth/login', { username, password, transport: 'cookie' })
       if (!res.ok) throw await errorOf(res)
       if (res.status === 202) {
-        const body = await res.json() as { mfaToken: string, mfaRequired?: true, methods?: Array<'totp' | 'recovery' | 'webauthn'> }
-        pendingMfa = { token: body.mfaToken, purpose: body.mfaRequired === true ? 'login' : 'enroll' }
+        const body = await res.json() as { mfaToken: string, mfaRequired?: true, methods?: Array<'totp' | 'recovery' | 'webauthn'>, webauthnOptions?: PublicKeyCredentialRequestOptionsJSON }
+        pendingMfa = { token: body.mfaToken, purpose: body.mfaRequired === true ? 'login' : 'enroll', webauthnOptions: body.webauthnOptions }
         return body.mfaRequired === true ? { status: 'mfa-required', methods: body.methods ?? [] } : { status: 'mfa-enrollment-required' }
       }
       pendingMfa = null
@@ -254,6 +254,19 @@ export function createAuthClient (options: AuthClientOptions = {}) {
       }
       pendingMfa = null
       accept(await res.json() as TokenResponse, 'login')
+    },
+
+    /**
+     * The second step of a login that answered `mfa-required` with `webauthn` among its
+     * methods: the browser asks for one of the account's passkeys (the login's options list
+     * them), and the assertion finishes the login. Throws AuthError as `verifyMfa`, or the
+     * browser's error when no passkey was used.
+     */
+    async verifyMfaWithPasskey (): Promise<void> {
+      const optionsJSON = pendingMfa?.purpose === 'login' ? pendingMfa.webauthnOptions : undefined
+      if (optionsJSON === undefined) throw new AuthError(401, 'MFA_TOKEN_INVALID', 'No login is waiting for a passkey; log in again')
+      const webauthn = await startAuthentication({ optionsJSON })
+      await client.verifyMfa({ webauthn })
     },
 
     /** Starts TOTP enrolment (signed in, or after `mfa-enrollment-required`): the secret, its URI and a QR code (data URL). */
