@@ -8,7 +8,12 @@
  * - a login reads the user's security stamp with FOR SHARE inside its transaction: a change of
  *   the stamp (password change, logout-all, disable) waits for the login's commit and then
  *   ends the new session, or commits first and the login sees the raised stamp and refuses.
- * Every write is inside `db.transaction`, whose commit error rejects it.
+ * Every write is inside `db.transaction`, whose commit error rejects it, or is one statement
+ * outside any transaction (autocommit), whose answer comes only after its commit.
+ *
+ * The statements of a refresh and of every authenticated request (findToken, rotate, findLive)
+ * are named prepared statements built once here: the SQL text is not rebuilt per call, and each
+ * pooled connection parses and plans them once.
  */
 import { and, desc, eq, gt, isNull, lte, or, sql } from 'drizzle-orm'
 import { alias } from 'drizzle-orm/pg-core'
@@ -17,8 +22,31 @@ import type { PgDb } from '../../pg/client.js'
 import { auditEvents, refreshTokens, sessions, users } from '../../pg/schema.js'
 import { auditRow, collectAudit } from './audit.js'
 
-/** Thrown inside the rotation's transaction to roll it back when the parent was spent meanwhile. */
-const ALREADY_SPENT = Symbol('already spent')
+/**
+ * A rotation in one statement (one round trip, atomic as any single statement): the successor's
+ * id is drawn first so the parent's UPDATE can name it; the UPDATE spends the parent only
+ * `WHERE spent_at IS NULL`, and the INSERT and the session's touch happen only when it did (they
+ * read its RETURNING). Two rotations of one token: PostgreSQL makes the second UPDATE wait for
+ * the first's commit and re-check the condition on the committed row (READ COMMITTED); it
+ * finds the row spent, updates nothing, and so inserts and touches nothing: exactly one
+ * successor per token, as the transaction it replaces guaranteed.
+ * $1 now, $2 parent id, $3 successor's token hash, $4 session id, $5 successor's expiry.
+ */
+const ROTATE = `WITH successor AS (
+  SELECT nextval(pg_get_serial_sequence('refresh_tokens', 'id')) AS id
+), spent AS (
+  UPDATE refresh_tokens SET spent_at = $1, successor_id = (SELECT id FROM successor)
+  WHERE id = $2 AND spent_at IS NULL
+  RETURNING id
+), inserted AS (
+  INSERT INTO refresh_tokens (id, token_hash, session_id, parent_id, created_at, expires_at)
+  SELECT successor.id, $3, $4, spent.id, $1, $5 FROM successor, spent
+  RETURNING id
+), touched AS (
+  UPDATE sessions SET last_used_at = $1, refresh_expires_at = $5
+  WHERE id = $4 AND EXISTS (SELECT 1 FROM spent)
+)
+SELECT id FROM inserted`
 
 export function createPgSessionsRepository (db: PgDb) {
   const t = alias(refreshTokens, 't')
@@ -53,6 +81,21 @@ export function createPgSessionsRepository (db: PgDb) {
     gt(sessions.refreshExpiresAt, now)
   )
 
+  const findTokenQuery = db.select({ token: tokenColumns, session: sessionColumns, user: userColumns })
+    .from(t).innerJoin(sessions, eq(sessions.id, t.sessionId)).innerJoin(users, eq(users.id, sessions.userId))
+    .where(eq(t.id, sql.placeholder('id')))
+    .prepare('sessions_find_token')
+
+  const findLiveQuery = db.select({ session: sessionColumns, user: userColumns })
+    .from(sessions).innerJoin(users, eq(users.id, sessions.userId))
+    .where(and(
+      eq(sessions.id, sql.placeholder('sessionId')),
+      isNull(sessions.revokedAt),
+      gt(sessions.expiresAt, sql.placeholder('now')),
+      gt(sessions.refreshExpiresAt, sql.placeholder('now'))
+    ))
+    .prepare('sessions_find_live')
+
   /** Runs `alongside` and inserts the audit events it recorded, in the transaction `tx`. */
   async function auditAlongside (tx: Parameters<Parameters<PgDb['transaction']>[0]>[0], alongside: () => void): Promise<void> {
     const events = collectAudit(alongside)
@@ -85,9 +128,7 @@ export function createPgSessionsRepository (db: PgDb) {
     },
 
     async findToken (id: number): Promise<TokenLookup | null> {
-      const [row] = await db.select({ token: tokenColumns, session: sessionColumns, user: userColumns })
-        .from(t).innerJoin(sessions, eq(sessions.id, t.sessionId)).innerJoin(users, eq(users.id, sessions.userId))
-        .where(eq(t.id, id))
+      const [row] = await findTokenQuery.execute({ id })
       return row ?? null
     },
 
@@ -97,28 +138,18 @@ export function createPgSessionsRepository (db: PgDb) {
     },
 
     async rotate (r: Rotation): Promise<RotateOutcome> {
-      try {
-        const id = await db.transaction(async (tx) => {
-          const [successor] = await tx.insert(refreshTokens)
-            .values({ tokenHash: r.tokenHash, sessionId: r.sessionId, parentId: r.parentId, createdAt: r.now, expiresAt: r.expiresAt })
-            .returning({ id: refreshTokens.id })
-          const spent = await tx.update(refreshTokens).set({ spentAt: r.now, successorId: successor!.id })
-            .where(and(eq(refreshTokens.id, r.parentId), isNull(refreshTokens.spentAt)))
-          if ((spent.rowCount ?? 0) === 0) throw ALREADY_SPENT
-          await tx.update(sessions).set({ lastUsedAt: r.now, refreshExpiresAt: r.expiresAt }).where(eq(sessions.id, r.sessionId))
-          return successor!.id
-        })
-        return { outcome: 'rotated', id }
-      } catch (err) {
-        if (err === ALREADY_SPENT) return { outcome: 'already_spent' }
-        throw err
-      }
+      const now = r.now.toISOString()
+      const { rows } = await db.$client.query<{ id: string }>({
+        name: 'sessions_rotate',
+        text: ROTATE,
+        values: [now, r.parentId, r.tokenHash, r.sessionId, r.expiresAt.toISOString()]
+      })
+      const row = rows[0]
+      return row === undefined ? { outcome: 'already_spent' } : { outcome: 'rotated', id: Number(row.id) }
     },
 
     async findLive (sessionId: string, now: Date): Promise<{ session: SessionRow, user: SessionUser } | null> {
-      const [row] = await db.select({ session: sessionColumns, user: userColumns })
-        .from(sessions).innerJoin(users, eq(users.id, sessions.userId))
-        .where(and(eq(sessions.id, sessionId), live(now)))
+      const [row] = await findLiveQuery.execute({ sessionId, now })
       return row ?? null
     },
 
