@@ -41,7 +41,8 @@ t.test('a wall clock stepped back an hour: login and refresh go on, no key is de
 
 t.test('a refresh that cannot be answered does not spend its token; a login that cannot be answered starts no session', async (t) => {
   const clock = fakeDate(t)
-  const app = await buildTestApp(t, { REFRESH_REUSE_INTERVAL: '10s' })
+  // SQLite in both passes: the signing keys are deleted under the app through its SQLite handle.
+  const app = await buildTestApp(t, { DATABASE_URL: ':memory:', REFRESH_REUSE_INTERVAL: '10s' })
   await register(app)
   const session = await login(app, { transport: 'body' })
   const sessions = (): number => Number(app.sqlite.prepare('SELECT count(*) FROM sessions').pluck().get())
