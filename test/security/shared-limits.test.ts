@@ -16,6 +16,7 @@ import t, { type Test } from 'tap'
 import { Writable } from 'node:stream'
 import type { Env } from '../../src/config.js'
 import { holdVerifications, until } from '../support/app.js'
+import { count } from '../support/db.js'
 import { redisServer } from '../support/redis.js'
 import { call, listen, loginBody, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
 
@@ -134,7 +135,7 @@ t.test('Redis stopped: login and password change answer 503 THROTTLE_UNAVAILABLE
   })
   t.equal((await registerUser(s, 'alice')).status, 201)
   const { accessToken } = await loginBody(s, 'alice')
-  const failedLogins = (): number => (s.app.sqlite.prepare("SELECT count(*) AS n FROM audit_events WHERE type = 'login_failed'").get() as { n: number }).n
+  const failedLogins = async (): Promise<number> => await count(s.app, "SELECT count(*) AS n FROM audit_events WHERE type = 'login_failed'")
 
   await redis.stop()
   for (const password of [PASSWORD, 'a wrong password for alice']) {
@@ -144,7 +145,7 @@ t.test('Redis stopped: login and password change answer 503 THROTTLE_UNAVAILABLE
     t.match(answer.text, /^\{[^\n]*\}$/, 'login: one line of JSON')
     t.ok(Number(answer.headers.get('retry-after')) > 0, 'login: Retry-After')
   }
-  t.equal(failedLogins(), 0, 'no password was evaluated without its count')
+  t.equal(await failedLogins(), 0, 'no password was evaluated without its count')
   const change = await call(s, '/api/auth/password', {
     method: 'POST',
     headers: { authorization: `Bearer ${accessToken}` },
@@ -159,7 +160,7 @@ t.test('Redis stopped: login and password change answer 503 THROTTLE_UNAVAILABLE
   await redis.start()
   t.equal((await loginOnceReconnected(s)).status, 200, 'Redis back: the right password logs in, without a restart')
   t.equal((await login(s, 'alice', 'a wrong password for alice')).status, 401, 'a wrong one is evaluated (and counted) again')
-  t.equal(failedLogins(), 1)
+  t.equal(await failedLogins(), 1)
   const limited: number[] = []
   for (let i = 0; i < 5; i++) limited.push((await call(s, '/api/auth/me')).status)
   t.same(limited, [401, 401, 401, 429, 429], 'per-IP limits count again')
