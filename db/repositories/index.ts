@@ -5,6 +5,7 @@
 import type { Db } from '../client.js'
 import { createAuditRepository } from './audit.js'
 import { createLeasesRepository } from './leases.js'
+import { createOutboxRepository } from './outbox.js'
 import { createServerSecretsRepository } from './server-secrets.js'
 import { createSessionsRepository } from './sessions.js'
 import { createSigningKeysRepository } from './signing-keys.js'
@@ -17,7 +18,8 @@ export function createRepositories (db: Db) {
     signingKeys: createSigningKeysRepository(db),
     serverSecrets: createServerSecretsRepository(db),
     audit: createAuditRepository(db),
-    leases: createLeasesRepository(db)
+    leases: createLeasesRepository(db),
+    outbox: createOutboxRepository(db)
   }
 }
 

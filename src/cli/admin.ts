@@ -66,6 +66,11 @@ operations:
   prune                                   run housekeeping now (expired tokens, ended sessions,
                                           old audit events)
 
+mail (docs/mail.md):
+  mail dead [--limit N]                   dead-lettered messages (given up after MAIL_MAX_ATTEMPTS)
+  mail retry <id>                         put a dead message back in the outbox, due now; a
+                                          running service delivers it within MAIL_POLL_INTERVAL
+
 options:
   --json                                  machine-readable output
   --help                                  this text
@@ -87,7 +92,7 @@ export interface AdminIO {
 }
 
 const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
-  'revoke-sessions', 'keys', 'audit', 'backup', 'prune'])
+  'revoke-sessions', 'keys', 'audit', 'backup', 'prune', 'mail'])
 
 class UsageError extends Error {}
 class Refused extends Error {}
@@ -157,6 +162,7 @@ const auditView = (e: AuditEvent) => ({ ...e, at: e.at.toISOString() })
 const USER_COLUMNS = ['id', 'username', 'roles', 'disabled', 'createdAt']
 const SESSION_COLUMNS = ['id', 'createdAt', 'lastUsedAt', 'expiresAt', 'ip', 'userAgent']
 const AUDIT_COLUMNS = ['id', 'at', 'type', 'userId', 'sessionId', 'ip', 'detail']
+const DEAD_MAIL_COLUMNS = ['id', 'kind', 'recipient', 'attempts', 'lastError', 'createdAt']
 
 function open (config: Config, mayCreate: boolean): OpenDatabase {
   if (config.databasePath === ':memory:') throw new Refused('DATABASE_URL is :memory:; the admin CLI needs the database file the service uses')
@@ -377,6 +383,20 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
       case 'prune': {
         const result = await runHousekeeping({ repos, config }, now())
         show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s) in ${result.ms} ms`)
+        return 0
+      }
+      case 'mail': {
+        const sub = arg(p, 0, 'mail command (dead or retry)')
+        if (sub === 'dead') {
+          const dead = (await repos.outbox.listDead(intFlag(p, '--limit', 100, 10_000))).map((m) => ({ ...m, createdAt: m.createdAt.toISOString() }))
+          show(dead, () => table(dead, DEAD_MAIL_COLUMNS))
+          return 0
+        }
+        if (sub !== 'retry') throw new UsageError(`unknown mail command "${sub}"`)
+        const raw = arg(p, 1, 'message id (from `mail dead`)')
+        if (!/^\d{1,15}$/.test(raw)) throw new UsageError(`"${raw}" is not a message id`)
+        if (!await repos.outbox.retry(Number(raw), now())) throw new Refused(`no dead message ${raw}`)
+        show({ id: Number(raw), state: 'pending' }, () => `message ${raw} is pending again`)
         return 0
       }
       default:
