@@ -5,6 +5,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { Writable } from 'node:stream'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
@@ -139,4 +140,14 @@ t.test('without any mail setting the service starts as before, with mail off', a
   t.equal(app.mail.worker, null)
   t.throws(() => app.db.transaction((tx) => app.mail.enqueue(tx, 'password_changed', 'x@example.test', {}, new Date())), /MAIL_TRANSPORT/)
   t.equal(metric(await scrape(app), 'auth_mail_pending'), 0)
+})
+
+t.test('MAIL_TRANSPORT=log writes each message, its links included, to the log (development)', async (t) => {
+  const chunks: string[] = []
+  const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { chunks.push(chunk.toString('utf8')); cb() } })
+  const app = await buildTestApp(t, { MAIL_TRANSPORT: 'log', LOG_LEVEL: 'info', APP_URL: 'https://app.example.test' }, { logStream })
+  const { idempotencyKey } = enqueueReset(app, 'frank@example.test', 'l0g')
+  await until(() => rows(app)[0]?.state === 'sent')
+  const line = chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { mail?: { to: string, links: string[], idempotencyKey: string } }).find((l) => l.mail !== undefined)
+  t.match(line?.mail, { to: 'frank@example.test', idempotencyKey, links: ['https://app.example.test/reset?token=l0g'] })
 })
