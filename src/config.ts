@@ -144,7 +144,7 @@ export const ConfigSchema = Type.Object({
     retryMaxMs: Type.Integer({ minimum: 1 }),
     /** How often the worker looks for due messages besides being woken by an enqueue (ms). */
     pollIntervalMs: Type.Integer({ minimum: 10 }),
-    /** The longest one hand-over to the transport may take (ms); a claim lasts twice as long. */
+    /** The longest one step of a hand-over may take (ms); a whole hand-over, twice that; a claim, three times. */
     sendTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000 }),
     batchSize: Type.Integer({ minimum: 1, maximum: 1000 })
   })
@@ -561,6 +561,9 @@ function checkProductionSafety (c: Config): void {
   }
   if (c.mail.transport === 'log') {
     problems.push('MAIL_TRANSPORT=log writes every message, one-time links included, to the log; use smtp or webhook')
+  }
+  if (c.mail.transport !== 'none' && new URL(c.mail.linkBase).protocol === 'http:' && !isLoopback(new URL(c.mail.linkBase).origin)) {
+    problems.push(`APP_URL (or PUBLIC_URL) ${c.mail.linkBase} must be https outside loopback: mailed links carry one-time tokens`)
   }
   if (c.mail.transport === 'webhook') {
     if (Buffer.byteLength(c.mail.webhookSecret ?? '') < 32) problems.push('NOTIFY_WEBHOOK_SECRET must be at least 32 bytes: a short key lets anyone forge messages to the receiver')

@@ -9,8 +9,9 @@
  * - refused or timed out: back to pending after an exponential delay with jitter, or
  *   dead-lettered once MAIL_MAX_ATTEMPTS attempts have failed (`admin mail retry` revives it).
  *
- * The claim lasts twice MAIL_SEND_TIMEOUT, and a hand-over is abandoned after MAIL_SEND_TIMEOUT,
- * so nobody else takes a message while its holder may still be handing it over. A process that
+ * The transport bounds each step of a hand-over by MAIL_SEND_TIMEOUT; the worker abandons a
+ * whole hand-over after twice that, and a claim lasts three times that, so nobody else takes a
+ * message while its holder may still be handing it over. A process that
  * dies mid-delivery (SIGKILL, power cut) leaves a claim that runs out; the next pass anywhere
  * takes the message again. Hence delivery is at least once, and at most once per successful
  * hand-over.
@@ -68,14 +69,15 @@ function describe (err: unknown): string {
 }
 
 class SendTimeout extends Error {
-  constructor (ms: number) { super(`no answer within ${ms} ms (MAIL_SEND_TIMEOUT)`); this.name = 'SendTimeout' }
+  constructor (ms: number) { super(`hand-over not finished within ${ms} ms (twice MAIL_SEND_TIMEOUT)`); this.name = 'SendTimeout' }
 }
 
 export function createOutboxWorker (deps: OutboxWorkerDeps): OutboxWorker {
   const { outbox, transport, settings, log, holder } = deps
   const now = deps.now ?? (() => new Date())
   const random = deps.random ?? Math.random
-  const leaseMs = settings.sendTimeoutMs * 2
+  const handOverMs = settings.sendTimeoutMs * 2
+  const leaseMs = settings.sendTimeoutMs * 3
   const counts = { sent: 0, retried: 0, dead: 0 }
   let running: Promise<number> | null = null
   let again = false
@@ -88,7 +90,7 @@ export function createOutboxWorker (deps: OutboxWorkerDeps): OutboxWorker {
     try {
       await Promise.race([
         transport.send({ ...message }),
-        new Promise<never>((_resolve, reject) => { timeout = setTimeout(() => { reject(new SendTimeout(settings.sendTimeoutMs)) }, settings.sendTimeoutMs) })
+        new Promise<never>((_resolve, reject) => { timeout = setTimeout(() => { reject(new SendTimeout(handOverMs)) }, handOverMs) })
       ])
     } finally {
       clearTimeout(timeout)
@@ -135,8 +137,8 @@ export function createOutboxWorker (deps: OutboxWorkerDeps): OutboxWorker {
       again = false
       const at = now()
       const batch = await outbox.claim(holder, at, new Date(at.getTime() + leaseMs), settings.batchSize)
-      // In parallel: each hand-over is bounded by MAIL_SEND_TIMEOUT, so the whole batch ends
-      // well within its claim.
+      // In parallel: each hand-over is abandoned after twice MAIL_SEND_TIMEOUT, so the whole
+      // batch ends within its claim.
       await Promise.all(batch.map(deliver))
       handled += batch.length
       if (batch.length === settings.batchSize) again = true
@@ -155,6 +157,8 @@ export function createOutboxWorker (deps: OutboxWorkerDeps): OutboxWorker {
       log.error({ err }, 'mail outbox not readable; trying again later')
     }
     if (closed) return
+    // Another pass may have ended (and scheduled) while this one read the outbox.
+    if (timer !== null) clearTimeout(timer)
     timer = setTimeout(() => { timer = null; wake() }, delay)
     timer.unref()
   }

@@ -4,8 +4,8 @@
  * only; config.ts refuses it in production).
  *
  * A transport's `send` resolves once the other side has accepted the message (SMTP: the
- * server's 250 after DATA; webhook: a 2xx answer) and rejects otherwise; it gives up after
- * MAIL_SEND_TIMEOUT. The idempotency key travels with every attempt (`Message-ID`
+ * server's 250 after DATA; webhook: a 2xx answer) and rejects otherwise. MAIL_SEND_TIMEOUT
+ * bounds each step of an SMTP hand-over and the whole webhook request. The idempotency key travels with every attempt (`Message-ID`
  * `<key@domain>` and `X-Idempotency-Key` in mail; the header and the body's `idempotencyKey`
  * in the webhook), so a receiver that got a message whose acknowledgement was lost can drop
  * the repeat.
@@ -42,15 +42,15 @@ export function createSmtpTransport (config: Config['mail']): MailTransport {
   const timeout = config.sendTimeoutMs
   // One connection per message, no pool: a dead pooled connection would fail the next message
   // for nothing, and the outbox already paces delivery.
-  const transporter = createTransport(config.smtpUrl!, {
-    from: config.from,
-    // Each phase bounded, so that a server that stops answering costs one attempt, never a
-    // worker stuck for good.
+  const transporter = createTransport({
+    url: config.smtpUrl!,
+    // Each step bounded (connecting, the greeting, every reply), so that a server that stops
+    // answering costs one attempt and its connection is closed, never a connection held open.
     connectionTimeout: timeout,
     greetingTimeout: timeout,
     socketTimeout: timeout,
     dnsTimeout: timeout
-  } as Parameters<typeof createTransport>[1])
+  }, { from: config.from })
   const domain = messageIdDomain(config)
   return {
     name: 'smtp',

@@ -53,8 +53,8 @@ t.test('a message committed before a SIGKILL is delivered after the restart, onc
     MAIL_TRANSPORT: 'smtp',
     SMTP_URL: smtp.url,
     MAIL_FROM: 'no-reply@example.test',
-    // A claim lasts twice this: long enough for the kill below, short enough to wait out.
-    MAIL_SEND_TIMEOUT: '3s',
+    // A claim lasts three times this: long enough for the kill below, short enough to wait out.
+    MAIL_SEND_TIMEOUT: '2s',
     MAIL_POLL_INTERVAL: '100ms',
     HOUSEKEEPING_INTERVAL: '0'
   })

@@ -37,7 +37,12 @@ t.test('each transport names the setting it lacks', async (t) => {
 t.test('MAIL_TRANSPORT=log is refused in production, naming MAIL_TRANSPORT', async (t) => {
   const production = { NODE_ENV: 'production', DATABASE_URL: 'file:/tmp/unused.db', PUBLIC_URL: 'https://auth.example.test', MAIL_TRANSPORT: 'log' }
   t.throws(() => loadConfig(production), /MAIL_TRANSPORT=log/)
-  t.doesNotThrow(() => loadConfig({ ...production, MAIL_TRANSPORT: 'smtp', SMTP_URL: 'smtps://u:p@mail.example.test', MAIL_FROM: 'a@example.test' }), 'smtp is accepted')
+  const smtp = { ...production, MAIL_TRANSPORT: 'smtp', SMTP_URL: 'smtps://u:p@mail.example.test', MAIL_FROM: 'a@example.test' }
+  t.doesNotThrow(() => loadConfig(smtp), 'smtp is accepted')
+  t.throws(() => loadConfig({ ...smtp, APP_URL: 'http://app.example.test' }), /APP_URL .* must be https/, 'mailed links over plain http')
+  const webhook = { ...production, MAIL_TRANSPORT: 'webhook', NOTIFY_WEBHOOK_URL: 'https://hooks.example.test/mail' }
+  t.throws(() => loadConfig({ ...webhook, NOTIFY_WEBHOOK_SECRET: 'short' }), /NOTIFY_WEBHOOK_SECRET must be at least 32 bytes/)
+  t.throws(() => loadConfig({ ...webhook, NOTIFY_WEBHOOK_URL: 'http://hooks.example.test/mail', NOTIFY_WEBHOOK_SECRET: 'x'.repeat(32) }), /NOTIFY_WEBHOOK_URL must be https/)
 })
 
 t.test('the service refuses to start with MAIL_TRANSPORT=log in production: exit 78 and one line', async (t) => {

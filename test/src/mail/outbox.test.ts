@@ -3,7 +3,9 @@
  * loopback (test/support/smtp.ts). No route sends mail yet, so each test enqueues the way a
  * route will: through `app.mail.enqueue` inside a real transaction of the app's database.
  */
+import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { Writable } from 'node:stream'
 import { join } from 'node:path'
@@ -150,4 +152,21 @@ t.test('MAIL_TRANSPORT=log writes each message, its links included, to the log (
   await until(() => rows(app)[0]?.state === 'sent')
   const line = chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { mail?: { to: string, links: string[], idempotencyKey: string } }).find((l) => l.mail !== undefined)
   t.match(line?.mail, { to: 'frank@example.test', idempotencyKey, links: ['https://app.example.test/reset?token=l0g'] })
+})
+
+t.test('an SMTP server that accepts the connection and never greets costs one bounded attempt, its connection closed', async (t) => {
+  const sockets: Socket[] = []
+  const closed: Socket[] = []
+  const silent = createServer((socket) => { sockets.push(socket); socket.on('close', () => closed.push(socket)) })
+  silent.listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); silent.close(() => { resolve() }) }))
+  const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: `smtp://127.0.0.1:${(silent.address() as AddressInfo).port}`, MAIL_SEND_TIMEOUT: '300ms', MAIL_RETRY_BASE: '1h' })
+  enqueueReset(app, 'grace@example.test')
+  await until(() => rows(app)[0]!.state === 'pending' && rows(app)[0]!.attempts === 1)
+  // The SMTP client's own greeting timeout ended it (not the worker abandoning a hand-over still
+  // in flight), so the connection was closed rather than left open.
+  t.match(rows(app)[0]!.last_error, /Greeting never received/)
+  await until(() => closed.length === 1)
+  t.equal(sockets.length, 1)
 })
