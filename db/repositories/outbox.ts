@@ -76,6 +76,8 @@ export interface OutboxRepository {
   listDead: (limit: number) => Promise<DeadMessage[]>
   /** Puts a dead message back to pending, due at `now`, with its attempts counted from zero. */
   retry: (id: number, now: Date) => Promise<boolean>
+  /** Deletes messages sent at or before `before`, `batchSize` rows per statement, yielding in between. */
+  pruneSentBefore: (before: Date, batchSize: number) => Promise<number>
 }
 
 const ERROR_MAX = 500
@@ -194,6 +196,19 @@ export function createOutboxRepository (db: Db): OutboxRepository {
       return db.transaction((tx) => tx.update(mailOutbox)
         .set({ state: 'pending', attempts: 0, nextAttemptAt: now })
         .where(and(eq(mailOutbox.id, id), eq(mailOutbox.state, 'dead'))).run().changes > 0)
+    },
+
+    async pruneSentBefore (before, batchSize) {
+      let deleted = 0
+      for (;;) {
+        const n = db.delete(mailOutbox)
+          .where(sql`${mailOutbox.id} IN (SELECT id FROM ${mailOutbox} WHERE ${mailOutbox.state} = 'sent' AND ${mailOutbox.sentAt} <= ${before.getTime()} LIMIT ${batchSize})`)
+          .run().changes
+        deleted += n
+        if (n < batchSize) break
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      return deleted
     }
   }
 }

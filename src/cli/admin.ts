@@ -64,7 +64,7 @@ operations:
   backup <file>                           online backup of the database to <file> (a new file),
                                           checked with PRAGMA integrity_check
   prune                                   run housekeeping now (expired tokens, ended sessions,
-                                          old audit events)
+                                          old audit events, old sent mail)
 
 mail (docs/mail.md):
   mail dead [--limit N]                   dead-lettered messages (given up after MAIL_MAX_ATTEMPTS)
@@ -382,7 +382,7 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
       }
       case 'prune': {
         const result = await runHousekeeping({ repos, config }, now())
-        show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s) in ${result.ms} ms`)
+        show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s), ${result.sentMail} old sent message(s) in ${result.ms} ms`)
         return 0
       }
       case 'mail': {

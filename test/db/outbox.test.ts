@@ -9,7 +9,11 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { openDatabase, type OpenDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
+import { createRepositories } from '../../db/repositories/index.js'
 import { createOutboxRepository } from '../../db/repositories/outbox.js'
+import { loadConfig } from '../../src/config.js'
+import { runHousekeeping } from '../../src/housekeeping.js'
+import { TEST_ENV } from '../support/app.js'
 
 function open (t: Test, path: string): OpenDatabase {
   const opened = openDatabase({ path })
@@ -60,4 +64,24 @@ t.test('enqueue outside a transaction is refused; inside one it rolls back with 
   // A raw better-sqlite3 transaction on the same connection works too (the sessions repository's kind).
   a.sqlite.transaction(() => { outbox.enqueue(a.db, message(3)) })()
   t.equal(await outbox.countPending(), 1)
+})
+
+t.test('housekeeping deletes sent messages older than AUDIT_RETENTION and keeps the rest', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'outbox-db-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const a = open(t, join(dir, 'auth.db'))
+  runMigrations(a.db)
+  const repos = createRepositories(a.db)
+  const config = loadConfig({ ...TEST_ENV, AUDIT_RETENTION: '30d', HOUSEKEEPING_BATCH_SIZE: '2' })
+  const day = 86_400_000
+  a.db.transaction((tx) => { for (let i = 0; i < 6; i++) repos.outbox.enqueue(tx, message(i)) })
+  const claimed = await repos.outbox.claim('A', new Date(2_000), new Date(60_000), 6)
+  // Five sent (three long ago, two recently), one dead.
+  for (const [i, m] of claimed.entries()) {
+    if (i < 5) await repos.outbox.markSent(m.id, 'A', new Date(i < 3 ? 10 * day : 50 * day))
+    else await repos.outbox.markFailed(m.id, 'A', 'refused', null)
+  }
+  const result = await runHousekeeping({ repos, config }, new Date(60 * day))
+  t.equal(result.sentMail, 3)
+  t.same(a.sqlite.prepare('SELECT state, count(*) AS n FROM mail_outbox GROUP BY state ORDER BY state').all(), [{ state: 'dead', n: 1 }, { state: 'sent', n: 2 }])
 })
