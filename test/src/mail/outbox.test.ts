@@ -9,6 +9,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { Writable } from 'node:stream'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { runAdminCommand } from '../../../src/cli/admin.js'
@@ -169,4 +170,20 @@ t.test('an SMTP server that accepts the connection and never greets costs one bo
   t.match(rows(app)[0]!.last_error, /Greeting never received/)
   await until(() => closed.length === 1)
   t.equal(sockets.length, 1)
+})
+
+t.test('closing the app waits for the hand-over in flight and records its outcome before the database closes', async (t) => {
+  const smtp = await startSmtpSink(t)
+  smtp.hold = true
+  const dir = mkdtempSync(join(tmpdir(), 'mail-close-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'auth.db')
+  const app = await buildTestApp(t, { ...MAIL_ENV, DATABASE_URL: `file:${path}`, SMTP_URL: smtp.url, MAIL_SEND_TIMEOUT: '1s', MAIL_RETRY_BASE: '1h' })
+  enqueueReset(app, 'heidi@example.test')
+  await until(() => smtp.held === 1)
+  await app.close()
+  const db = new Database(path, { readonly: true })
+  t.teardown(() => db.close())
+  t.match(db.prepare('SELECT state, attempts, last_error FROM mail_outbox').get(), { state: 'pending', attempts: 1, last_error: /timeout|not finished/i })
+  t.equal(smtp.messages.length, 0)
 })
