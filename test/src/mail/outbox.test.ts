@@ -29,9 +29,10 @@ function enqueueReset (app: FastifyInstance, to: string, token = 'tok3n'): { id:
     app.mail.enqueue(tx, 'password_reset', to, { link: `https://app.example.test/reset?token=${token}`, expiresInMinutes: 30 }, new Date()))
 }
 
-t.test('a message enqueued in a committed transaction is delivered by SMTP, with its idempotency key', async (t) => {
+t.test('a message enqueued in a committed transaction is delivered by SMTP at once, with its idempotency key', async (t) => {
   const smtp = await startSmtpSink(t)
-  const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: smtp.url })
+  // An hour between polls: the enqueue itself must wake the worker.
+  const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: smtp.url, MAIL_POLL_INTERVAL: '1h' })
   const { idempotencyKey } = enqueueReset(app, 'alice@example.test', 'abc&def')
   const [mail] = await smtp.waitFor(1)
   t.same(mail!.to, ['alice@example.test'])
