@@ -11,6 +11,7 @@ import { Writable } from 'node:stream'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
+import { SMTPServer } from 'smtp-server'
 import t from 'tap'
 import { runAdminCommand } from '../../../src/cli/admin.js'
 import { retryDelayMs } from '../../../src/mail/outbox-worker.js'
@@ -187,4 +188,27 @@ t.test('closing the app waits for the hand-over in flight and records its outcom
   t.teardown(() => db.close())
   t.match(db.prepare('SELECT state, attempts, last_error FROM mail_outbox').get(), { state: 'pending', attempts: 1, last_error: /timeout|not finished/i })
   t.equal(smtp.messages.length, 0)
+})
+
+t.test('an SMTP login refused: the error is kept without the password from SMTP_URL', async (t) => {
+  const password = 'pa55-w0rd-from-the-url'
+  const server = new SMTPServer({
+    authMethods: ['PLAIN', 'LOGIN'],
+    allowInsecureAuth: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onAuth (_auth, _session, callback) { callback(new Error('Invalid username or password')) }
+  })
+  const listening = server.listen(0, '127.0.0.1')
+  await once(listening, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => { server.close(() => { resolve() }) }))
+  const chunks: string[] = []
+  const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { chunks.push(chunk.toString('utf8')); cb() } })
+  const app = await buildTestApp(t, { ...MAIL_ENV, LOG_LEVEL: 'info', SMTP_URL: `smtp://mailer:${password}@127.0.0.1:${(listening.address() as AddressInfo).port}`, MAIL_RETRY_BASE: '1h' }, { logStream })
+  enqueueReset(app, 'ivan@example.test')
+  await until(() => rows(app)[0]!.attempts === 1 && rows(app)[0]!.state === 'pending')
+  t.match(rows(app)[0]!.last_error, /Invalid login/)
+  t.notMatch(rows(app)[0]!.last_error, password)
+  t.notMatch(chunks.join(''), password, 'nor in the log')
+  t.match(chunks.join(''), /mail not delivered; will retry/)
 })
