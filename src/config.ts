@@ -314,11 +314,18 @@ const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTAT
   'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
   ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
 
+/** Settings read with `parseMillis`: their limits are said in milliseconds. */
+const MILLIS = new Set(['MAIL_RETRY_BASE', 'MAIL_RETRY_MAX', 'MAIL_POLL_INTERVAL', 'MAIL_SEND_TIMEOUT'])
+
 /** What `schema` allows, said for a person: "use one of A, B", "use an integer from 0 to 65535". */
 function allowed (name: string, schema: TSchema): string {
   const s = schema as { anyOf?: Array<{ const?: unknown }>, type?: string, minimum?: number, maximum?: number, minLength?: number, pattern?: string }
   const literals = s.anyOf?.map((m) => m.const).filter((c) => c !== undefined)
   if (literals !== undefined && literals.length > 0) return `use one of ${literals.join(', ')}`
+  if (s.type === 'integer' && MILLIS.has(name)) {
+    const range = s.maximum !== undefined ? `from ${s.minimum ?? 0}ms to ${s.maximum}ms` : `of at least ${s.minimum ?? 0}ms`
+    return `use a duration ${range} (seconds, or a number with ms, s, m, h or d, e.g. 30s)`
+  }
   if (s.type === 'integer' || s.type === 'number') {
     const duration = DURATIONS.has(name)
     const what = duration ? 'a duration' : s.type === 'integer' ? 'an integer' : 'a number'

@@ -30,6 +30,7 @@ t.test('each transport names the setting it lacks', async (t) => {
   t.test('webhook without its URL', refused({ MAIL_TRANSPORT: 'webhook', NOTIFY_WEBHOOK_SECRET: 'x'.repeat(32) }, /^MAIL_TRANSPORT=webhook needs NOTIFY_WEBHOOK_URL/))
   t.test('webhook without its secret', refused({ MAIL_TRANSPORT: 'webhook', NOTIFY_WEBHOOK_URL: 'https://hooks.example.test/mail' }, /^MAIL_TRANSPORT=webhook needs NOTIFY_WEBHOOK_SECRET/))
   t.test('an unknown transport', refused({ MAIL_TRANSPORT: 'pigeon' }, /^MAIL_TRANSPORT: 'pigeon' is not allowed; use one of none, smtp, webhook, log/))
+  t.test('a timeout out of range, said in its unit', refused({ MAIL_SEND_TIMEOUT: '50ms' }, /^MAIL_SEND_TIMEOUT: '50ms' is not allowed; use a duration from 100ms to 600000ms/))
   t.test('SMTP_URL alone', refused({ SMTP_URL: 'smtp://127.0.0.1:2525' }, /^SMTP_URL is set but MAIL_TRANSPORT is not/))
   t.test('a templates directory that does not exist', refused({ MAIL_TRANSPORT: 'log', MAIL_TEMPLATES_DIR: '/nonexistent/templates' }, /^MAIL_TEMPLATES_DIR: no directory/))
 })
