@@ -53,7 +53,8 @@ export default fp(async function mailPlugin (app) {
       transport,
       settings,
       log,
-      holder: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+      holder: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      ...(app.durability === null ? {} : { durable: app.durability.sync })
     })
 
   const render: Mail['render'] = (kind, recipient, vars) => renderMail(templates, context, kind, recipient, vars)

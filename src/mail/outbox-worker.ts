@@ -35,6 +35,12 @@ export interface OutboxWorkerDeps {
   now?: () => Date
   /** In [0, 1): the jitter's source. */
   random?: () => number
+  /**
+   * Resolves once every commit so far is on stable storage (the group commit, when the service
+   * makes commits durable that way). Awaited before a batch is handed over, so that no message
+   * leaves whose cause (the token it links to) a power cut could still take back.
+   */
+  durable?: () => Promise<void>
 }
 
 export interface OutboxWorker {
@@ -137,6 +143,7 @@ export function createOutboxWorker (deps: OutboxWorkerDeps): OutboxWorker {
       again = false
       const at = now()
       const batch = await outbox.claim(holder, at, new Date(at.getTime() + leaseMs), settings.batchSize)
+      if (batch.length > 0 && deps.durable !== undefined) await deps.durable()
       // In parallel: each hand-over is abandoned after twice MAIL_SEND_TIMEOUT, so the whole
       // batch ends within its claim.
       await Promise.all(batch.map(deliver))

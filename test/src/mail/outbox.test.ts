@@ -4,7 +4,7 @@
  * route will: through `app.mail.enqueue` inside a real transaction of the app's database.
  */
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import fs, { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { Writable } from 'node:stream'
@@ -211,4 +211,22 @@ t.test('an SMTP login refused: the error is kept without the password from SMTP_
   t.notMatch(rows(app)[0]!.last_error, password)
   t.notMatch(chunks.join(''), password, 'nor in the log')
   t.match(chunks.join(''), /mail not delivered; will retry/)
+})
+
+t.test('no message is handed over before its commit is on disk: with fdatasync failing, nothing leaves', async (t) => {
+  const smtp = await startSmtpSink(t)
+  const dir = mkdtempSync(join(tmpdir(), 'mail-durable-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const app = await buildTestApp(t, { ...MAIL_ENV, DATABASE_URL: `file:${join(dir, 'auth.db')}`, SMTP_URL: smtp.url })
+  t.ok(app.durability, 'DATABASE_SYNCHRONOUS=FULL on a file: commits are made durable by group commit')
+  const real = fs.fdatasync
+  t.teardown(() => { fs.fdatasync = real })
+  fs.fdatasync = ((_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    process.nextTick(cb, Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }))
+  }) as typeof fs.fdatasync
+  enqueueReset(app, 'judy@example.test')
+  await until(() => app.durability!.failure !== null || smtp.messages.length > 0)
+  await app.mail.worker!.drain()
+  t.equal(smtp.messages.length, 0)
+  t.equal(rows(app)[0]!.state, 'sending', 'claimed, not handed over; the claim runs out and a restarted service takes it')
 })
