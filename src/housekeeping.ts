@@ -1,6 +1,8 @@
 /**
  * One housekeeping pass: deletes refresh tokens past their expiry, sessions that ended (revoked
- * or expired) more than SESSION_RETENTION ago, and audit events older than AUDIT_RETENTION.
+ * or expired) more than SESSION_RETENTION ago, audit events older than AUDIT_RETENTION, and sent
+ * mail older than AUDIT_RETENTION (what is left of it once sent is a record of who was mailed
+ * what and when, kept as long as the audit log; dead letters stay until retried).
  * The service schedules it (plugins/housekeeping.ts); `npm run admin -- prune` runs it by hand.
  */
 import type { Counter } from 'prom-client'
@@ -11,11 +13,12 @@ export interface HousekeepingResult {
   refreshTokens: number
   sessions: number
   auditEvents: number
+  sentMail: number
   ms: number
 }
 
 export interface HousekeepingDeps {
-  repos: Pick<Repositories, 'sessions' | 'audit'>
+  repos: Pick<Repositories, 'sessions' | 'audit' | 'outbox'>
   config: Pick<Config, 'housekeeping' | 'refresh'>
   /** The service's counter of deleted rows, by kind; the CLI has none. */
   metrics?: { housekeepingDeleted: Pick<Counter<'kind'>, 'inc'> }
@@ -27,8 +30,10 @@ export async function runHousekeeping ({ repos, config, metrics }: HousekeepingD
   const { batchSize, sessionRetention, auditRetention } = config.housekeeping
   const pruned = await repos.sessions.pruneExpired(now, new Date(now.getTime() - sessionRetention * 1000), batchSize, new Date(now.getTime() - config.refresh.ttl * 1000))
   const auditEvents = await repos.audit.pruneBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
+  const sentMail = await repos.outbox.pruneSentBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
   metrics?.housekeepingDeleted.inc({ kind: 'refresh_tokens' }, pruned.tokens)
   metrics?.housekeepingDeleted.inc({ kind: 'sessions' }, pruned.sessions)
   metrics?.housekeepingDeleted.inc({ kind: 'audit_events' }, auditEvents)
-  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, ms: Math.round(performance.now() - started) }
+  metrics?.housekeepingDeleted.inc({ kind: 'sent_mail' }, sentMail)
+  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, sentMail, ms: Math.round(performance.now() - started) }
 }

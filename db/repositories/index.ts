@@ -8,6 +8,7 @@ import type { Db } from '../client.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
+import { createOutboxRepository, type OutboxRepository } from './outbox.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
@@ -32,6 +33,7 @@ export interface Repositories {
   serverSecrets: ServerSecretsRepository
   audit: AuditRepository
   leases: LeasesRepository
+  outbox: OutboxRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -41,7 +43,8 @@ export function createRepositories (db: Db): Repositories {
     signingKeys: createSigningKeysRepository(db),
     serverSecrets: createServerSecretsRepository(db),
     audit: createAuditRepository(db),
-    leases: createLeasesRepository(db)
+    leases: createLeasesRepository(db),
+    outbox: createOutboxRepository(db)
   }
 }
 
