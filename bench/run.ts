@@ -18,7 +18,10 @@
  *   BENCH_CONNECTIONS   concurrent connections (50)
  *   BENCH_SEED_SESSIONS sessions in the large database (1,000,000; --smoke: 20,000)
  *   BENCH_ONLY          comma-separated scenario groups to run (hello, verify, jwks, me, consumer,
- *                       refresh, argon2, login, register); baselines a target needs are not added
+ *                       refresh, argon2, login, register; on PostgreSQL pg-refresh, pg-me,
+ *                       pg-login, pg-lb, or pg for all four); baselines a target needs are not
+ *                       added, except those of the PostgreSQL scenarios
+ *   BENCH_PG_SEED_SESSIONS sessions in the PostgreSQL database (100,000; --smoke: 2,000)
  *   BENCH_LOG_LEVEL     the service's LOG_LEVEL (info, the production default)
  *   BENCH_PROFILE=1     start service processes with --cpu-prof (profiles in the run folder)
  *   BENCH_KEEP=1        keep the run folder (databases, logs) instead of deleting it
@@ -41,9 +44,13 @@ import { drive, type LoadResult, type LoadSpec } from './lib/load.js'
 import { cpuMsOf, freePort, sampleMemory, start, stopChildrenOnExit, waitReady, type Child } from './lib/proc.js'
 import { aggregate, compositeOf, evaluateTargets, markdown, roundRatios, targetLines, type Report, type Round, type Row } from './lib/report.js'
 import { cookieToken, Wallet, type Held } from './lib/wallet.js'
+import { copyTemplate, dropDatabase, postgresMissing, seedTemplate, startBenchCluster } from './lib/postgres.js'
+import { haproxyPath, startHaproxy, startRedis } from './lib/balancer.js'
+import type { PostgresCluster } from '../test/support/postgres-cluster.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const smoke = process.argv.includes('--smoke')
+const ci = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false' && process.env.CI !== '0'
 /** The node flags of package.json's start script (`node <flags> dist/src/server.js`), so the service runs here as `npm start` runs it. */
 function startFlags (): string {
   const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts?: Record<string, string> }).scripts ?? {}
@@ -62,6 +69,7 @@ const opts = {
   warmup: envNumber('BENCH_WARMUP', smoke ? 0 : 2),
   connections: envNumber('BENCH_CONNECTIONS', 50),
   seedSessions: envNumber('BENCH_SEED_SESSIONS', smoke ? 20_000 : 1_000_000),
+  pgSeedSessions: Math.max(2 * 1000, envNumber('BENCH_PG_SEED_SESSIONS', smoke ? 2000 : 100_000)),
   only: process.env.BENCH_ONLY === undefined || process.env.BENCH_ONLY === '' ? null : new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())),
   logLevel: process.env.BENCH_LOG_LEVEL ?? 'info',
   profile: process.env.BENCH_PROFILE === '1',
@@ -79,7 +87,10 @@ const log = (line: string): void => { console.error(line) }
 
 const runDir = mkdtempSync(join(tmpdir(), 'auth-bench-'))
 const resultsDir = join(ROOT, 'bench', 'results')
-const wanted = (group: string): boolean => opts.only === null || opts.only.has(group)
+const wanted = (group: string): boolean => opts.only === null || opts.only.has(group) || (group.startsWith('pg-') && opts.only.has('pg'))
+const PG_GROUPS = ['pg-refresh', 'pg-me', 'pg-login', 'pg-lb']
+/** The throwaway PostgreSQL cluster of the run, when a PostgreSQL scenario is wanted. */
+let cluster: PostgresCluster | null = null
 /** The current round's rows and starts (main() starts each round with empty ones). */
 let rows: Row[] = []
 let boots: Report['boots'] = []
@@ -108,6 +119,7 @@ function ensureBuilt (): void {
   if (r.status !== 0) throw new Error('npm run build failed')
 }
 
+/** `dbPath` is a SQLite file, or a postgres:// URL. */
 function serviceEnv (dbPath: string, port: number): NodeJS.ProcessEnv {
   const huge = '1000000000'
   return {
@@ -116,7 +128,7 @@ function serviceEnv (dbPath: string, port: number): NodeJS.ProcessEnv {
     HOST: '127.0.0.1',
     PORT: String(port),
     PUBLIC_URL,
-    DATABASE_URL: `file:${dbPath}`,
+    DATABASE_URL: dbPath.startsWith('postgres://') ? dbPath : `file:${dbPath}`,
     KEY_ENCRYPTION_KEY,
     LOG_LEVEL: opts.logLevel,
     RATE_LIMIT_MAX: huge,
@@ -129,12 +141,12 @@ function serviceEnv (dbPath: string, port: number): NodeJS.ProcessEnv {
 
 interface Running { child: Child, url: string, port: number }
 
-async function bootService (label: string, dbPath: string, firstBoot = false): Promise<Running> {
+async function bootService (label: string, dbPath: string, firstBoot = false, extraEnv: NodeJS.ProcessEnv = {}): Promise<Running> {
   const port = await freePort()
   const name = `service-${++childSeq}-${label}`
   const args = [...opts.nodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(runDir, 'profiles')}`, `--cpu-prof-name=${name}.cpuprofile`] : [])]
   const startedAt = performance.now()
-  const child = start({ name, command: process.execPath, args: [...args, join(ROOT, 'dist', 'src', 'server.js')], env: serviceEnv(dbPath, port), cwd: ROOT, logFile: join(runDir, `${name}.log`) })
+  const child = start({ name, command: process.execPath, args: [...args, join(ROOT, 'dist', 'src', 'server.js')], env: { ...serviceEnv(dbPath, port), ...extraEnv }, cwd: ROOT, logFile: join(runDir, `${name}.log`) })
   const url = `http://127.0.0.1:${port}`
   const readyMs = await waitReady(child, `${url}/ready`, startedAt)
   boots.push({ label, readyMs, firstBoot })
@@ -314,8 +326,22 @@ async function main (): Promise<Report> {
 
   const argon2 = { memoryCost: serviceConfig.password.memoryCost, timeCost: serviceConfig.password.timeCost, parallelism: serviceConfig.password.parallelism }
   const small = await ensureSeed({ users: USERS, sessions: USERS, argon2 }, log)
-  const large = await ensureSeed({ users: USERS, sessions: opts.seedSessions, argon2 }, log)
+  // The large file only when a scenario reads it (it takes a minute to seed the first time).
+  const large = wanted('me') || wanted('refresh') ? await ensureSeed({ users: USERS, sessions: opts.seedSessions, argon2 }, log) : small
   const seeds = { small: small.path, large: large.path }
+  let pgSeedSeconds: number | null = null
+  if (PG_GROUPS.some(wanted)) {
+    const missing = postgresMissing()
+    const explicit = opts.only !== null
+    if (missing !== null && (explicit || ci)) throw new Error(`PostgreSQL scenarios: ${missing}`)
+    if (missing !== null) log(`PostgreSQL scenarios skipped: ${missing}`)
+    else {
+      log(`PostgreSQL: a throwaway cluster (fsync and synchronous_commit on), seeding ${opts.pgSeedSessions.toLocaleString('en')} sessions for ${USERS} users`)
+      cluster = await startBenchCluster()
+      pgSeedSeconds = await seedTemplate(cluster, { users: USERS, sessions: opts.pgSeedSessions, argon2 })
+      log(`  seeded in ${pgSeedSeconds.toFixed(1)} s`)
+    }
+  }
 
   const rounds: Round[] = []
   for (let round = 1; round <= opts.rounds; round++) {
@@ -351,7 +377,8 @@ async function main (): Promise<Report> {
     loadBefore,
     loadAfter: loadavg().map((l) => l.toFixed(2)).join(' '),
     largeSessions: opts.seedSessions,
-    seedSeconds: { small: small.seedSeconds, large: large.seedSeconds },
+    seedSeconds: { small: small.seedSeconds, large: large.seedSeconds, ...(pgSeedSeconds === null ? {} : { postgres: Number(pgSeedSeconds.toFixed(1)) }) },
+    ...(cluster === null ? {} : { postgres: `${postgresVersion()}, fsync=on, synchronous_commit=on, ${opts.pgSeedSessions} sessions, DATABASE_POOL_SIZE=${serviceConfig.databasePoolSize}` }),
     seconds: Math.round((Date.now() - started.getTime()) / 1000)
   }
   const allBoots = rounds.flatMap((r) => r.boots)
@@ -370,14 +397,21 @@ async function runRound (round: number, seeds: { small: string, large: string },
     const u = i % USERS
     return { user: u, token: seededToken(spread(u, Math.floor(i / USERS))) }
   }))
+  const pgName = `bench_r${round}`
+  // Two sessions per user, spread over the database, as on the large SQLite file.
+  const pgSpread = (u: number, k: number): number => u + USERS * ((u * 7919 + k * 104729) % Math.floor(opts.pgSeedSessions / USERS))
+  const pg = cluster === null
+    ? null
+    : { url: copyTemplate(cluster, pgName), wallet: new Wallet(Array.from({ length: 2 * USERS }, (_, i) => ({ user: i % USERS, token: seededToken(pgSpread(i % USERS, Math.floor(i / USERS))) }))) }
   try {
-    return await scenarios(db1k, dbLarge, largeLabel, argon2)
+    return await scenarios(db1k, dbLarge, largeLabel, argon2, pg)
   } finally {
     for (const db of [db1k, dbLarge]) for (const suffix of ['', '-wal', '-shm']) rmSync(db.path + suffix, { force: true })
+    if (cluster !== null) dropDatabase(cluster, pgName)
   }
 }
 
-async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { memoryCost: number, timeCost: number, parallelism: number }): Promise<Report['composite']> {
+async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { memoryCost: number, timeCost: number, parallelism: number }, pg: { url: string, wallet: Wallet } | null): Promise<Report['composite']> {
   // The first start on each copy creates the signing key; every later start is on an existing database.
   for (const db of [db1k, dbLarge]) await (await bootService(`${db.label} first start`, db.path, true)).child.stop()
 
@@ -387,7 +421,7 @@ async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { m
   let joseVerify = 0
   let nodeVerify = 0
 
-  if (wanted('hello') || wanted('me') || wanted('jwks') || wanted('consumer')) {
+  if (wanted('hello') || wanted('me') || wanted('jwks') || wanted('consumer') || (pg !== null && wanted('pg-me'))) {
     log('hello-world and raw verification')
     const h = addRow('hello', 'Fastify hello-world', 'baseline', await measure(await bootScript('hello', 'servers/hello.ts', {}), { path: '/', expect: 200 }), 200)
     hello = h.rps
@@ -517,7 +551,117 @@ async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { m
     }
   }
 
+  if (pg !== null) await postgresScenarios(pg, compositeMe, argon2Ceiling)
+
   return composite
+}
+
+/**
+ * The PostgreSQL scenarios, on this round's copy of the seeded database: refresh in both modes
+ * against the minimal PostgreSQL refresh server, /me against the composite ceiling, login
+ * against the argon2id ceiling, then one and two instances behind HAProxy.
+ */
+async function postgresScenarios (pg: { url: string, wallet: Wallet }, compositeMe: number, argon2Ceiling: (op: 'verify' | 'hash') => Promise<Row>): Promise<void> {
+  // The first start creates the signing key and seals the server secret.
+  await (await bootService('postgres first start', pg.url, true)).child.stop()
+
+  if (wanted('pg-refresh')) {
+    log('refresh on PostgreSQL')
+    const minimal = addRow('pg-minimal-refresh', 'minimal refresh server, PostgreSQL', 'baseline',
+      await measure(await bootScript('minimal-refresh-pg', 'servers/minimal-refresh-pg.ts', { DATABASE_URL: pg.url, KEY_ENCRYPTION_KEY }), { requests: refreshRequests(pg.wallet, 'cookie'), expect: 200 }), 200)
+    for (const mode of ['cookie', 'body'] as const) {
+      const row = addRow(`pg-refresh-${mode}`, `POST /refresh (${mode}), PostgreSQL`, 'service',
+        await measure(await bootService(`pg refresh ${mode}`, pg.url), { requests: refreshRequests(pg.wallet, mode), expect: 200 }), 200)
+      row.baseline = { id: minimal.id, label: 'minimal PostgreSQL refresh server', rps: minimal.rps, p99: minimal.p99 }
+    }
+    if (pg.wallet.empty > 0) log(`  (the token wallet ran dry ${pg.wallet.empty} times)`)
+  }
+
+  if (wanted('pg-me')) {
+    log('/me on PostgreSQL')
+    const running = await bootService('pg me', pg.url)
+    const tokens = await mintAccessTokens(running.url, pg.wallet, USERS)
+    const row = addRow('pg-me', 'GET /me, PostgreSQL', 'service', await measure(running, { requests: bearerRequests('/api/auth/me', tokens), expect: 200 }), 200, `${tokens.length} users`)
+    if (compositeMe > 0) row.baseline = { id: 'composite', label: 'composite ceiling', rps: compositeMe, p99: null }
+  }
+
+  if (wanted('pg-login')) {
+    log('login on PostgreSQL')
+    const ceiling = rows.find((r) => r.id === 'argon2-verify') ?? await argon2Ceiling('verify')
+    let n = 0
+    const row = addRow('pg-login', 'POST /login (cookie), PostgreSQL', 'service', await measure(await bootService('pg login', pg.url), {
+      requests: [{
+        method: 'POST',
+        path: '/api/auth/login',
+        setupRequest: (request) => ({ ...request, headers: { ...json, origin: PUBLIC_URL }, body: JSON.stringify({ username: seededUsername(n++ % USERS), password: BENCH_PASSWORD }) })
+      }],
+      expect: 200
+    }), 200)
+    row.baseline = { id: ceiling.id, label: 'raw argon2id verify', rps: ceiling.rps, p99: ceiling.p99 }
+  }
+
+  if (wanted('pg-lb')) {
+    if (haproxyPath() === null) {
+      if (ci || opts.only !== null) throw new Error('the two-instance scenario needs HAProxy (apt-get install haproxy)')
+      log('one and two instances behind HAProxy: skipped, HAProxy is missing (apt-get install haproxy)')
+      return
+    }
+    const redis = await startRedis(runDir)
+    try {
+      log(`one and two instances on PostgreSQL${redis === null ? '' : ' and Redis'}, behind HAProxy`)
+      const shared = redis === null ? {} : { REDIS_URL: redis.url }
+      const setting = redis === null ? 'no Redis' : 'Redis'
+      for (const workload of ['refresh', 'me'] as const) {
+        let one: Row | undefined
+        for (const count of [1, 2]) {
+          const instances: Running[] = []
+          for (let i = 1; i <= count; i++) instances.push(await bootService(`pg lb ${workload} ${i} of ${count}`, pg.url, false, shared))
+          const lb = await startHaproxy(runDir, instances.map((r) => r.port))
+          const spec = workload === 'refresh'
+            ? { requests: refreshRequests(pg.wallet, 'cookie'), expect: 200 }
+            : { requests: bearerRequests('/api/auth/me', await mintAccessTokens(instances[0]!.url, pg.wallet, USERS)), expect: 200 }
+          const label = `${workload === 'refresh' ? 'POST /refresh (cookie)' : 'GET /me'}, PostgreSQL, ${count === 1 ? 'one instance' : 'two instances'} behind HAProxy`
+          const row = addRow(`pg-lb-${workload}-${count}`, label, 'service', await measureBehind(lb, instances, spec), 200, setting)
+          if (count === 1) one = row
+          else if (one !== undefined) row.baseline = { id: one.id, label: 'one instance', rps: one.rps, p99: one.p99 }
+        }
+      }
+    } finally {
+      await redis?.child.stop()
+    }
+  }
+}
+
+/**
+ * Drives the balancer and measures the instances behind it: CPU per answer added up over the
+ * instances, the highest peak RSS of any one of them. Stops all of them and the balancer.
+ */
+async function measureBehind (lb: { child: Child, url: string }, instances: Running[], spec: Omit<LoadSpec, 'url' | 'connections' | 'duration' | 'warmup'>): Promise<LoadResult & { rssMb: number, cpuMsPerReq: number | null }> {
+  const memories = instances.map((r) => sampleMemory(r.child.pid))
+  try {
+    const cpu = (): number | null => instances.reduce<number | null>((sum, r) => { const c = cpuMsOf(r.child.pid); return sum === null || c === null ? null : sum + c }, 0)
+    const cpuBefore = cpu()
+    const result = await drive({ url: lb.url, connections: opts.connections, duration: opts.duration, warmup: opts.warmup, ...spec })
+    const cpuAfter = cpu()
+    const cpuMsPerReq = cpuBefore === null || cpuAfter === null || result.answeredWithWarmup === 0 ? null : (cpuAfter - cpuBefore) / result.answeredWithWarmup
+    return { ...result, rssMb: Math.max(...memories.map((m) => m.stop())) / 1024, cpuMsPerReq }
+  } finally {
+    for (const m of memories) m.stop()
+    await Promise.all(instances.map(async (r) => await r.child.stop()))
+    await lb.child.stop()
+  }
+}
+
+async function stopCluster (): Promise<void> {
+  await cluster?.stop()
+}
+
+function postgresVersion (): string {
+  try {
+    return cluster?.psql('SHOW server_version').replace(/\s.*$/, '').replace(/^/, 'PostgreSQL ') ?? 'none'
+  } catch {
+    return 'PostgreSQL'
+  }
 }
 
 function write (report: Report): string[] {
@@ -558,6 +702,7 @@ try {
   console.error(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
   exitCode = 1
 } finally {
+  await stopCluster()
   if (!opts.keep && exitCode === 0) rmSync(runDir, { recursive: true, force: true })
   else console.error(`bench: run folder kept at ${runDir}`)
 }

@@ -72,3 +72,34 @@ t.test('a ratio never prints as its own threshold when it misses it', async (t) 
   t.match(line(1.5, '≤ 1.5', true), /ratio 1\.50 /)
   t.match(line(1.5004, '≤ 1.5', false), /ratio 1\.5004 /)
 })
+
+t.test('PostgreSQL: refresh against the minimal PostgreSQL server, /me against the composite, login against argon2id', async (t) => {
+  const rows = [
+    row('hello', 50_000, 1, 100),
+    row('verify-node', 12_500, null, 100, { expect: 0, statuses: {} }),
+    row('argon2-verify', 200, 300, 120, { kind: 'baseline' }),
+    row('pg-minimal-refresh', 2000, 20, 130, { kind: 'baseline' }),
+    row('pg-refresh-cookie', 1500, 28, 150, { baseline: { id: 'pg-minimal-refresh', label: 'minimal PostgreSQL refresh server', rps: 2000, p99: 20 } }),
+    row('pg-refresh-body', 1300, 32, 150, { baseline: { id: 'pg-minimal-refresh', label: 'minimal PostgreSQL refresh server', rps: 2000, p99: 20 } }),
+    row('pg-me', 8500, 9, 160, { baseline: { id: 'composite', label: 'composite ceiling', rps: 1, p99: null } }),
+    row('pg-login', 150, 500, 190, { baseline: { id: 'argon2-verify', label: 'raw argon2id verify', rps: 200, p99: 300 } }),
+    row('pg-lb-refresh-1', 1400, 30, 150),
+    row('pg-lb-refresh-2', 1600, 35, 150, { baseline: { id: 'pg-lb-refresh-1', label: 'one instance', rps: 1400, p99: 30 } })
+  ]
+  const { rows: aggregated, composite } = aggregate([{ rows, boots: [], composite: { hello: 0, rawVerify: 0, rawVerifyBy: '', joseVerify: 0, me: 0, consumer: 0 } }])
+  const targets = evaluateTargets(aggregated, composite, [], 150, 1000)
+  const named = (start: string) => targets.find((x) => x.name.startsWith(start))
+  t.equal(named('PostgreSQL: refresh (cookie mode) ≥ 0.7 × minimal PostgreSQL refresh server')?.ratio, 0.75)
+  t.equal(named('PostgreSQL: refresh (body mode) ≥ 0.7 × minimal PostgreSQL refresh server')?.ratio, 0.65)
+  t.equal(named('PostgreSQL: refresh (body mode) ≥ 0.7')?.met, false)
+  t.equal(named('PostgreSQL: refresh (cookie mode) p99 ≤ 1.5')?.ratio, 1.4)
+  t.equal(named('PostgreSQL: refresh (body mode) p99 ≤ 1.5')?.met, false, '32 ms against 20 ms is 1.6')
+  t.equal(named('PostgreSQL: /me ≥ 0.8 × composite ceiling')?.ratio, 8500 / (1 / (1 / 50_000 + 1 / 12_500)))
+  t.equal(named('PostgreSQL: login ≥ 0.9 × raw argon2id verify ceiling')?.ratio, 0.75)
+  // The SQLite targets are not made from PostgreSQL rows.
+  t.notOk(targets.some((x) => x.name.startsWith('refresh (cookie mode)') || x.name.startsWith('login ≥')))
+  // Two instances against one: a ratio in the table, not a target (no threshold is set for it).
+  const md = markdown({ meta: { postgres: 'PostgreSQL 15.18, fsync=on, synchronous_commit=on' }, settings: {}, rows: aggregated, composite, boots: [], targets })
+  t.match(md, /^PostgreSQL scenarios: PostgreSQL 15\.18, fsync=on, synchronous_commit=on\.$/m, 'the header says what PostgreSQL ran, and how durable')
+  t.match(md, /\| pg-lb-refresh-2 \| 1,600 \|[^\n]*\| one instance \(1,400\/s\) \| 1\.14 \|/)
+})
