@@ -60,7 +60,11 @@ export const COPIED_TABLES: readonly CopiedTable[] = [
   { name: 'refresh_tokens', from: schema.refreshTokens, key: schema.refreshTokens.id, field: 'id', to: pgSchema.refreshTokens, identity: 'id' },
   { name: 'signing_keys', from: schema.signingKeys, key: schema.signingKeys.kid, field: 'kid', to: pgSchema.signingKeys },
   { name: 'server_secrets', from: schema.serverSecrets, key: schema.serverSecrets.name, field: 'name', to: pgSchema.serverSecrets },
-  { name: 'audit_events', from: schema.auditEvents, key: schema.auditEvents.id, field: 'id', to: pgSchema.auditEvents, identity: 'id' }
+  { name: 'audit_events', from: schema.auditEvents, key: schema.auditEvents.id, field: 'id', to: pgSchema.auditEvents, identity: 'id' },
+  // Pending mail moves with the tokens its links carry; sent rows keep their metadata until
+  // housekeeping, and dead letters stay listable by `admin mail dead`. A claim held by the old
+  // deployment runs out and is taken again by the new one.
+  { name: 'mail_outbox', from: schema.mailOutbox, key: schema.mailOutbox.id, field: 'id', to: pgSchema.mailOutbox, identity: 'id' }
 ]
 
 /** Tables deliberately not copied, and why. */

@@ -13,7 +13,6 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import fp from 'fastify-plugin'
 import { Counter, Gauge } from 'prom-client'
-import type { OutboxWriter } from '../db/repositories/outbox.js'
 import { createOutboxWorker, type OutboxWorker } from '../src/mail/outbox-worker.js'
 import { loadTemplates, renderMail, type MailKind, type RenderedMail } from '../src/mail/templates.js'
 import { createMailTransport } from '../src/mail/transports.js'
@@ -24,11 +23,11 @@ export interface Mail {
   /** Renders `kind` for `recipient` (throws when a template variable has no value). */
   render: (kind: MailKind, recipient: string, vars: Record<string, string | number>) => RenderedMail
   /**
-   * Renders and writes the message to the outbox inside `tx`, the transaction of the change
-   * that causes it (synchronous: callable inside a better-sqlite3 transaction). Throws when
-   * mail is off, which rolls that transaction back.
+   * Renders and writes the message to the outbox inside the transaction of the change that
+   * causes it: synchronous, called inside a repository write's `alongside` (see
+   * `OutboxRepository.enqueue`). Throws when mail is off, which rolls that transaction back.
    */
-  enqueue: (tx: OutboxWriter, kind: MailKind, recipient: string, vars: Record<string, string | number>, now: Date) => { id: number, idempotencyKey: string }
+  enqueue: (kind: MailKind, recipient: string, vars: Record<string, string | number>, now: Date) => { idempotencyKey: string }
   /** The worker, when mail is on. */
   readonly worker: OutboxWorker | null
 }
@@ -62,9 +61,9 @@ export default fp(async function mailPlugin (app) {
     enabled: worker !== null,
     worker,
     render,
-    enqueue (tx, kind, recipient, vars, now) {
+    enqueue (kind, recipient, vars, now) {
       if (worker === null) throw new Error('mail is off (MAIL_TRANSPORT is not set)')
-      return repos.outbox.enqueue(tx, { ...render(kind, recipient, vars), now })
+      return repos.outbox.enqueue({ ...render(kind, recipient, vars), now })
     }
   } satisfies Mail)
 

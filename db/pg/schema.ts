@@ -98,3 +98,25 @@ export const auditEvents = pgTable('audit_events', {
   index('audit_events_at_idx').on(t.at),
   index('audit_events_user_id_idx').on(t.userId)
 ])
+
+/** Ids from an identity, in the order messages were enqueued. */
+export const mailOutbox = pgTable('mail_outbox', {
+  id: bigint('id', { mode: 'number' }).primaryKey().generatedByDefaultAsIdentity(),
+  idempotencyKey: text('idempotency_key').notNull(),
+  kind: text('kind').notNull(),
+  recipient: text('recipient').notNull(),
+  subject: text('subject').notNull(),
+  textBody: text('text_body').notNull(),
+  htmlBody: text('html_body').notNull(),
+  state: text('state', { enum: ['pending', 'sending', 'sent', 'dead'] }).notNull(),
+  attempts: integer('attempts').notNull().default(0),
+  createdAt: at('created_at').notNull(),
+  nextAttemptAt: at('next_attempt_at').notNull(),
+  claimHolder: text('claim_holder'),
+  claimUntil: at('claim_until'),
+  lastError: text('last_error'),
+  sentAt: at('sent_at')
+}, (t) => [
+  uniqueIndex('mail_outbox_idempotency_key_unique').on(t.idempotencyKey),
+  index('mail_outbox_state_next_attempt_idx').on(t.state, t.nextAttemptAt)
+])

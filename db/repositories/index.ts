@@ -11,6 +11,7 @@ import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgLeasesRepository } from './pg/leases.js'
+import { createPgOutboxRepository } from './pg/outbox.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
 import { createPgSessionsRepository } from './pg/sessions.js'
 import { createPgSigningKeysRepository } from './pg/signing-keys.js'
@@ -55,6 +56,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     signingKeys: createPgSigningKeysRepository(db),
     serverSecrets: createPgServerSecretsRepository(db),
     audit: createPgAuditRepository(db),
-    leases: createPgLeasesRepository(db)
+    leases: createPgLeasesRepository(db),
+    outbox: createPgOutboxRepository(db)
   } satisfies Repositories
 }

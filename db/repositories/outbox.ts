@@ -4,7 +4,8 @@
  * (src/mail/outbox-worker.ts).
  *
  * Everything the worker and the admin CLI need goes through `OutboxRepository`, so that another
- * database can implement the same contract: `enqueue` joins the caller's transaction; `claim`
+ * database can implement the same contract: `enqueue` joins the caller's transaction (as
+ * `audit.recordNow` does: synchronous, called inside a write's `alongside`); `claim`
  * is one conditional UPDATE, so two instances never hold one message at the same time; `markSent`
  * and `markFailed` commit only while the claim is still the caller's.
  */
@@ -46,19 +47,21 @@ export interface DeadMessage {
   createdAt: Date
 }
 
-/**
- * What `enqueue` writes through: the transaction object of a Drizzle `db.transaction` (or the
- * database itself inside a better-sqlite3 transaction, which runs on the same connection).
- */
-export type OutboxWriter = Pick<Db, 'insert'>
-
 export interface OutboxRepository {
   /**
    * Writes a pending message, due now, inside the caller's transaction: it commits or rolls
-   * back with the change that caused it. Synchronous (a better-sqlite3 transaction may not
-   * await). Throws when called outside a transaction. Returns the row id and idempotency key.
+   * back with the change that caused it. Synchronous, like `audit.recordNow`: it is called
+   * inside a repository write's `alongside` (SQLite: any transaction on the connection, which
+   * it joins; PostgreSQL: the repository running the transaction collects the message and
+   * inserts it before its commit). Throws when called outside one. Returns the message's
+   * idempotency key.
    */
-  enqueue: (tx: OutboxWriter, message: NewOutboxMessage) => { id: number, idempotencyKey: string }
+  enqueue: (message: NewOutboxMessage) => { idempotencyKey: string }
+  /**
+   * Runs `alongside` (synchronous; it calls `enqueue`) in a transaction of its own, for a
+   * message whose cause writes nothing else; a throw rolls back everything it enqueued.
+   */
+  enqueueAlone: (alongside: () => void) => Promise<void>
   /** Calls `listener` after each enqueue, once the enqueuing transaction has ended (either way). */
   onEnqueue: (listener: () => void) => () => void
   /**
@@ -118,12 +121,12 @@ export function createOutboxRepository (db: Db): OutboxRepository {
     and(eq(mailOutbox.id, id), eq(mailOutbox.state, 'sending'), eq(mailOutbox.claimHolder, holder))
 
   return {
-    enqueue (tx, m) {
+    enqueue (m) {
       // Outside a transaction the row would be committed on its own, whatever happens to the
       // change that caused it: exactly what the outbox exists to prevent.
       if (!db.$client.inTransaction) throw new Error('outbox: enqueue must run inside the transaction of the change that causes the message')
       const idempotencyKey = randomBytes(18).toString('base64url')
-      const row = tx.insert(mailOutbox).values({
+      db.insert(mailOutbox).values({
         idempotencyKey,
         kind: m.kind,
         recipient: m.recipient,
@@ -134,7 +137,7 @@ export function createOutboxRepository (db: Db): OutboxRepository {
         attempts: 0,
         createdAt: m.now,
         nextAttemptAt: m.now
-      }).returning({ id: mailOutbox.id }).get()
+      }).run()
       // better-sqlite3 transactions are synchronous: by the time the event loop turns, the
       // caller's transaction has committed or rolled back, and a woken worker sees which.
       if (!notifyScheduled && listeners.size > 0) {
@@ -144,7 +147,11 @@ export function createOutboxRepository (db: Db): OutboxRepository {
           for (const listener of listeners) listener()
         })
       }
-      return { id: row.id, idempotencyKey }
+      return { idempotencyKey }
+    },
+
+    async enqueueAlone (alongside) {
+      db.$client.transaction(alongside).immediate()
     },
 
     onEnqueue (listener) {

@@ -22,13 +22,15 @@ import { serverEnv, startServer } from '../support/process.js'
 import { startSmtpSink } from '../support/smtp.js'
 
 /** Commits one password-reset message to the outbox of the database file, as a route would. */
-function enqueueOnFile (path: string, to: string): string {
+async function enqueueOnFile (path: string, to: string): Promise<string> {
   const opened = openDatabase({ path })
   try {
     const outbox = createOutboxRepository(opened.db)
     const message = renderMail(loadTemplates(), { product: 'Example', linkBase: 'https://app.example.test' }, 'password_reset', to,
       { link: `https://app.example.test/reset?token=${to}`, expiresInMinutes: 30 })
-    return opened.db.transaction((tx) => outbox.enqueue(tx, { ...message, now: new Date() })).idempotencyKey
+    let key = ''
+    await outbox.enqueueAlone(() => { key = outbox.enqueue({ ...message, now: new Date() }).idempotencyKey })
+    return key
   } finally {
     opened.sqlite.close()
   }
@@ -61,13 +63,13 @@ t.test('a message committed before a SIGKILL is delivered after the restart, onc
   const first = await startServer(env)
   t.teardown(() => first.kill())
 
-  const heldKey = enqueueOnFile(path, 'held@example.test')
+  const heldKey = await enqueueOnFile(path, 'held@example.test')
   await until(() => smtp.held === 1)
   t.match(states(path), [{ recipient: 'held@example.test', state: 'sending', attempts: 1 }], 'claimed and mid hand-over')
   await first.kill('SIGKILL')
   t.equal(smtp.messages.length, 0, 'SMTP never accepted it')
 
-  const laterKey = enqueueOnFile(path, 'later@example.test')
+  const laterKey = await enqueueOnFile(path, 'later@example.test')
   smtp.hold = false
   const second = await startServer(env)
   t.teardown(() => second.kill())

@@ -7,32 +7,56 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { openDatabase, type OpenDatabase } from '../../db/client.js'
+import { openDatabase } from '../../db/client.js'
 import { runMigrations } from '../../db/migrate.js'
-import { createRepositories } from '../../db/repositories/index.js'
-import { createOutboxRepository } from '../../db/repositories/outbox.js'
+import { createPgRepositories, createRepositories, type Repositories } from '../../db/repositories/index.js'
+import { openPostgres } from '../../db/pg/client.js'
+import { runPgMigrations } from '../../db/pg/migrate.js'
 import { loadConfig } from '../../src/config.js'
 import { runHousekeeping } from '../../src/housekeeping.js'
-import { TEST_ENV } from '../support/app.js'
+import { TEST_DATABASE, TEST_ENV } from '../support/app.js'
+import { freshPostgresDatabase, queryPostgres } from '../support/pg.js'
 
-function open (t: Test, path: string): OpenDatabase {
-  const opened = openDatabase({ path })
-  t.teardown(() => opened.sqlite.close())
-  return opened
+interface Shared {
+  /** Two instances' repositories (two connections or pools) on one database. */
+  a: Repositories
+  b: Repositories
+  query: (sql: string) => Promise<Array<Record<string, unknown>>>
+}
+
+/** One database of the pass's backend (TEST_DATABASE), opened twice, as two instances would. */
+async function shared (t: Test): Promise<Shared> {
+  if (TEST_DATABASE === 'postgres') {
+    const { url } = await freshPostgresDatabase(t)
+    const open = () => {
+      const opened = openPostgres({ url, poolSize: 4, statementTimeoutMs: 10_000, ssl: 'disable' })
+      t.teardown(() => opened.pool.end())
+      return opened
+    }
+    const a = open()
+    await runPgMigrations(a.pool)
+    return { a: createPgRepositories(a.db), b: createPgRepositories(open().db), query: async (sql) => await queryPostgres(url, sql) }
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'outbox-db-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'auth.db')
+  const open = () => {
+    const opened = openDatabase({ path })
+    t.teardown(() => opened.sqlite.close())
+    return opened
+  }
+  const a = open()
+  runMigrations(a.db)
+  return { a: createRepositories(a.db), b: createRepositories(open().db), query: async (sql) => a.sqlite.prepare(sql.replace(/::int/g, '')).all() as Array<Record<string, unknown>> }
 }
 
 const message = (i: number) => ({ kind: 'password_changed', recipient: `u${i}@example.test`, subject: 's', text: 't', html: 'h', now: new Date(1_000) })
 
 t.test('two instances never hold one message at once; an expired claim moves to the other, and its former holder records nothing', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'outbox-db-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const path = join(dir, 'auth.db')
-  const a = open(t, path)
-  runMigrations(a.db)
-  const b = open(t, path)
-  const outboxA = createOutboxRepository(a.db)
-  const outboxB = createOutboxRepository(b.db)
-  a.db.transaction((tx) => { for (let i = 0; i < 6; i++) outboxA.enqueue(tx, message(i)) })
+  const { a, b } = await shared(t)
+  const outboxA = a.outbox
+  const outboxB = b.outbox
+  await outboxA.enqueueAlone(() => { for (let i = 0; i < 6; i++) outboxA.enqueue(message(i)) })
 
   const now = new Date(2_000)
   const until = new Date(62_000)
@@ -53,28 +77,39 @@ t.test('two instances never hold one message at once; an expired claim moves to 
 })
 
 t.test('enqueue outside a transaction is refused; inside one it rolls back with it', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'outbox-db-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const a = open(t, join(dir, 'auth.db'))
-  runMigrations(a.db)
-  const outbox = createOutboxRepository(a.db)
-  t.throws(() => outbox.enqueue(a.db, message(1)), /inside the transaction/)
-  t.throws(() => a.db.transaction((tx) => { outbox.enqueue(tx, message(2)); throw new Error('rollback') }))
+  const { a } = await shared(t)
+  const outbox = a.outbox
+  t.throws(() => outbox.enqueue(message(1)), /inside the transaction/)
+  await t.rejects(outbox.enqueueAlone(() => { outbox.enqueue(message(2)); throw new Error('rollback') }), /rollback/)
   t.equal(await outbox.countPending(), 0)
-  // A raw better-sqlite3 transaction on the same connection works too (the sessions repository's kind).
-  a.sqlite.transaction(() => { outbox.enqueue(a.db, message(3)) })()
+  await outbox.enqueueAlone(() => { outbox.enqueue(message(3)) })
   t.equal(await outbox.countPending(), 1)
 })
 
+t.test('a message enqueued in the alongside of a repository write commits with it and wakes the worker only after the commit', async (t) => {
+  const { a } = await shared(t)
+  const user = await a.users.insert({ id: 'u1', username: 'alice', usernameKey: 'alice', passwordHash: 'h', roles: ['user'], now: new Date(1_000) })
+  let pendingWhenWoken = -1
+  let woken = 0
+  a.outbox.onEnqueue(() => { woken++; void a.outbox.countPending().then((n) => { pendingWhenWoken = n }) })
+  const started = await a.sessions.start({ id: 's1', userId: user!.id, credentialEpoch: 0, userAgent: null, ip: null, now: new Date(1_000), expiresAt: new Date(9_000_000), tokenHash: Buffer.alloc(32), tokenExpiresAt: new Date(9_000_000) },
+    () => { a.outbox.enqueue(message(7)) })
+  t.not(started, null)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(woken, 1)
+  t.equal(pendingWhenWoken, 1, 'the woken worker sees the committed message')
+  // The same write refused (a stale credential epoch): nothing is enqueued.
+  const refused = await a.sessions.start({ id: 's2', userId: user!.id, credentialEpoch: 5, userAgent: null, ip: null, now: new Date(1_000), expiresAt: new Date(9_000_000), tokenHash: Buffer.alloc(32), tokenExpiresAt: new Date(9_000_000) },
+    () => { a.outbox.enqueue(message(8)) })
+  t.equal(refused, null)
+  t.equal(await a.outbox.countPending(), 1)
+})
+
 t.test('housekeeping deletes sent messages older than AUDIT_RETENTION and keeps the rest', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'outbox-db-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const a = open(t, join(dir, 'auth.db'))
-  runMigrations(a.db)
-  const repos = createRepositories(a.db)
+  const { a: repos, query } = await shared(t)
   const config = loadConfig({ ...TEST_ENV, AUDIT_RETENTION: '30d', HOUSEKEEPING_BATCH_SIZE: '2' })
   const day = 86_400_000
-  a.db.transaction((tx) => { for (let i = 0; i < 6; i++) repos.outbox.enqueue(tx, message(i)) })
+  await repos.outbox.enqueueAlone(() => { for (let i = 0; i < 6; i++) repos.outbox.enqueue(message(i)) })
   const claimed = await repos.outbox.claim('A', new Date(2_000), new Date(60_000), 6)
   // Five sent (three long ago, two recently), one dead.
   for (const [i, m] of claimed.entries()) {
@@ -83,5 +118,5 @@ t.test('housekeeping deletes sent messages older than AUDIT_RETENTION and keeps 
   }
   const result = await runHousekeeping({ repos, config }, new Date(60 * day))
   t.equal(result.sentMail, 3)
-  t.same(a.sqlite.prepare('SELECT state, count(*) AS n FROM mail_outbox GROUP BY state ORDER BY state').all(), [{ state: 'dead', n: 1 }, { state: 'sent', n: 2 }])
+  t.same(await query('SELECT state, count(*)::int AS n FROM mail_outbox GROUP BY state ORDER BY state'), [{ state: 'dead', n: 1 }, { state: 'sent', n: 2 }])
 })

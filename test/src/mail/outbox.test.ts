@@ -1,7 +1,8 @@
 /**
  * The outbox end to end, in process: the app's own worker delivers to a real SMTP server on
- * loopback (test/support/smtp.ts). No route sends mail yet, so each test enqueues the way a
- * route will: through `app.mail.enqueue` inside a real transaction of the app's database.
+ * loopback (test/support/smtp.ts). Each test enqueues the way a feature does: through
+ * `app.mail.enqueue` inside a real transaction of the app's database (SQLite, or PostgreSQL
+ * with TEST_DATABASE=postgres; the tests of SQLite's group commit run on SQLite only).
  */
 import { once } from 'node:events'
 import fs, { mkdtempSync, rmSync } from 'node:fs'
@@ -12,29 +13,55 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
 import { SMTPServer } from 'smtp-server'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { runAdminCommand } from '../../../src/cli/admin.js'
 import { retryDelayMs } from '../../../src/mail/outbox-worker.js'
-import { buildTestApp, until } from '../../support/app.js'
+import { buildTestApp, TEST_DATABASE, until } from '../../support/app.js'
+import { rows as tableRows } from '../../support/db.js'
+import { freshPostgresDatabase, queryPostgres } from '../../support/pg.js'
 import { metric, scrape } from '../../support/metrics.js'
 import { closedPort, startSmtpSink } from '../../support/smtp.js'
 
 const MAIL_ENV = { MAIL_TRANSPORT: 'smtp', MAIL_FROM: 'Example <no-reply@example.test>', MAIL_PRODUCT_NAME: 'Example', APP_URL: 'https://app.example.test' }
 
-interface Row { id: number, state: string, attempts: number, last_error: string | null, next_attempt_at: number, text_body: string, idempotency_key: string }
-const rows = (app: FastifyInstance): Row[] => app.sqlite.prepare('SELECT * FROM mail_outbox ORDER BY id').all() as Row[]
+interface Row { id: number, state: string, attempts: number, last_error: string | null, text_body: string, idempotency_key: string }
+const rows = async (app: FastifyInstance): Promise<Row[]> =>
+  (await tableRows<Row>(app, 'SELECT * FROM mail_outbox ORDER BY id')).map((r) => ({ ...r, id: Number(r.id) }))
+
+const sqliteOnly = TEST_DATABASE === 'postgres' ? { skip: 'SQLite only: group commit and fsync' } : {}
+
+/** A database for an app that a test closes and opens again: a file, or a fresh PostgreSQL database. */
+async function reopenable (t: Test, prefix: string): Promise<{ url: string, read: (sql: string) => Promise<Array<Record<string, unknown>>> }> {
+  if (TEST_DATABASE === 'postgres') {
+    const { url } = await freshPostgresDatabase(t)
+    return { url, read: async (sql) => await queryPostgres(url, sql) }
+  }
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, 'auth.db')
+  return {
+    url: `file:${path}`,
+    read: async (sql) => {
+      const db = new Database(path, { readonly: true })
+      try { return db.prepare(sql).all() as Array<Record<string, unknown>> } finally { db.close() }
+    }
+  }
+}
 
 /** A password-reset message for `to`, enqueued in its own committed transaction. */
-function enqueueReset (app: FastifyInstance, to: string, token = 'tok3n'): { id: number, idempotencyKey: string } {
-  return app.db.transaction((tx) =>
-    app.mail.enqueue(tx, 'password_reset', to, { link: `https://app.example.test/reset?token=${token}`, expiresInMinutes: 30 }, new Date()))
+async function enqueueReset (app: FastifyInstance, to: string, token = 'tok3n'): Promise<{ idempotencyKey: string }> {
+  let enqueued: { idempotencyKey: string } | undefined
+  await app.repos.outbox.enqueueAlone(() => {
+    enqueued = app.mail.enqueue('password_reset', to, { link: `https://app.example.test/reset?token=${token}`, expiresInMinutes: 30 }, new Date())
+  })
+  return enqueued!
 }
 
 t.test('a message enqueued in a committed transaction is delivered by SMTP at once, with its idempotency key', async (t) => {
   const smtp = await startSmtpSink(t)
   // An hour between polls: the enqueue itself must wake the worker.
   const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: smtp.url, MAIL_POLL_INTERVAL: '1h' })
-  const { idempotencyKey } = enqueueReset(app, 'alice@example.test', 'abc&def')
+  const { idempotencyKey } = await enqueueReset(app, 'alice@example.test', 'abc&def')
   const [mail] = await smtp.waitFor(1)
   t.same(mail!.to, ['alice@example.test'])
   t.equal(mail!.header('subject'), 'Reset your Example password')
@@ -44,48 +71,48 @@ t.test('a message enqueued in a committed transaction is delivered by SMTP at on
   t.match(mail!.text, 'https://app.example.test/reset?token=abc&def')
   // The HTML part carries the same link, escaped for an attribute.
   t.match(mail!.raw.replace(/=\r?\n/g, '').replace(/=3D/g, '='), 'href="https://app.example.test/reset?token=abc&amp;def"')
-  await until(() => rows(app)[0]?.state === 'sent')
+  await until(async () => (await rows(app))[0]?.state === 'sent')
   // Once sent, the stored message keeps its metadata only: the link is gone from the database.
-  t.equal(rows(app)[0]!.text_body, '')
+  t.equal((await rows(app))[0]!.text_body, '')
   t.equal(metric(await scrape(app), 'auth_mail_sent_total'), 1)
 })
 
 t.test('a message enqueued in a transaction that rolls back is never sent', async (t) => {
   const smtp = await startSmtpSink(t)
   const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: smtp.url })
-  t.throws(() => app.db.transaction((tx) => {
-    app.mail.enqueue(tx, 'password_reset', 'rolled-back@example.test', { link: 'https://app.example.test/reset?token=lost', expiresInMinutes: 30 }, new Date())
+  await t.rejects(app.repos.outbox.enqueueAlone(() => {
+    app.mail.enqueue('password_reset', 'rolled-back@example.test', { link: 'https://app.example.test/reset?token=lost', expiresInMinutes: 30 }, new Date())
     throw new Error('the change that caused the message failed')
   }), /the change that caused the message failed/)
   // A second message, committed after: once it has arrived, the worker has had its chance at both.
-  enqueueReset(app, 'committed@example.test')
+  await enqueueReset(app, 'committed@example.test')
   await smtp.waitFor(1)
   await app.mail.worker!.drain()
   t.same(smtp.messages.map((m) => m.to[0]), ['committed@example.test'])
-  t.equal(rows(app).length, 1)
+  t.equal((await rows(app)).length, 1)
 })
 
 t.test('enqueue refuses to run outside a transaction', async (t) => {
   const smtp = await startSmtpSink(t)
   const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: smtp.url })
-  t.throws(() => app.mail.enqueue(app.db, 'password_changed', 'alone@example.test', {}, new Date()), /inside the transaction/)
-  t.equal(rows(app).length, 0)
+  t.throws(() => app.mail.enqueue('password_changed', 'alone@example.test', {}, new Date()), /inside the transaction/)
+  t.equal((await rows(app)).length, 0)
 })
 
 t.test('SMTP down: the message is retried with growing delays and delivered exactly once when SMTP returns', async (t) => {
   const smtp = await startSmtpSink(t)
   await smtp.stop()
   const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: smtp.url, MAIL_RETRY_BASE: '100ms', MAIL_RETRY_MAX: '400ms', MAIL_MAX_ATTEMPTS: '50' })
-  const { idempotencyKey } = enqueueReset(app, 'bob@example.test')
-  await until(() => rows(app)[0]!.attempts >= 3 && rows(app)[0]!.state === 'pending')
-  const row = rows(app)[0]!
-  t.match(row.last_error, /ECONNREFUSED/, 'the transport error is kept')
+  const { idempotencyKey } = await enqueueReset(app, 'bob@example.test')
+  let row: Row | undefined
+  await until(async () => { row = (await rows(app))[0]; return row!.attempts >= 3 && row!.state === 'pending' })
+  t.match(row!.last_error, /ECONNREFUSED/, 'the transport error is kept')
   t.ok(metric(await scrape(app), 'auth_mail_retried_total') >= 3)
   t.equal(smtp.messages.length, 0)
 
   await smtp.start()
   await smtp.waitFor(1)
-  await until(() => rows(app)[0]!.state === 'sent')
+  await until(async () => (await rows(app))[0]!.state === 'sent')
   await app.mail.worker!.drain()
   t.equal(smtp.messages.length, 1, 'delivered once')
   t.equal(smtp.messages[0]!.header('x-idempotency-key'), idempotencyKey)
@@ -103,12 +130,12 @@ t.test('the retry delay doubles per attempt up to the cap, with its upper half r
 })
 
 t.test('after the last attempt a message is dead-lettered: counted in /metrics, listed by `admin mail dead`, revived by `admin mail retry`', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'mail-dead-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const env = { DATABASE_URL: `file:${join(dir, 'auth.db')}`, ...MAIL_ENV, SMTP_URL: `smtp://127.0.0.1:${await closedPort()}`, MAIL_MAX_ATTEMPTS: '2', MAIL_RETRY_BASE: '20ms', MAIL_RETRY_MAX: '20ms', MAIL_POLL_INTERVAL: '100ms' }
+  const database = await reopenable(t, 'mail-dead-')
+  const env = { DATABASE_URL: database.url, ...MAIL_ENV, SMTP_URL: `smtp://127.0.0.1:${await closedPort()}`, MAIL_MAX_ATTEMPTS: '2', MAIL_RETRY_BASE: '20ms', MAIL_RETRY_MAX: '20ms', MAIL_POLL_INTERVAL: '100ms' }
   const app = await buildTestApp(t, env)
-  const { id } = enqueueReset(app, 'carol@example.test')
-  await until(() => rows(app)[0]!.state === 'dead')
+  await enqueueReset(app, 'carol@example.test')
+  const { id } = (await rows(app))[0]!
+  await until(async () => (await rows(app))[0]!.state === 'dead')
   const text = await scrape(app)
   t.equal(metric(text, 'auth_mail_dead_lettered_total'), 1)
   t.equal(metric(text, 'auth_mail_retried_total'), 1)
@@ -132,7 +159,7 @@ t.test('after the last attempt a message is dead-lettered: counted in /metrics, 
   t.equal(await runAdminCommand(['mail', 'retry', String(id)], { env: cliEnv, stdout: () => {} }), 0)
   const [mail] = await smtp.waitFor(1)
   t.same(mail!.to, ['carol@example.test'])
-  await until(() => rows(app2)[0]!.state === 'sent')
+  await until(async () => (await rows(app2))[0]!.state === 'sent')
   // Only a dead message can be revived.
   const errors: string[] = []
   t.equal(await runAdminCommand(['mail', 'retry', String(id)], { env: cliEnv, stdout: () => {}, stderr: (s) => errors.push(s) }), 1)
@@ -143,7 +170,7 @@ t.test('without any mail setting the service starts as before, with mail off', a
   const app = await buildTestApp(t)
   t.equal(app.mail.enabled, false)
   t.equal(app.mail.worker, null)
-  t.throws(() => app.db.transaction((tx) => app.mail.enqueue(tx, 'password_changed', 'x@example.test', {}, new Date())), /MAIL_TRANSPORT/)
+  await t.rejects(app.repos.outbox.enqueueAlone(() => { app.mail.enqueue('password_changed', 'x@example.test', {}, new Date()) }), /MAIL_TRANSPORT/)
   t.equal(metric(await scrape(app), 'auth_mail_pending'), 0)
 })
 
@@ -151,8 +178,8 @@ t.test('MAIL_TRANSPORT=log writes each message, its links included, to the log (
   const chunks: string[] = []
   const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { chunks.push(chunk.toString('utf8')); cb() } })
   const app = await buildTestApp(t, { MAIL_TRANSPORT: 'log', LOG_LEVEL: 'info', APP_URL: 'https://app.example.test' }, { logStream })
-  const { idempotencyKey } = enqueueReset(app, 'frank@example.test', 'l0g')
-  await until(() => rows(app)[0]?.state === 'sent')
+  const { idempotencyKey } = await enqueueReset(app, 'frank@example.test', 'l0g')
+  await until(async () => (await rows(app))[0]?.state === 'sent')
   const line = chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { mail?: { to: string, links: string[], idempotencyKey: string } }).find((l) => l.mail !== undefined)
   t.match(line?.mail, { to: 'frank@example.test', idempotencyKey, links: ['https://app.example.test/reset?token=l0g'] })
 })
@@ -165,11 +192,12 @@ t.test('an SMTP server that accepts the connection and never greets costs one bo
   await once(silent, 'listening')
   t.teardown(() => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); silent.close(() => { resolve() }) }))
   const app = await buildTestApp(t, { ...MAIL_ENV, SMTP_URL: `smtp://127.0.0.1:${(silent.address() as AddressInfo).port}`, MAIL_SEND_TIMEOUT: '300ms', MAIL_RETRY_BASE: '1h' })
-  enqueueReset(app, 'grace@example.test')
-  await until(() => rows(app)[0]!.state === 'pending' && rows(app)[0]!.attempts === 1)
+  await enqueueReset(app, 'grace@example.test')
+  let row: Row | undefined
+  await until(async () => { row = (await rows(app))[0]; return row!.state === 'pending' && row!.attempts === 1 })
   // The SMTP client's own greeting timeout ended it (not the worker abandoning a hand-over still
   // in flight), so the connection was closed rather than left open.
-  t.match(rows(app)[0]!.last_error, /Greeting never received/)
+  t.match(row!.last_error, /Greeting never received/)
   await until(() => closed.length === 1)
   t.equal(sockets.length, 1)
 })
@@ -177,16 +205,12 @@ t.test('an SMTP server that accepts the connection and never greets costs one bo
 t.test('closing the app waits for the hand-over in flight and records its outcome before the database closes', async (t) => {
   const smtp = await startSmtpSink(t)
   smtp.hold = true
-  const dir = mkdtempSync(join(tmpdir(), 'mail-close-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const path = join(dir, 'auth.db')
-  const app = await buildTestApp(t, { ...MAIL_ENV, DATABASE_URL: `file:${path}`, SMTP_URL: smtp.url, MAIL_SEND_TIMEOUT: '1s', MAIL_RETRY_BASE: '1h' })
-  enqueueReset(app, 'heidi@example.test')
+  const database = await reopenable(t, 'mail-close-')
+  const app = await buildTestApp(t, { ...MAIL_ENV, DATABASE_URL: database.url, SMTP_URL: smtp.url, MAIL_SEND_TIMEOUT: '1s', MAIL_RETRY_BASE: '1h' })
+  await enqueueReset(app, 'heidi@example.test')
   await until(() => smtp.held === 1)
   await app.close()
-  const db = new Database(path, { readonly: true })
-  t.teardown(() => db.close())
-  t.match(db.prepare('SELECT state, attempts, last_error FROM mail_outbox').get(), { state: 'pending', attempts: 1, last_error: /timeout|not finished/i })
+  t.match((await database.read('SELECT state, attempts, last_error FROM mail_outbox'))[0], { state: 'pending', attempts: 1, last_error: /timeout|not finished/i })
   t.equal(smtp.messages.length, 0)
 })
 
@@ -205,15 +229,16 @@ t.test('an SMTP login refused: the error is kept without the password from SMTP_
   const chunks: string[] = []
   const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { chunks.push(chunk.toString('utf8')); cb() } })
   const app = await buildTestApp(t, { ...MAIL_ENV, LOG_LEVEL: 'info', SMTP_URL: `smtp://mailer:${password}@127.0.0.1:${(listening.address() as AddressInfo).port}`, MAIL_RETRY_BASE: '1h' }, { logStream })
-  enqueueReset(app, 'ivan@example.test')
-  await until(() => rows(app)[0]!.attempts === 1 && rows(app)[0]!.state === 'pending')
-  t.match(rows(app)[0]!.last_error, /Invalid login/)
-  t.notMatch(rows(app)[0]!.last_error, password)
+  await enqueueReset(app, 'ivan@example.test')
+  let row: Row | undefined
+  await until(async () => { row = (await rows(app))[0]; return row!.attempts === 1 && row!.state === 'pending' })
+  t.match(row!.last_error, /Invalid login/)
+  t.notMatch(row!.last_error, password)
   t.notMatch(chunks.join(''), password, 'nor in the log')
   t.match(chunks.join(''), /mail not delivered; will retry/)
 })
 
-t.test('no message is handed over before its commit is on disk: with fdatasync failing, nothing leaves', async (t) => {
+t.test('no message is handed over before its commit is on disk: with fdatasync failing, nothing leaves', sqliteOnly, async (t) => {
   const smtp = await startSmtpSink(t)
   const dir = mkdtempSync(join(tmpdir(), 'mail-durable-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -224,9 +249,9 @@ t.test('no message is handed over before its commit is on disk: with fdatasync f
   fs.fdatasync = ((_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
     process.nextTick(cb, Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }))
   }) as typeof fs.fdatasync
-  enqueueReset(app, 'judy@example.test')
+  await enqueueReset(app, 'judy@example.test')
   await until(() => app.durability!.failure !== null || smtp.messages.length > 0)
   await app.mail.worker!.drain()
   t.equal(smtp.messages.length, 0)
-  t.equal(rows(app)[0]!.state, 'sending', 'claimed, not handed over; the claim runs out and a restarted service takes it')
+  t.equal((await rows(app))[0]!.state, 'sending', 'claimed, not handed over; the claim runs out and a restarted service takes it')
 })

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { signWebhook, verifyWebhookSignature } from '../../../src/mail/webhook-signature.js'
 import { buildTestApp, until } from '../../support/app.js'
+import { rows } from '../../support/db.js'
 
 const SECRET = 'a webhook secret of at least 32 bytes, for tests'
 
@@ -41,8 +42,10 @@ async function startReceiver (t: Test, secret: string, answer = 204): Promise<{ 
 t.test('the webhook receives each message signed; the receiver verifies it and refuses a tampered copy', async (t) => {
   const receiver = await startReceiver(t, SECRET)
   const app = await buildTestApp(t, { MAIL_TRANSPORT: 'webhook', NOTIFY_WEBHOOK_URL: receiver.url, NOTIFY_WEBHOOK_SECRET: SECRET, MAIL_PRODUCT_NAME: 'Example' })
-  const { idempotencyKey } = app.db.transaction((tx) =>
-    app.mail.enqueue(tx, 'verify_email', 'dave@example.test', { link: 'https://localhost:3000/verify?token=t0k' }, new Date()))
+  let idempotencyKey = ''
+  await app.repos.outbox.enqueueAlone(() => {
+    idempotencyKey = app.mail.enqueue('verify_email', 'dave@example.test', { link: 'https://localhost:3000/verify?token=t0k' }, new Date()).idempotencyKey
+  })
   await until(() => receiver.received.length === 1)
   const [request] = receiver.received
   t.equal(request!.status, 204, 'the signature verified')
@@ -50,7 +53,7 @@ t.test('the webhook receives each message signed; the receiver verifies it and r
   const body = JSON.parse(request!.body)
   t.match(body, { idempotencyKey, kind: 'verify_email', to: 'dave@example.test', subject: 'Confirm your e-mail address for Example' })
   t.match(body.text, 'https://localhost:3000/verify?token=t0k')
-  await until(() => (app.sqlite.prepare('SELECT state FROM mail_outbox').pluck().get() as string) === 'sent')
+  await until(async () => (await rows<{ state: string }>(app, 'SELECT state FROM mail_outbox'))[0]?.state === 'sent')
 
   // The same request, replayed with another recipient: refused.
   const tampered = request!.body.replace('dave@example.test', 'mallory@example.test')
@@ -65,11 +68,11 @@ t.test('the webhook receives each message signed; the receiver verifies it and r
 t.test('a receiver that refuses (wrong secret) gets the message again later, not marked sent', async (t) => {
   const receiver = await startReceiver(t, 'another secret that the service does not have')
   const app = await buildTestApp(t, { MAIL_TRANSPORT: 'webhook', NOTIFY_WEBHOOK_URL: receiver.url, NOTIFY_WEBHOOK_SECRET: SECRET, MAIL_RETRY_BASE: '50ms', MAIL_RETRY_MAX: '50ms' })
-  app.db.transaction((tx) => app.mail.enqueue(tx, 'password_changed', 'erin@example.test', {}, new Date()))
+  await app.repos.outbox.enqueueAlone(() => { app.mail.enqueue('password_changed', 'erin@example.test', {}, new Date()) })
   await until(() => receiver.received.length >= 2)
-  const row = app.sqlite.prepare('SELECT state, last_error FROM mail_outbox').get() as { state: string, last_error: string }
-  t.not(row.state, 'sent')
-  t.match(row.last_error, /webhook answered 401/)
+  const [row] = await rows<{ state: string, last_error: string }>(app, 'SELECT state, last_error FROM mail_outbox')
+  t.not(row!.state, 'sent')
+  t.match(row!.last_error, /webhook answered 401/)
 })
 
 t.test('verifyWebhookSignature accepts the genuine request and refuses a tampered body, a wrong secret, an old timestamp', async (t) => {
