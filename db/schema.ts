@@ -29,6 +29,15 @@ export const users = sqliteTable('users', {
   /** The fold key's confusable skeleton (Unicode TS #39); a new name may not share one. */
   usernameSkeleton: text('username_skeleton'),
   passwordHash: text('password_hash').notNull(),
+  /**
+   * The account's e-mail address as given (trimmed, NFC, domain lower-cased), or null. Shown
+   * back to the user and used as the recipient.
+   */
+  email: text('email'),
+  /** The whole address lower-cased: the key addresses are unique by and found by at login. */
+  emailKey: text('email_key'),
+  /** When the owner proved the address (a verification link); null while unverified. */
+  emailVerifiedAt: integer('email_verified_at', { mode: 'timestamp_ms' }),
   /** JSON array of role names. */
   roles: text('roles', { mode: 'json' }).$type<string[]>().notNull(),
   disabled: integer('disabled', { mode: 'boolean' }).notNull().default(false),
@@ -43,6 +52,7 @@ export const users = sqliteTable('users', {
    */
   credentialEpoch: integer('credential_epoch').notNull().default(0)
 }, (t) => [
+  uniqueIndex('users_email_key_unique').on(t.emailKey),
   uniqueIndex('users_username_key_unique').on(t.usernameKey),
   index('users_username_fold_idx').on(t.usernameFold),
   index('users_username_skeleton_idx').on(t.usernameSkeleton)

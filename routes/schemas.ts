@@ -28,11 +28,15 @@ export const PasswordInput = Type.String({ minLength: 1, maxLength: 256, descrip
 export const RefreshTokenInput = Type.String({ minLength: 1, maxLength: 512, description: 'A refresh token from a body-mode login or refresh' })
 export const Transport = Type.Union([Type.Literal('cookie'), Type.Literal('body')], { description: 'Where the refresh token travels (default REFRESH_TRANSPORT_DEFAULT)' })
 
+export const EmailInput = Type.String({ minLength: 1, maxLength: 320, description: 'An e-mail address, at most 254 characters after trimming; unique case-insensitively' })
+
 export const UserSchema = Type.Object({
   id: Type.String(),
   username: Type.String(),
   roles: Type.Array(Type.String()),
-  createdAt: Type.String({ format: 'date-time' })
+  createdAt: Type.String({ format: 'date-time' }),
+  email: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The account\'s address; null when it has none' })),
+  emailVerified: Type.Optional(Type.Boolean({ description: 'Whether the owner confirmed the address' }))
 }, { $id: 'User' })
 
 export const TokenResponseSchema = Type.Object({
@@ -44,6 +48,12 @@ export const TokenResponseSchema = Type.Object({
 
 export type TokenResponse = Static<typeof TokenResponseSchema>
 
-export function userView (user: { id: string, username: string, roles: string[], createdAt: Date }): Static<typeof UserSchema> {
-  return { id: user.id, username: user.username, roles: user.roles, createdAt: user.createdAt.toISOString() }
+export function userView (user: { id: string, username: string, roles: string[], createdAt: Date, email?: string | null, emailVerified?: boolean }): Static<typeof UserSchema> {
+  return {
+    id: user.id,
+    username: user.username,
+    roles: user.roles,
+    createdAt: user.createdAt.toISOString(),
+    ...(user.email === undefined ? {} : { email: user.email, emailVerified: user.emailVerified ?? false })
+  }
 }

@@ -99,6 +99,8 @@ export const ConfigSchema = Type.Object({
   }),
   corsOrigins: Type.Array(Type.String()),
   allowRegistration: Type.Boolean(),
+  /** What a login may name the account by (LOGIN_IDENTIFIERS): `username`, `email`, or both. */
+  loginIdentifiers: Type.Array(Type.Union([Type.Literal('username'), Type.Literal('email')]), { minItems: 1 }),
   demo: Type.Object({
     /** Serve the demo single-page app at /demo (DEMO_ENABLED; off in production unless set). */
     enabled: Type.Boolean(),
@@ -509,6 +511,14 @@ export function loadConfig (env: Env = process.env): Config {
         return parseOrigin(n, o)
       })),
     allowRegistration: read(env, 'ALLOW_REGISTRATION', true, parseBoolean),
+    loginIdentifiers: read(env, 'LOGIN_IDENTIFIERS', ['username', 'email'] as Array<'username' | 'email'>, (n, v) => {
+      const list = [...new Set(v.split(',').map((s) => s.trim()).filter(Boolean))]
+      for (const item of list) {
+        if (item !== 'username' && item !== 'email') throw new ConfigError(`${n}: "${item}" is not one of username, email`)
+      }
+      if (list.length === 0) throw new ConfigError(`${n}: name at least one of username, email`)
+      return list as Array<'username' | 'email'>
+    }),
     demo: {
       enabled: read(env, 'DEMO_ENABLED', nodeEnv !== 'production', parseBoolean),
       apiOrigin: read(env, 'DEMO_API_URL', '', parseOrigin)

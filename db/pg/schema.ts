@@ -20,6 +20,9 @@ export const users = pgTable('users', {
   usernameFold: text('username_fold'),
   usernameSkeleton: text('username_skeleton'),
   passwordHash: text('password_hash').notNull(),
+  email: text('email'),
+  emailKey: text('email_key'),
+  emailVerifiedAt: at('email_verified_at'),
   roles: jsonb('roles').$type<string[]>().notNull(),
   disabled: boolean('disabled').notNull().default(false),
   createdAt: at('created_at').notNull(),
@@ -28,6 +31,7 @@ export const users = pgTable('users', {
   credentialEpoch: integer('credential_epoch').notNull().default(0)
 }, (t) => [
   uniqueIndex('users_username_key_unique').on(t.usernameKey),
+  uniqueIndex('users_email_key_unique').on(t.emailKey),
   index('users_username_fold_idx').on(t.usernameFold),
   index('users_username_skeleton_idx').on(t.usernameSkeleton)
 ])

@@ -32,7 +32,8 @@ import type { Algorithm } from './signing-key.js'
 /** The claims this service signs; the verifier plugin exposes the same type to other services. */
 export type AccessClaims = AccessTokenClaims
 
-export interface AccessSubject { userId: string, sessionId: string, roles: string[] }
+/** `emailVerified`: null or absent for an account without an address (no `email_verified` claim). */
+export interface AccessSubject { userId: string, sessionId: string, roles: string[], emailVerified?: boolean | null }
 
 export interface IssuedAccessToken { accessToken: string, expiresIn: number }
 
@@ -144,7 +145,7 @@ export function createAccessTokenIssuer (config: Config) {
   return function issue (key: RingKey, subject: AccessSubject, now: Date): IssuedAccessToken {
     const expiresIn = ttl - Math.floor(Math.random() * jitter * ttl)
     const iat = Math.floor(now.getTime() / 1000)
-    const token = signerOf(key)({ iss: issuer, aud: audience, sub: subject.userId, jti: randomUUID(), sid: subject.sessionId, roles: subject.roles, iat, exp: iat + expiresIn })
+    const token = signerOf(key)({ iss: issuer, aud: audience, sub: subject.userId, jti: randomUUID(), sid: subject.sessionId, roles: subject.roles, ...(typeof subject.emailVerified === 'boolean' ? { email_verified: subject.emailVerified } : {}), iat, exp: iat + expiresIn })
     return { accessToken: key.alg === 'ES256' ? withLowS(token) : token, expiresIn }
   }
 }

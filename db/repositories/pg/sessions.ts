@@ -34,7 +34,14 @@ export function createPgSessionsRepository (db: PgDb) {
     revokedAt: sessions.revokedAt,
     revokedReason: sessions.revokedReason
   }
-  const userColumns = { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
+  const userColumns = {
+    id: users.id,
+    username: users.username,
+    roles: users.roles,
+    disabled: users.disabled,
+    createdAt: users.createdAt,
+    emailVerified: sql<boolean | null>`CASE WHEN ${users.emailKey} IS NULL THEN NULL ELSE ${users.emailVerifiedAt} IS NOT NULL END`
+  }
   const tokenColumns = {
     id: t.id,
     tokenHash: t.tokenHash,

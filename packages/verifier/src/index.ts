@@ -63,6 +63,8 @@ export interface AccessTokenClaims {
   jti: string
   sid: string
   roles: string[]
+  /** Present when the account has an e-mail address: whether its owner confirmed it. */
+  email_verified?: boolean
 }
 
 /**
