@@ -63,7 +63,11 @@ export const COPIED_TABLES: readonly CopiedTable[] = [
   { name: 'audit_events', from: schema.auditEvents, key: schema.auditEvents.id, field: 'id', to: pgSchema.auditEvents, identity: 'id' },
   { name: 'passkeys', from: schema.passkeys, key: schema.passkeys.id, field: 'id', to: pgSchema.passkeys },
   { name: 'totp_factors', from: schema.totpFactors, key: schema.totpFactors.userId, field: 'userId', to: pgSchema.totpFactors },
-  { name: 'recovery_codes', from: schema.recoveryCodes, key: schema.recoveryCodes.id, field: 'id', to: pgSchema.recoveryCodes, identity: 'id' }
+  { name: 'recovery_codes', from: schema.recoveryCodes, key: schema.recoveryCodes.id, field: 'id', to: pgSchema.recoveryCodes, identity: 'id' },
+  // Pending mail moves with the tokens its links carry; sent rows keep their metadata until
+  // housekeeping, and dead letters stay listable by `admin mail dead`. A claim held by the old
+  // deployment runs out and is taken again by the new one.
+  { name: 'mail_outbox', from: schema.mailOutbox, key: schema.mailOutbox.id, field: 'id', to: pgSchema.mailOutbox, identity: 'id' }
 ]
 
 /** Tables deliberately not copied, and why. */
@@ -73,7 +77,7 @@ export const SKIPPED_TABLES: Readonly<Record<string, string>> = {
   mfa_challenges: 'a login waiting for its second factor lives five minutes: it logs in again'
 }
 
-/** Rows per INSERT: well below PostgreSQL's 65,535 parameters for the widest table (12 columns). */
+/** Rows per INSERT: well below PostgreSQL's 65,535 parameters for the widest tables (users, mail_outbox: 15 columns). */
 const BATCH = 1000
 
 export interface CopyResult {

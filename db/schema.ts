@@ -29,6 +29,15 @@ export const users = sqliteTable('users', {
   /** The fold key's confusable skeleton (Unicode TS #39); a new name may not share one. */
   usernameSkeleton: text('username_skeleton'),
   passwordHash: text('password_hash').notNull(),
+  /**
+   * The account's e-mail address as given (trimmed, NFC, domain lower-cased), or null. Shown
+   * back to the user and used as the recipient.
+   */
+  email: text('email'),
+  /** The whole address lower-cased: the key addresses are unique by and found by at login. */
+  emailKey: text('email_key'),
+  /** When the owner proved the address (a verification link); null while unverified. */
+  emailVerifiedAt: integer('email_verified_at', { mode: 'timestamp_ms' }),
   /** JSON array of role names. */
   roles: text('roles', { mode: 'json' }).$type<string[]>().notNull(),
   disabled: integer('disabled', { mode: 'boolean' }).notNull().default(false),
@@ -43,6 +52,7 @@ export const users = sqliteTable('users', {
    */
   credentialEpoch: integer('credential_epoch').notNull().default(0)
 }, (t) => [
+  uniqueIndex('users_email_key_unique').on(t.emailKey),
   uniqueIndex('users_username_key_unique').on(t.usernameKey),
   index('users_username_fold_idx').on(t.usernameFold),
   index('users_username_skeleton_idx').on(t.usernameSkeleton)
@@ -238,3 +248,41 @@ export const mfaChallenges = sqliteTable('mfa_challenges', {
   expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
   usedAt: integer('used_at', { mode: 'timestamp_ms' })
 }, (t) => [uniqueIndex('mfa_challenges_token_hash_unique').on(t.tokenHash), index('mfa_challenges_expires_at_idx').on(t.expiresAt)])
+
+/**
+ * Outgoing mail (the outbox). A row is written in the same transaction as the change that
+ * causes the message (a token issued, a password changed), so a message exists exactly when
+ * its cause committed; a worker delivers it afterwards (src/mail/outbox-worker.ts).
+ *
+ * The message is stored rendered (subject, text, HTML): what is delivered is what the templates
+ * said when the change happened, and the worker needs nothing of the feature that wrote it.
+ * The body may hold a one-time link until it is sent; a sent message keeps only its metadata
+ * (its bodies are emptied when it is marked sent).
+ *
+ * `state`: pending (due at `next_attempt_at`) → sending (claimed by `claim_holder` until
+ * `claim_until`; a claim that ran out is taken again, so a process killed mid-delivery
+ * delays the message and loses none) → sent, or dead after the last attempt (`admin mail
+ * retry` puts it back). `idempotency_key` is random and travels with every delivery attempt
+ * (Message-ID, X-Idempotency-Key, the webhook's body), so a receiver can drop a repeat.
+ * `last_error` holds the transport's error message, never a credential.
+ */
+export const mailOutbox = sqliteTable('mail_outbox', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  idempotencyKey: text('idempotency_key').notNull(),
+  kind: text('kind').notNull(),
+  recipient: text('recipient').notNull(),
+  subject: text('subject').notNull(),
+  textBody: text('text_body').notNull(),
+  htmlBody: text('html_body').notNull(),
+  state: text('state', { enum: ['pending', 'sending', 'sent', 'dead'] }).notNull(),
+  attempts: integer('attempts').notNull().default(0),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  nextAttemptAt: integer('next_attempt_at', { mode: 'timestamp_ms' }).notNull(),
+  claimHolder: text('claim_holder'),
+  claimUntil: integer('claim_until', { mode: 'timestamp_ms' }),
+  lastError: text('last_error'),
+  sentAt: integer('sent_at', { mode: 'timestamp_ms' })
+}, (t) => [
+  uniqueIndex('mail_outbox_idempotency_key_unique').on(t.idempotencyKey),
+  index('mail_outbox_state_next_attempt_idx').on(t.state, t.nextAttemptAt)
+])

@@ -64,7 +64,7 @@ export function createMetrics (app: FastifyInstance): Metrics {
   })
   const housekeepingDeleted = new Counter({
     name: 'auth_housekeeping_deleted_total',
-    help: 'Rows deleted by housekeeping, by kind (refresh_tokens, sessions, audit_events)',
+    help: 'Rows deleted by housekeeping, by kind (refresh_tokens, sessions, audit_events, mfa_challenges, sent_mail)',
     labelNames: ['kind'] as const,
     registers: [registry]
   })

@@ -25,15 +25,19 @@ export function errors (...statuses: number[]): Record<number, typeof errorRef> 
 // hashing, so a huge password costs nothing.
 export const UsernameInput = Type.String({ minLength: 1, maxLength: 256, description: '3 to 64 letters, digits and . _ - @ + (after NFKC and trimming)' })
 export const PasswordInput = Type.String({ minLength: 1, maxLength: 256, description: 'At most 256 characters; the minimum is PASSWORD_MIN_LENGTH (default 12)' })
-// Room for any access token presented by mistake (with its amr and auth_time claims), so that it is refused as an invalid refresh token rather than as malformed input.
+// Room for any access token presented by mistake (with its amr, auth_time and email_verified claims), so that it is refused as an invalid refresh token rather than as malformed input.
 export const RefreshTokenInput = Type.String({ minLength: 1, maxLength: 1024, description: 'A refresh token from a body-mode login or refresh' })
 export const Transport = Type.Union([Type.Literal('cookie'), Type.Literal('body')], { description: 'Where the refresh token travels (default REFRESH_TRANSPORT_DEFAULT)' })
+
+export const EmailInput = Type.String({ minLength: 1, maxLength: 320, description: 'An e-mail address, at most 254 characters after trimming; unique case-insensitively' })
 
 export const UserSchema = Type.Object({
   id: Type.String(),
   username: Type.String(),
   roles: Type.Array(Type.String()),
-  createdAt: Type.String({ format: 'date-time' })
+  createdAt: Type.String({ format: 'date-time' }),
+  email: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'The account\'s address; null when it has none' })),
+  emailVerified: Type.Optional(Type.Boolean({ description: 'Whether the owner confirmed the address' }))
 }, { $id: 'User' })
 
 export const TokenResponseSchema = Type.Object({
@@ -54,6 +58,12 @@ export const MfaChallengeResponse = Type.Object({
   webauthnOptions: Type.Optional(Type.Object({ challenge: Type.String() }, { additionalProperties: true, description: 'With `webauthn` among the methods: WebAuthn request options listing the account\'s passkeys (a single-use challenge, 5 minutes), for the assertion sent to POST /api/auth/mfa/verify as `webauthn`' }))
 })
 
-export function userView (user: { id: string, username: string, roles: string[], createdAt: Date }): Static<typeof UserSchema> {
-  return { id: user.id, username: user.username, roles: user.roles, createdAt: user.createdAt.toISOString() }
+export function userView (user: { id: string, username: string, roles: string[], createdAt: Date, email?: string | null, emailVerified?: boolean }): Static<typeof UserSchema> {
+  return {
+    id: user.id,
+    username: user.username,
+    roles: user.roles,
+    createdAt: user.createdAt.toISOString(),
+    ...(user.email === undefined ? {} : { email: user.email, emailVerified: user.emailVerified ?? false })
+  }
 }

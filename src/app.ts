@@ -17,6 +17,7 @@ import dbPlugin from '../plugins/db.js'
 import housekeepingPlugin from '../plugins/housekeeping.js'
 import instancesPlugin from '../plugins/instances.js'
 import jwtPlugin from '../plugins/jwt.js'
+import mailPlugin from '../plugins/mail.js'
 import metricsPlugin from '../plugins/metrics.js'
 import passkeysPlugin from '../plugins/passkeys.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
@@ -183,6 +184,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(auditPlugin)
   await app.register(metricsPlugin)
   await app.register(housekeepingPlugin)
+  await app.register(mailPlugin)
 
   await app.register(healthRoutes)
   await app.register(wellKnownRoutes)

@@ -104,6 +104,8 @@ export const ConfigSchema = Type.Object({
    * everyone. Such a user without one is made to enrol at login (docs/mfa.md).
    */
   mfaRequiredRoles: Type.Array(Type.String({ minLength: 1 })),
+  /** What a login may name the account by (LOGIN_IDENTIFIERS): `username`, `email`, or both. */
+  loginIdentifiers: Type.Array(Type.Union([Type.Literal('username'), Type.Literal('email')]), { minItems: 1 }),
   demo: Type.Object({
     /** Serve the demo single-page app at /demo (DEMO_ENABLED; off in production unless set). */
     enabled: Type.Boolean(),
@@ -146,6 +148,30 @@ export const ConfigSchema = Type.Object({
     sessionRetention: Type.Integer({ minimum: 0 }),
     /** How long audit events are kept. */
     auditRetention: Seconds
+  }),
+  /** Outgoing mail (docs/mail.md): delivered from the outbox by the worker; `none` without any mail setting. */
+  mail: Type.Object({
+    transport: Type.Union([Type.Literal('none'), Type.Literal('smtp'), Type.Literal('webhook'), Type.Literal('log')]),
+    smtpUrl: Type.Optional(Type.String()),
+    from: Type.Optional(Type.String({ minLength: 1 })),
+    webhookUrl: Type.Optional(Type.String()),
+    webhookSecret: Type.Optional(Type.String()),
+    /** The product's name in every message (MAIL_PRODUCT_NAME). */
+    productName: Type.String({ minLength: 1 }),
+    /** Where links in messages point: APP_URL, else PUBLIC_URL (no trailing slash). */
+    linkBase: Type.String({ minLength: 1 }),
+    /** A directory whose files replace built-in templates (src/mail/templates.ts). */
+    templatesDir: Type.Optional(Type.String()),
+    /** Delivery attempts before a message is dead-lettered. */
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 100 }),
+    /** The first retry's delay (ms); each later one doubles, up to retryMaxMs, with jitter. */
+    retryBaseMs: Type.Integer({ minimum: 1 }),
+    retryMaxMs: Type.Integer({ minimum: 1 }),
+    /** How often the worker looks for due messages besides being woken by an enqueue (ms). */
+    pollIntervalMs: Type.Integer({ minimum: 10 }),
+    /** The longest one step of a hand-over may take (ms); a whole hand-over, twice that; a claim, three times. */
+    sendTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000 }),
+    batchSize: Type.Integer({ minimum: 1, maximum: 1000 })
   })
 })
 
@@ -166,6 +192,22 @@ export function parseDuration (name: string, value: string): number {
     throw new ConfigError(`${name}: "${value}" is not a duration (use seconds or a number with s, m, h or d, e.g. 15m)`)
   }
   return Math.round(ms / 1000)
+}
+
+/** `30s`, `500ms`, `1h`, or a plain number of seconds → milliseconds. */
+function parseMillis (name: string, value: string): number {
+  const trimmed = value.trim()
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000
+  const ms = /^\d+(?:\.\d+)?\s*(ms|s|m|h|d)$/.test(trimmed) ? parseMs(trimmed) : undefined
+  if (ms === undefined || !Number.isFinite(ms)) {
+    throw new ConfigError(`${name}: "${value}" is not a duration (use seconds or a number with ms, s, m, h or d, e.g. 30s)`)
+  }
+  return Math.round(ms)
+}
+
+function optional (env: Env, name: string): string | undefined {
+  const raw = env[name]
+  return raw === undefined || raw.trim() === '' ? undefined : raw.trim()
 }
 
 function parseBoolean (name: string, value: string): boolean {
@@ -335,7 +377,16 @@ const ENV_NAMES: Record<string, string> = {
   '/housekeeping/interval': 'HOUSEKEEPING_INTERVAL',
   '/housekeeping/batchSize': 'HOUSEKEEPING_BATCH_SIZE',
   '/housekeeping/sessionRetention': 'SESSION_RETENTION',
-  '/housekeeping/auditRetention': 'AUDIT_RETENTION'
+  '/housekeeping/auditRetention': 'AUDIT_RETENTION',
+  '/mail/transport': 'MAIL_TRANSPORT',
+  '/mail/from': 'MAIL_FROM',
+  '/mail/productName': 'MAIL_PRODUCT_NAME',
+  '/mail/maxAttempts': 'MAIL_MAX_ATTEMPTS',
+  '/mail/retryBaseMs': 'MAIL_RETRY_BASE',
+  '/mail/retryMaxMs': 'MAIL_RETRY_MAX',
+  '/mail/pollIntervalMs': 'MAIL_POLL_INTERVAL',
+  '/mail/sendTimeoutMs': 'MAIL_SEND_TIMEOUT',
+  '/mail/batchSize': 'MAIL_BATCH_SIZE'
 }
 for (const [key, prefix] of Object.entries({
   global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH', loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER'
@@ -349,11 +400,18 @@ const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTAT
   'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
   ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
 
+/** Settings read with `parseMillis`: their limits are said in milliseconds. */
+const MILLIS = new Set(['MAIL_RETRY_BASE', 'MAIL_RETRY_MAX', 'MAIL_POLL_INTERVAL', 'MAIL_SEND_TIMEOUT'])
+
 /** What `schema` allows, said for a person: "use one of A, B", "use an integer from 0 to 65535". */
 function allowed (name: string, schema: TSchema): string {
   const s = schema as { anyOf?: Array<{ const?: unknown }>, type?: string, minimum?: number, maximum?: number, minLength?: number, pattern?: string }
   const literals = s.anyOf?.map((m) => m.const).filter((c) => c !== undefined)
   if (literals !== undefined && literals.length > 0) return `use one of ${literals.join(', ')}`
+  if (s.type === 'integer' && MILLIS.has(name)) {
+    const range = s.maximum !== undefined ? `from ${s.minimum ?? 0}ms to ${s.maximum}ms` : `of at least ${s.minimum ?? 0}ms`
+    return `use a duration ${range} (seconds, or a number with ms, s, m, h or d, e.g. 30s)`
+  }
   if (s.type === 'integer' || s.type === 'number') {
     const duration = DURATIONS.has(name)
     const what = duration ? 'a duration' : s.type === 'integer' ? 'an integer' : 'a number'
@@ -459,6 +517,14 @@ export function loadConfig (env: Env = process.env): Config {
       })),
     allowRegistration: read(env, 'ALLOW_REGISTRATION', true, parseBoolean),
     mfaRequiredRoles: read(env, 'MFA_REQUIRED_ROLES', [] as string[], (_n, v) => v.split(',').map((r) => r.trim()).filter(Boolean)),
+    loginIdentifiers: read(env, 'LOGIN_IDENTIFIERS', ['username', 'email'] as Array<'username' | 'email'>, (n, v) => {
+      const list = [...new Set(v.split(',').map((s) => s.trim()).filter(Boolean))]
+      for (const item of list) {
+        if (item !== 'username' && item !== 'email') throw new ConfigError(`${n}: "${item}" is not one of username, email`)
+      }
+      if (list.length === 0) throw new ConfigError(`${n}: name at least one of username, email`)
+      return list as Array<'username' | 'email'>
+    }),
     demo: {
       enabled: read(env, 'DEMO_ENABLED', nodeEnv !== 'production', parseBoolean),
       apiOrigin: read(env, 'DEMO_API_URL', '', parseOrigin)
@@ -488,6 +554,23 @@ export function loadConfig (env: Env = process.env): Config {
       batchSize: read(env, 'HOUSEKEEPING_BATCH_SIZE', 1000, parseInteger),
       sessionRetention: read(env, 'SESSION_RETENTION', parseDuration('', '7d'), parseDuration),
       auditRetention: read(env, 'AUDIT_RETENTION', parseDuration('', '90d'), parseDuration)
+    },
+    mail: {
+      transport: read(env, 'MAIL_TRANSPORT', 'none', (_n, v) => v.trim().toLowerCase()) as Config['mail']['transport'],
+      smtpUrl: optional(env, 'SMTP_URL'),
+      from: optional(env, 'MAIL_FROM'),
+      webhookUrl: optional(env, 'NOTIFY_WEBHOOK_URL'),
+      // Not trimmed: the secret is used byte for byte, as the receiver has it.
+      webhookSecret: env.NOTIFY_WEBHOOK_SECRET === undefined || env.NOTIFY_WEBHOOK_SECRET === '' ? undefined : env.NOTIFY_WEBHOOK_SECRET,
+      productName: read(env, 'MAIL_PRODUCT_NAME', 'Auth Service', str),
+      linkBase: read(env, 'APP_URL', publicUrl, (n, v) => { parseOrigin(n, v.trim()); return v.trim() }).replace(/\/+$/, ''),
+      templatesDir: optional(env, 'MAIL_TEMPLATES_DIR'),
+      maxAttempts: read(env, 'MAIL_MAX_ATTEMPTS', 8, parseInteger),
+      retryBaseMs: read(env, 'MAIL_RETRY_BASE', 30_000, parseMillis),
+      retryMaxMs: read(env, 'MAIL_RETRY_MAX', 3_600_000, parseMillis),
+      pollIntervalMs: read(env, 'MAIL_POLL_INTERVAL', 10_000, parseMillis),
+      sendTimeoutMs: read(env, 'MAIL_SEND_TIMEOUT', 30_000, parseMillis),
+      batchSize: read(env, 'MAIL_BATCH_SIZE', 20, parseInteger)
     }
   }
 
@@ -518,6 +601,30 @@ function checkConsistency (c: Config): void {
   if (c.metrics.port !== null && c.metrics.port !== 0 && c.metrics.port === c.port) {
     throw new ConfigError('METRICS_PORT must differ from PORT (leave it unset to serve /metrics on the main port)')
   }
+  checkMail(c.mail)
+}
+
+/** Each transport's settings, present and well-formed; a setting of another transport is a mistake said out loud. */
+function checkMail (m: Config['mail']): void {
+  if (m.transport === 'none') {
+    const stray = m.smtpUrl !== undefined ? 'SMTP_URL' : m.webhookUrl !== undefined ? 'NOTIFY_WEBHOOK_URL' : undefined
+    if (stray !== undefined) throw new ConfigError(`${stray} is set but MAIL_TRANSPORT is not; set MAIL_TRANSPORT=${stray === 'SMTP_URL' ? 'smtp' : 'webhook'} to send mail`)
+  }
+  if (m.transport === 'smtp') {
+    if (m.smtpUrl === undefined) throw new ConfigError('MAIL_TRANSPORT=smtp needs SMTP_URL (e.g. smtps://user:password@mail.example.com:465)')
+    let url: URL | undefined
+    try { url = new URL(m.smtpUrl) } catch { url = undefined }
+    // The URL may hold a password: it is never echoed.
+    if (url === undefined || (url.protocol !== 'smtp:' && url.protocol !== 'smtps:')) throw new ConfigError('SMTP_URL must be an smtp:// or smtps:// URL')
+    if (m.from === undefined) throw new ConfigError('MAIL_TRANSPORT=smtp needs MAIL_FROM (e.g. "Example <no-reply@example.com>")')
+  }
+  if (m.transport === 'webhook') {
+    if (m.webhookUrl === undefined) throw new ConfigError('MAIL_TRANSPORT=webhook needs NOTIFY_WEBHOOK_URL')
+    parseOrigin('NOTIFY_WEBHOOK_URL', m.webhookUrl)
+    if (m.webhookSecret === undefined) throw new ConfigError('MAIL_TRANSPORT=webhook needs NOTIFY_WEBHOOK_SECRET (the key the receiver checks signatures with)')
+  }
+  if (m.retryMaxMs < m.retryBaseMs) throw new ConfigError('MAIL_RETRY_MAX must be at least MAIL_RETRY_BASE')
+  if (m.templatesDir !== undefined && !existsSync(m.templatesDir)) throw new ConfigError(`MAIL_TEMPLATES_DIR: no directory at ${m.templatesDir}`)
 }
 
 /** KEY_ENCRYPTION_KEY: 32 bytes, as 64 hex characters or base64/base64url. */
@@ -564,6 +671,17 @@ function checkProductionSafety (c: Config): void {
   }
   if (c.databasePath === ':memory:') {
     problems.push('DATABASE_URL=:memory: loses every account and key on restart')
+  }
+  if (c.mail.transport === 'log') {
+    problems.push('MAIL_TRANSPORT=log writes every message, one-time links included, to the log; use smtp or webhook')
+  }
+  if (c.mail.transport !== 'none' && new URL(c.mail.linkBase).protocol === 'http:' && !isLoopback(new URL(c.mail.linkBase).origin)) {
+    problems.push(`APP_URL (or PUBLIC_URL) ${c.mail.linkBase} must be https outside loopback: mailed links carry one-time tokens`)
+  }
+  if (c.mail.transport === 'webhook') {
+    if (Buffer.byteLength(c.mail.webhookSecret ?? '') < 32) problems.push('NOTIFY_WEBHOOK_SECRET must be at least 32 bytes: a short key lets anyone forge messages to the receiver')
+    const origin = parseOrigin('NOTIFY_WEBHOOK_URL', c.mail.webhookUrl ?? '')
+    if (new URL(origin).protocol === 'http:' && !isLoopback(origin)) problems.push('NOTIFY_WEBHOOK_URL must be https outside loopback: messages carry one-time links')
   }
   if (problems.length > 0) {
     throw new ConfigError(`refusing to start with NODE_ENV=production: ${problems.join('; ')}`)

@@ -11,6 +11,10 @@ export const ValidationFailed = createError('VALIDATION_FAILED', '%s', 400)
 export const WeakPassword = createError('WEAK_PASSWORD', '%s', 400)
 export const InvalidUsername = createError('INVALID_USERNAME', '%s', 400)
 export const UsernameTaken = createError('USERNAME_TAKEN', 'This username is not available', 409)
+export const InvalidEmail = createError('INVALID_EMAIL', '%s', 400)
+export const EmailTaken = createError('EMAIL_TAKEN', 'This e-mail address is not available', 409)
+/** A login by an identifier LOGIN_IDENTIFIERS does not accept (the message names it). */
+export const LoginIdentifierRefused = createError('LOGIN_IDENTIFIER_REFUSED', '%s', 400)
 export const RegistrationDisabled = createError('REGISTRATION_DISABLED', 'Registration is disabled', 403)
 export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Invalid username or password', 401)
 /** The message says which origin arrived and which are allowed (routes/auth/refresh-transport.ts). */

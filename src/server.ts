@@ -39,7 +39,8 @@ try {
 } catch (err) {
   // A stored signing key that KEY_ENCRYPTION_KEY does not open: a setting to fix, not a crash.
   // A database path that cannot be opened for writing: likewise (plugins/db.ts).
-  if (err instanceof Error && err.name === 'KeyProtectionError') {
+  // A mail template in MAIL_TEMPLATES_DIR with an unknown placeholder: likewise.
+  if (err instanceof Error && (err.name === 'KeyProtectionError' || err.name === 'MailTemplateError')) {
     console.error(`auth-service: ${err.message}`)
     process.exit(78) // EX_CONFIG
   }

@@ -20,6 +20,9 @@ export const users = pgTable('users', {
   usernameFold: text('username_fold'),
   usernameSkeleton: text('username_skeleton'),
   passwordHash: text('password_hash').notNull(),
+  email: text('email'),
+  emailKey: text('email_key'),
+  emailVerifiedAt: at('email_verified_at'),
   roles: jsonb('roles').$type<string[]>().notNull(),
   disabled: boolean('disabled').notNull().default(false),
   createdAt: at('created_at').notNull(),
@@ -28,6 +31,7 @@ export const users = pgTable('users', {
   credentialEpoch: integer('credential_epoch').notNull().default(0)
 }, (t) => [
   uniqueIndex('users_username_key_unique').on(t.usernameKey),
+  uniqueIndex('users_email_key_unique').on(t.emailKey),
   index('users_username_fold_idx').on(t.usernameFold),
   index('users_username_skeleton_idx').on(t.usernameSkeleton)
 ])
@@ -151,3 +155,25 @@ export const mfaChallenges = pgTable('mfa_challenges', {
   expiresAt: at('expires_at').notNull(),
   usedAt: at('used_at')
 }, (t) => [uniqueIndex('mfa_challenges_token_hash_unique').on(t.tokenHash), index('mfa_challenges_expires_at_idx').on(t.expiresAt)])
+
+/** Ids from an identity, in the order messages were enqueued. */
+export const mailOutbox = pgTable('mail_outbox', {
+  id: bigint('id', { mode: 'number' }).primaryKey().generatedByDefaultAsIdentity(),
+  idempotencyKey: text('idempotency_key').notNull(),
+  kind: text('kind').notNull(),
+  recipient: text('recipient').notNull(),
+  subject: text('subject').notNull(),
+  textBody: text('text_body').notNull(),
+  htmlBody: text('html_body').notNull(),
+  state: text('state', { enum: ['pending', 'sending', 'sent', 'dead'] }).notNull(),
+  attempts: integer('attempts').notNull().default(0),
+  createdAt: at('created_at').notNull(),
+  nextAttemptAt: at('next_attempt_at').notNull(),
+  claimHolder: text('claim_holder'),
+  claimUntil: at('claim_until'),
+  lastError: text('last_error'),
+  sentAt: at('sent_at')
+}, (t) => [
+  uniqueIndex('mail_outbox_idempotency_key_unique').on(t.idempotencyKey),
+  index('mail_outbox_state_next_attempt_idx').on(t.state, t.nextAttemptAt)
+])

@@ -9,10 +9,12 @@ import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createMfaRepository, type MfaRepository } from './mfa.js'
+import { createOutboxRepository, type OutboxRepository } from './outbox.js'
 import { createPasskeysRepository, type PasskeysRepository } from './passkeys.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgMfaRepository } from './pg/mfa.js'
+import { createPgOutboxRepository } from './pg/outbox.js'
 import { createPgPasskeysRepository } from './pg/passkeys.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
 import { createPgSessionsRepository } from './pg/sessions.js'
@@ -38,6 +40,7 @@ export interface Repositories {
   leases: LeasesRepository
   passkeys: PasskeysRepository
   mfa: MfaRepository
+  outbox: OutboxRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -49,7 +52,8 @@ export function createRepositories (db: Db): Repositories {
     audit: createAuditRepository(db),
     leases: createLeasesRepository(db),
     passkeys: createPasskeysRepository(db),
-    mfa: createMfaRepository(db)
+    mfa: createMfaRepository(db),
+    outbox: createOutboxRepository(db)
   }
 }
 
@@ -62,6 +66,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     audit: createPgAuditRepository(db),
     leases: createPgLeasesRepository(db),
     passkeys: createPgPasskeysRepository(db),
-    mfa: createPgMfaRepository(db)
+    mfa: createPgMfaRepository(db),
+    outbox: createPgOutboxRepository(db)
   } satisfies Repositories
 }

@@ -12,6 +12,20 @@ export interface User {
   passwordHash: string
   /** The security stamp (db/schema.ts): what a password check read, for its commit to compare. */
   credentialEpoch: number
+  /** The address as given (normalised), or null when the account has none. */
+  email: string | null
+  emailVerified: boolean
+}
+
+/** An address for a new account: as shown, and the key it is unique by (src/auth/email.ts). */
+export interface NewEmail {
+  address: string
+  key: string
+}
+
+/** Thrown by `insert` when another account has the address's key: nothing was written. */
+export class EmailTakenError extends Error {
+  constructor () { super('e-mail address taken'); this.name = 'EmailTakenError' }
 }
 
 export interface NewUser {
@@ -22,6 +36,7 @@ export interface NewUser {
   passwordHash: string
   roles: string[]
   now: Date
+  email?: NewEmail | null
 }
 
 function isUniqueViolation (err: unknown): boolean {
@@ -34,6 +49,7 @@ export function createUsersRepository (db: Db) {
   const clash = db.select({ id: users.id }).from(users)
     .where(or(eq(users.usernameFold, sql.placeholder('fold')), eq(users.usernameSkeleton, sql.placeholder('skeleton')))).limit(1).prepare()
   const byId = db.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare()
+  const byEmailKey = db.select().from(users).where(eq(users.emailKey, sql.placeholder('key'))).prepare()
 
   const toUser = (row: typeof users.$inferSelect): User => ({
     id: row.id,
@@ -42,7 +58,9 @@ export function createUsersRepository (db: Db) {
     disabled: row.disabled,
     createdAt: row.createdAt,
     passwordHash: row.passwordHash,
-    credentialEpoch: row.credentialEpoch
+    credentialEpoch: row.credentialEpoch,
+    email: row.email,
+    emailVerified: row.emailVerifiedAt !== null
   })
 
   return {
@@ -61,6 +79,7 @@ export function createUsersRepository (db: Db) {
       try {
         return db.transaction((tx) => {
           if (clash.get({ fold, skeleton }) !== undefined) return null
+          if (user.email != null && byEmailKey.get({ key: user.email.key }) !== undefined) throw new EmailTakenError()
           const row = tx.insert(users).values({
             id: user.id,
             username: user.username,
@@ -68,6 +87,8 @@ export function createUsersRepository (db: Db) {
             usernameFold: fold,
             usernameSkeleton: skeleton,
             passwordHash: user.passwordHash,
+            email: user.email?.address ?? null,
+            emailKey: user.email?.key ?? null,
             roles: user.roles,
             createdAt: user.now,
             updatedAt: user.now,
@@ -124,6 +145,12 @@ export function createUsersRepository (db: Db) {
 
     async findById (id: string): Promise<User | null> {
       const row = byId.get({ id })
+      return row === undefined ? null : toUser(row)
+    },
+
+    /** The account whose address has this key (src/auth/email.ts `emailKey`), or null. */
+    async findByEmailKey (key: string): Promise<User | null> {
+      const row = byEmailKey.get({ key })
       return row === undefined ? null : toUser(row)
     },
 

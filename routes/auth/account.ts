@@ -3,13 +3,15 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { checkUsername, normalizeUsername, usernameFold, usernameKey } from '../../src/auth/credentials.js'
+import { checkEmail } from '../../src/auth/email.js'
+import { EmailTakenError } from '../../db/repositories/users.js'
 import {
-  AccessTokenInvalid, InvalidCurrentPassword, InvalidUsername, RateLimited, RegistrationDisabled, SessionEnded, UsernameTaken, WeakPassword
+  AccessTokenInvalid, EmailTaken, InvalidCurrentPassword, InvalidEmail, InvalidUsername, RateLimited, RegistrationDisabled, SessionEnded, UsernameTaken, WeakPassword
 } from '../../src/errors.js'
-import { PasswordInput, UserSchema, UsernameInput, errors, userView } from '../schemas.js'
+import { EmailInput, PasswordInput, UserSchema, UsernameInput, errors, userView } from '../schemas.js'
 import { routeLimit } from './limits.js'
 
-const RegisterBody = Type.Object({ username: UsernameInput, password: PasswordInput }, { additionalProperties: false })
+const RegisterBody = Type.Object({ username: UsernameInput, password: PasswordInput, email: Type.Optional(EmailInput) }, { additionalProperties: false })
 const PasswordBody = Type.Object({ currentPassword: PasswordInput, newPassword: PasswordInput }, { additionalProperties: false })
 
 const account: FastifyPluginAsyncTypebox = async (app) => {
@@ -18,7 +20,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/register', {
     schema: {
       summary: 'Create an account',
-      description: 'Usernames: 3 to 64 letters, digits and . _ - @ + after NFKC and trimming, in one script (digits and . _ - @ + go with any), not shaped like a user id (UUID). Unique by NFKC + full Unicode case folding; a name that looks like an existing one (Unicode TS #39 confusable skeleton) counts as taken (409, as a taken name). Passwords: PASSWORD_MIN_LENGTH to 256 characters, not on the common-password list, no composition rules.',
+      description: 'Optional `email`: trimmed, NFC, domain lower-cased, at most 254 characters; unique by the whole address lower-cased (409 EMAIL_TAKEN, as a taken username). Usernames: 3 to 64 letters, digits and . _ - @ + after NFKC and trimming, in one script (digits and . _ - @ + go with any), not shaped like a user id (UUID). Unique by NFKC + full Unicode case folding; a name that looks like an existing one (Unicode TS #39 confusable skeleton) counts as taken (409, as a taken name). Passwords: PASSWORD_MIN_LENGTH to 256 characters, not on the common-password list, no composition rules.',
       tags: ['account'],
       body: RegisterBody,
       response: { 201: UserSchema, ...errors(400, 403, 409, 415, 429) }
@@ -28,18 +30,27 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     if (!config.allowRegistration) throw new RegistrationDisabled()
     const username = checkUsername(request.body.username)
     if (!username.ok) throw new InvalidUsername(username.message)
+    const email = request.body.email === undefined ? null : checkEmail(request.body.email)
+    if (email !== null && !email.ok) throw new InvalidEmail(email.message)
     const password = passwordPolicy.check(request.body.password)
     if (!password.ok) throw new WeakPassword(password.message)
 
     const now = new Date()
-    const user = await repos.users.insert({
-      id: randomUUID(),
-      username: username.value,
-      usernameKey: usernameKey(username.value),
-      passwordHash: await passwords.hash(password.value),
-      roles: ['user'],
-      now
-    })
+    let user
+    try {
+      user = await repos.users.insert({
+        id: randomUUID(),
+        username: username.value,
+        usernameKey: usernameKey(username.value),
+        passwordHash: await passwords.hash(password.value),
+        roles: ['user'],
+        now,
+        email: email === null ? null : { address: email.address, key: email.key }
+      })
+    } catch (err) {
+      if (err instanceof EmailTakenError) throw new EmailTaken()
+      throw err
+    }
     if (user === null) throw new UsernameTaken()
     request.log.info({ userId: user.id }, 'registered')
     app.audit.record(request, 'register', { userId: user.id, detail: { username: user.username } }, now)
@@ -55,9 +66,11 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     },
     preValidation: app.authenticate
   }, async (request) => {
-    // authenticate read the user together with the session; nothing to read again.
+    // The address is read here rather than with every authenticated request's session.
     const { userId, username, roles, createdAt } = request.principal!
-    return userView({ id: userId, username, roles, createdAt })
+    const user = await repos.users.findById(userId)
+    if (user === null) throw new AccessTokenInvalid()
+    return userView({ id: userId, username, roles, createdAt, email: user.email, emailVerified: user.emailVerified })
   })
 
   app.post('/password', {

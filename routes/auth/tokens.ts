@@ -4,16 +4,21 @@ import { Type } from 'typebox'
 import type { FastifyRequest } from 'fastify'
 import { refresh, type RefreshDeps } from '../../src/auth/refresh.js'
 import { normalizeUsername, usernameFold } from '../../src/auth/credentials.js'
-import { InvalidCredentials, RateLimited } from '../../src/errors.js'
-import { MfaChallengeResponse, PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
+import { InvalidCredentials, LoginIdentifierRefused, RateLimited } from '../../src/errors.js'
+import { emailKey, normalizeEmail } from '../../src/auth/email.js'
+import type { User } from '../../db/repositories/users.js'
+import { EmailInput, MfaChallengeResponse, PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
 import { routeLimit } from './limits.js'
 import type { RefreshTransport } from './refresh-transport.js'
 
+// One of `username` and `email`: checked in the handler (400 LOGIN_IDENTIFIER_REFUSED), which
+// can say what was wrong; a schema union would have the validator strip the extra property.
 const LoginBody = Type.Object({
-  username: UsernameInput,
+  username: Type.Optional(UsernameInput),
+  email: Type.Optional(EmailInput),
   password: PasswordInput,
   transport: Type.Optional(Transport)
-}, { additionalProperties: false })
+}, { additionalProperties: false, description: 'The account named by `username` or by `email` (one of them; LOGIN_IDENTIFIERS says which are accepted), and its password' })
 
 const RefreshBody = Type.Object({
   refreshToken: Type.Optional(RefreshTokenInput)
@@ -34,8 +39,8 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
 
   app.post('/login', {
     schema: {
-      summary: 'Log in with username and password',
-      description: 'Starts a session. Cookie mode (default) sets the httpOnly refresh cookie; `"transport": "body"` returns `refreshToken` in the body instead. Unknown user and wrong password get one identical 401. An account with a second factor answers 202 `{ mfaRequired, mfaToken, methods }` instead (finish with POST /api/auth/mfa/verify); an account that MFA_REQUIRED_ROLES obliges to have one and has none answers 202 `{ mfaEnrollmentRequired, mfaToken }` (enrol with the mfaToken, docs/mfa.md).',
+      summary: 'Log in with username or e-mail address, and password',
+      description: 'Starts a session. The account is named by `username` or `email`, as LOGIN_IDENTIFIERS allows (an identifier it does not accept: 400 LOGIN_IDENTIFIER_REFUSED). Cookie mode (default) sets the httpOnly refresh cookie; `"transport": "body"` returns `refreshToken` in the body instead. Unknown user and wrong password get one identical 401. An account with a second factor answers 202 `{ mfaRequired, mfaToken, methods }` instead (finish with POST /api/auth/mfa/verify); an account that MFA_REQUIRED_ROLES obliges to have one and has none answers 202 `{ mfaEnrollmentRequired, mfaToken }` (enrol with the mfaToken, docs/mfa.md).',
       tags: ['tokens'],
       body: LoginBody,
       response: { 200: TokenResponseSchema, 202: MfaChallengeResponse, ...errors(400, 401, 403, 415, 429) }
@@ -46,9 +51,27 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     const mode = request.body.transport ?? config.refresh.transportDefault
     if (mode === 'cookie') transport.checkOrigin(request)
 
-    const name = normalizeUsername(request.body.username)
-    // Attempts count per fold key: every spelling of one name shares one budget.
-    const key = usernameFold(name)
+    // The account the login names, looked up before the throttle (an indexed read, no hashing)
+    // only for an address: attempts count per account, by its username's fold key, so that
+    // naming it by address or by any spelling of its name draws on one budget. An address of
+    // no account has a budget of its own.
+    let key: string
+    let lookup: () => Promise<User | null>
+    const { username: givenName, email: givenEmail } = request.body
+    if ((givenName === undefined) === (givenEmail === undefined)) throw new LoginIdentifierRefused('Give either username or email')
+    if (givenEmail !== undefined) {
+      if (!config.loginIdentifiers.includes('email')) throw new LoginIdentifierRefused('Log in with your username (LOGIN_IDENTIFIERS does not accept email)')
+      const address = emailKey(normalizeEmail(givenEmail))
+      const byEmail = await repos.users.findByEmailKey(address)
+      key = byEmail === null ? `email:${address}` : usernameFold(normalizeUsername(byEmail.username))
+      lookup = async () => byEmail
+    } else {
+      if (!config.loginIdentifiers.includes('username')) throw new LoginIdentifierRefused('Log in with your e-mail address (LOGIN_IDENTIFIERS does not accept username)')
+      const name = normalizeUsername(givenName!)
+      // Every spelling of one name shares one budget.
+      key = usernameFold(name)
+      lookup = async () => await repos.users.findByUsername(name)
+    }
     // The guess is counted before its password is hashed, so that guesses sent at once cannot
     // all pass the per-account limit while the first ones are still hashing.
     const reservation = await loginThrottle.reserve(key, now)
@@ -61,7 +84,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
     let outcome: 'failed' | 'unchecked' | 'right' = 'unchecked'
     try {
       const password = request.body.password.normalize('NFKC')
-      const user = await repos.users.findByUsername(name)
+      const user = await lookup()
       // Unknown users cost one verification too, so that timing does not tell them apart.
       const valid = user === null ? await passwords.verifyDummy(password) : await passwords.verify(user.passwordHash, password)
       const refuse = (reason: 'unknown_user' | 'wrong_password' | 'disabled' | 'credential_changed'): Error => {
@@ -109,7 +132,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       })
       if (issued === null) throw refuse('credential_changed')
       outcome = 'right'
-      const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr: issued.session.amr, authTime: now })
+      const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr: issued.session.amr, authTime: now, emailVerified: user.email === null ? null : user.emailVerified })
       request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
       app.metrics.loginOutcomes.inc({ outcome: 'success' })
       return transport.send(reply, mode, { ...access, ...issued }, now)

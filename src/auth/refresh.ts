@@ -28,7 +28,7 @@ export interface AccessTokens { accessToken: string, expiresIn: number }
 export interface RefreshDeps<Client> {
   sessionManager: Pick<SessionManager, 'rotate'>
   /** The signer of access tokens at `now`, its key chosen now; throws when no key can sign. */
-  accessTokenIssuer: (now: Date) => (subject: { userId: string, sessionId: string, roles: string[], amr?: string[], authTime?: Date }) => Promise<AccessTokens>
+  accessTokenIssuer: (now: Date) => (subject: { userId: string, sessionId: string, roles: string[], amr?: string[], authTime?: Date, emailVerified?: boolean | null }) => Promise<AccessTokens>
   /** Writes an audit event synchronously: called inside the transaction that ends a session. */
   recordAudit: (client: Client, type: AuditEventType, fields: { userId: string, sessionId: string, detail: Record<string, unknown> }, now: Date) => void
 }
@@ -57,6 +57,6 @@ export async function refresh<Client> (deps: RefreshDeps<Client>, presented: str
     deps.recordAudit(client, 'refresh_reuse_detected', { ...ended, detail: { sessionRevoked: true } }, now)
   })
   if (!result.ok) return refused(result.reason, result.sessionId)
-  const access = await issueAccess({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles, amr: result.session.amr, authTime: result.session.authTime ?? result.session.createdAt })
+  const access = await issueAccess({ userId: result.user.id, sessionId: result.session.id, roles: result.user.roles, amr: result.session.amr, authTime: result.session.authTime ?? result.session.createdAt, emailVerified: result.user.emailVerified })
   return { ok: true, metricLabel: result.reused ? 'reuse_interval' : 'rotated', tokens: { ...access, ...result } }
 }

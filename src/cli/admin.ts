@@ -65,12 +65,17 @@ operations:
   backup <file>                           online backup of the database to <file> (a new file),
                                           checked with PRAGMA integrity_check
   prune                                   run housekeeping now (expired tokens, ended sessions,
-                                          old audit events)
+                                          old audit events, old sent mail)
   database copy --to <postgres-url> [--from <sqlite-file>]
                                           copy the SQLite database (DATABASE_URL, or --from)
                                           into an empty, migrated PostgreSQL database, ids,
                                           sessions and keys as they are, in one transaction
                                           (docs/postgres.md, "Moving from SQLite to PostgreSQL")
+
+mail (docs/mail.md):
+  mail dead [--limit N]                   dead-lettered messages (given up after MAIL_MAX_ATTEMPTS)
+  mail retry <id>                         put a dead message back in the outbox, due now; a
+                                          running service delivers it within MAIL_POLL_INTERVAL
 
 options:
   --json                                  machine-readable output
@@ -93,7 +98,7 @@ export interface AdminIO {
 }
 
 const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
-  'revoke-sessions', 'keys', 'audit', 'backup', 'prune', 'database'])
+  'revoke-sessions', 'keys', 'audit', 'backup', 'prune', 'database', 'mail'])
 
 class UsageError extends Error {}
 class Refused extends Error {}
@@ -163,6 +168,7 @@ const auditView = (e: AuditEvent) => ({ ...e, at: e.at.toISOString() })
 const USER_COLUMNS = ['id', 'username', 'roles', 'disabled', 'createdAt']
 const SESSION_COLUMNS = ['id', 'createdAt', 'lastUsedAt', 'expiresAt', 'ip', 'userAgent']
 const AUDIT_COLUMNS = ['id', 'at', 'type', 'userId', 'sessionId', 'ip', 'detail']
+const DEAD_MAIL_COLUMNS = ['id', 'kind', 'recipient', 'attempts', 'lastError', 'createdAt']
 
 async function open (config: Config, mayCreate: boolean): Promise<OpenedBackend> {
   if (config.databaseKind === 'sqlite') {
@@ -390,7 +396,21 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
       }
       case 'prune': {
         const result = await runHousekeeping({ repos, config }, now())
-        show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s) in ${result.ms} ms`)
+        show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s), ${result.sentMail} old sent message(s) in ${result.ms} ms`)
+        return 0
+      }
+      case 'mail': {
+        const sub = arg(p, 0, 'mail command (dead or retry)')
+        if (sub === 'dead') {
+          const dead = (await repos.outbox.listDead(intFlag(p, '--limit', 100, 10_000))).map((m) => ({ ...m, createdAt: m.createdAt.toISOString() }))
+          show(dead, () => table(dead, DEAD_MAIL_COLUMNS))
+          return 0
+        }
+        if (sub !== 'retry') throw new UsageError(`unknown mail command "${sub}"`)
+        const raw = arg(p, 1, 'message id (from `mail dead`)')
+        if (!/^\d{1,15}$/.test(raw)) throw new UsageError(`"${raw}" is not a message id`)
+        if (!await repos.outbox.retry(Number(raw), now())) throw new Refused(`no dead message ${raw}`)
+        show({ id: Number(raw), state: 'pending' }, () => `message ${raw} is pending again`)
         return 0
       }
       default:

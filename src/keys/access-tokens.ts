@@ -39,6 +39,8 @@ export interface AccessSubject {
   /** The session's authentication methods and time (`amr`, `auth_time`); kept across its refreshes. */
   amr?: string[]
   authTime?: Date
+  /** Null or absent for an account without an address (no `email_verified` claim). */
+  emailVerified?: boolean | null
 }
 
 export interface IssuedAccessToken { accessToken: string, expiresIn: number }
@@ -154,6 +156,7 @@ export function createAccessTokenIssuer (config: Config) {
     const claims: Record<string, unknown> = { iss: issuer, aud: audience, sub: subject.userId, jti: randomUUID(), sid: subject.sessionId, roles: subject.roles, iat, exp: iat + expiresIn }
     if (subject.amr !== undefined) claims.amr = subject.amr
     if (subject.authTime !== undefined) claims.auth_time = Math.floor(subject.authTime.getTime() / 1000)
+    if (typeof subject.emailVerified === 'boolean') claims.email_verified = subject.emailVerified
     const token = signerOf(key)(claims)
     return { accessToken: key.alg === 'ES256' ? withLowS(token) : token, expiresIn }
   }

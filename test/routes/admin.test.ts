@@ -77,7 +77,8 @@ t.test('with registration closed, administrators still create users', async (t) 
 
 t.test('list users and look one up by id or by username', async (t) => {
   const app = await buildTestApp(t)
-  const alice = (await register(app)).json()
+  // The admin view shows no address (yet): compared without the user view's e-mail fields.
+  const { email: _email, emailVerified: _verified, ...alice } = (await register(app)).json()
   await register(app, 'bob')
   const admin = await adminSession(app)
   const list = await app.inject({ url: '/api/admin/users', headers: admin.headers })

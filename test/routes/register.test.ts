@@ -10,7 +10,8 @@ t.test('201 with the account, roles default to ["user"], username shown as regis
   const body = res.json()
   t.match(body, { id: /^[0-9a-f-]{36}$/, username: 'Alice.Smith+test@example.com', roles: ['user'] })
   t.ok(Number.isFinite(Date.parse(body.createdAt)) && body.createdAt.endsWith('Z'), 'createdAt is ISO 8601 UTC')
-  t.same(Object.keys(body).sort(), ['createdAt', 'id', 'roles', 'username'])
+  t.same(Object.keys(body).sort(), ['createdAt', 'email', 'emailVerified', 'id', 'roles', 'username'])
+  t.match(body, { email: null, emailVerified: false }, 'no address given')
 })
 
 t.test('usernames are NFKC-normalised and unique case-insensitively: 409', async (t) => {

@@ -136,6 +136,6 @@ export function holdVerifications (app: FastifyInstance): VerificationHold {
 }
 
 /** Resolves once `condition()` holds, checking between turns of the event loop. */
-export async function until (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2))
+export async function until (condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!await condition()) await new Promise((resolve) => setTimeout(resolve, 2))
 }

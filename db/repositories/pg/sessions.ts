@@ -19,8 +19,8 @@ import { and, desc, eq, gt, isNull, lte, or, sql } from 'drizzle-orm'
 import { alias } from 'drizzle-orm/pg-core'
 import type { NewSession, RevokeReason, Rotation, RotateOutcome, SessionRow, SessionUser, TokenLookup, TokenRow } from '../sessions.js'
 import type { PgDb } from '../../pg/client.js'
-import { auditEvents, refreshTokens, sessions, users } from '../../pg/schema.js'
-import { auditRow, collectAudit } from './audit.js'
+import { refreshTokens, sessions, users } from '../../pg/schema.js'
+import { writeAlongside } from './alongside.js'
 
 /**
  * A rotation in one statement (one round trip, atomic as any single statement): the successor's
@@ -64,7 +64,14 @@ export function createPgSessionsRepository (db: PgDb) {
     amr: sessions.amr,
     authTime: sessions.authTime
   }
-  const userColumns = { id: users.id, username: users.username, roles: users.roles, disabled: users.disabled, createdAt: users.createdAt }
+  const userColumns = {
+    id: users.id,
+    username: users.username,
+    roles: users.roles,
+    disabled: users.disabled,
+    createdAt: users.createdAt,
+    emailVerified: sql<boolean | null>`CASE WHEN ${users.emailKey} IS NULL THEN NULL ELSE ${users.emailVerifiedAt} IS NOT NULL END`
+  }
   const tokenColumns = {
     id: t.id,
     tokenHash: t.tokenHash,
@@ -96,15 +103,12 @@ export function createPgSessionsRepository (db: PgDb) {
     ))
     .prepare('sessions_find_live')
 
-  /** Runs `alongside` and inserts the audit events it recorded, in the transaction `tx`. */
-  async function auditAlongside (tx: Parameters<Parameters<PgDb['transaction']>[0]>[0], alongside: () => void): Promise<void> {
-    const events = collectAudit(alongside)
-    if (events.length > 0) await tx.insert(auditEvents).values(events.map(auditRow))
-  }
+  const nothing = (): void => {}
 
   return {
     async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number | null> {
-      return await db.transaction(async (tx) => {
+      let afterCommit = nothing
+      const id = await db.transaction(async (tx) => {
         const [credential] = await tx.select({ credentialEpoch: users.credentialEpoch, disabled: users.disabled })
           .from(users).where(eq(users.id, s.userId)).for('share')
         if (credential === undefined || credential.credentialEpoch !== s.credentialEpoch || credential.disabled) return null
@@ -122,9 +126,11 @@ export function createPgSessionsRepository (db: PgDb) {
         })
         const [token] = await tx.insert(refreshTokens).values({ tokenHash: s.tokenHash, sessionId: s.id, createdAt: s.now, expiresAt: s.tokenExpiresAt })
           .returning({ id: refreshTokens.id })
-        if (alongside !== undefined) await auditAlongside(tx, () => { alongside(s.id) })
+        if (alongside !== undefined) afterCommit = await writeAlongside(tx, () => { alongside(s.id) })
         return token!.id
       })
+      afterCommit()
+      return id
     },
 
     async findToken (id: number): Promise<TokenLookup | null> {
@@ -177,12 +183,15 @@ export function createPgSessionsRepository (db: PgDb) {
     },
 
     async revokeAlongside (sessionId: string, reason: RevokeReason, now: Date, alongside: () => void): Promise<boolean> {
-      return await db.transaction(async (tx) => {
+      let afterCommit = nothing
+      const ended = await db.transaction(async (tx) => {
         const ended = ((await tx.update(sessions).set({ revokedAt: now, revokedReason: reason })
           .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))).rowCount ?? 0) > 0
-        await auditAlongside(tx, alongside)
+        afterCommit = await writeAlongside(tx, alongside)
         return ended
       })
+      afterCommit()
+      return ended
     },
 
     async revokeAllForUser (userId: string, reason: RevokeReason, now: Date): Promise<number> {

@@ -4,7 +4,7 @@
  */
 import { and, asc, eq, isNotNull, isNull, ne, or, sql } from 'drizzle-orm'
 import { usernameFold, usernameKey, usernameSkeleton } from '../../username-keys.js'
-import type { NewUser, User } from '../users.js'
+import { EmailTakenError, type NewUser, type User } from '../users.js'
 import type { PgDb } from '../../pg/client.js'
 import { sessions, users } from '../../pg/schema.js'
 
@@ -22,8 +22,18 @@ const toUser = (row: typeof users.$inferSelect): User => ({
   disabled: row.disabled,
   createdAt: row.createdAt,
   passwordHash: row.passwordHash,
-  credentialEpoch: row.credentialEpoch
+  credentialEpoch: row.credentialEpoch,
+  email: row.email,
+  emailVerified: row.emailVerifiedAt !== null
 })
+
+/** The unique index on the address's key: a concurrent registration of the same address. */
+function isEmailKeyViolation (err: unknown): boolean {
+  for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
+    if ((e as { code?: unknown }).code === '23505' && (e as { constraint?: unknown }).constraint === 'users_email_key_unique') return true
+  }
+  return false
+}
 
 export function createPgUsersRepository (db: PgDb) {
   return {
@@ -43,6 +53,10 @@ export function createPgUsersRepository (db: PgDb) {
           const [clash] = await tx.select({ id: users.id }).from(users)
             .where(or(eq(users.usernameFold, fold), eq(users.usernameSkeleton, skeleton))).limit(1)
           if (clash !== undefined) return null
+          if (user.email != null) {
+            const [taken] = await tx.select({ id: users.id }).from(users).where(eq(users.emailKey, user.email.key)).limit(1)
+            if (taken !== undefined) throw new EmailTakenError()
+          }
           const [row] = await tx.insert(users).values({
             id: user.id,
             username: user.username,
@@ -50,6 +64,8 @@ export function createPgUsersRepository (db: PgDb) {
             usernameFold: fold,
             usernameSkeleton: skeleton,
             passwordHash: user.passwordHash,
+            email: user.email?.address ?? null,
+            emailKey: user.email?.key ?? null,
             roles: user.roles,
             createdAt: user.now,
             updatedAt: user.now,
@@ -58,9 +74,15 @@ export function createPgUsersRepository (db: PgDb) {
           return toUser(row!)
         })
       } catch (err) {
+        if (isEmailKeyViolation(err)) throw new EmailTakenError()
         if (isUniqueViolation(err)) return null
         throw err
       }
+    },
+
+    async findByEmailKey (key: string): Promise<User | null> {
+      const [row] = await db.select().from(users).where(eq(users.emailKey, key))
+      return row === undefined ? null : toUser(row)
     },
 
     async findByUsername (normalized: string): Promise<User | null> {

@@ -105,6 +105,8 @@ export interface AccessTokenClaims {
   amr?: string[]
   /** When the user last proved a credential, in seconds since the epoch (login or step-up). */
   auth_time?: number
+  /** Present when the account has an e-mail address: whether its owner confirmed it. */
+  email_verified?: boolean
 }
 
 /**

@@ -64,7 +64,8 @@ t.test('create-user without --password-stdin prints a generated password once; t
 t.test('users and user: a table, or JSON', async (t) => {
   const { run, app: start } = setup(t)
   const app = await start()
-  const alice = (await register(app)).json()
+  // The admin view shows no address (yet): compared without the user view's e-mail fields.
+  const { email: _email, emailVerified: _verified, ...alice } = (await register(app)).json()
   await register(app, 'bob')
   const table = await run(['users'])
   t.equal(table.code, 0)

@@ -1,0 +1,26 @@
+/**
+ * What a PostgreSQL repository transaction writes besides its own rows: the audit events and
+ * outbox messages its synchronous `alongside` recorded (`audit.recordNow`, `outbox.enqueue`),
+ * collected while it runs and inserted in the same transaction, so they commit or roll back
+ * with the change that caused them.
+ */
+import type { PgDb } from '../../pg/client.js'
+import { auditEvents, mailOutbox } from '../../pg/schema.js'
+import { auditRow, collectAudit } from './audit.js'
+import { collectOutbox } from './outbox.js'
+
+export type PgTx = Parameters<Parameters<PgDb['transaction']>[0]>[0]
+
+/**
+ * Runs `alongside` and inserts what it recorded, in `tx`. Answers a function to call once the
+ * transaction has committed: it wakes the outbox worker of each message enqueued (woken before
+ * the commit, a worker could look and find nothing yet).
+ */
+export async function writeAlongside (tx: PgTx, alongside: () => void): Promise<() => void> {
+  let messages: ReturnType<typeof collectOutbox> = []
+  const events = collectAudit(() => { messages = collectOutbox(alongside) })
+  if (events.length > 0) await tx.insert(auditEvents).values(events.map(auditRow))
+  if (messages.length > 0) await tx.insert(mailOutbox).values(messages.map((m) => m.row))
+  const wakes = new Set(messages.map((m) => m.wake))
+  return () => { for (const wake of wakes) wake() }
+}
