@@ -115,7 +115,7 @@ const mfa: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (a
       app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode, amr } }, now)
     })
     if (issued === null) return null
-    const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr, authTime: now })
+    const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr, authTime: now, emailVerified: user.email === null ? null : user.emailVerified })
     request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success' }, 'login')
     app.metrics.loginOutcomes.inc({ outcome: 'success' })
     return transport.send(reply, mode, { ...access, ...issued }, now)
@@ -318,7 +318,7 @@ const mfa: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (a
     if (session === null) throw new SessionEnded()
     app.audit.record(request, 'reauthenticated', { userId, sessionId, detail: { method } }, now)
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
-    const access = await issueAccess({ userId, sessionId, roles: user.roles, amr: session.amr, authTime: now })
+    const access = await issueAccess({ userId, sessionId, roles: user.roles, amr: session.amr, authTime: now, emailVerified: user.email === null ? null : user.emailVerified })
     return { ...access, tokenType: 'Bearer' as const }
   })
 }

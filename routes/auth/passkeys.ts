@@ -161,7 +161,7 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> 
       app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode, method: 'webauthn', passkeyId: result.passkeyId } }, now)
     })
     if (issued === null) throw refuse('credential_changed', user.id, result.passkeyId)
-    const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr: issued.session.amr, authTime: now })
+    const access = await issueAccess({ userId: user.id, sessionId: issued.session.id, roles: user.roles, amr: issued.session.amr, authTime: now, emailVerified: user.email === null ? null : user.emailVerified })
     request.log.info({ userId: user.id, sessionId: issued.session.id, outcome: 'success', method: 'webauthn' }, 'login')
     app.metrics.loginOutcomes.inc({ outcome: 'success' })
     return transport.send(reply, mode, { ...access, ...issued }, now)

@@ -4,9 +4,12 @@
  * Runs on SQLite and, with TEST_DATABASE=postgres, on PostgreSQL.
  */
 import type { FastifyInstance } from 'fastify'
+import * as OTPAuth from 'otpauth'
 import t from 'tap'
 import { PASSWORD, bearer, buildTestApp, refreshWithBody } from '../support/app.js'
+import { fakeDate, SECOND } from '../support/clock.js'
 import { decodeJwt } from '../support/jwt.js'
+import { SoftAuthenticator } from '../support/webauthn.js'
 
 async function registerWith (app: FastifyInstance, username: string, email?: string) {
   return await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username, password: PASSWORD, ...(email === undefined ? {} : { email }) } })
@@ -97,4 +100,40 @@ t.test('access tokens of an account with an address carry email_verified, at log
   const without = (await loginBy(app, { username: 'ivan' })).json()
   t.notOk('email_verified' in decodeJwt(without.accessToken).payload)
   t.notOk('email_verified' in decodeJwt((await refreshWithBody(app, without.refreshToken)).json().accessToken).payload)
+})
+
+t.test('sessions started by a second factor or a passkey, and step-ups, carry email_verified beside amr and auth_time', async (t) => {
+  // The start of a 30-second TOTP step, so that the next code is exactly 30 s later.
+  const clock = fakeDate(t, Math.floor(Date.parse('2026-03-01T10:00:00Z') / 30_000) * 30_000 + 5 * SECOND)
+  const codeAt = (secret: string, ms: number): string => new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) }).generate({ timestamp: ms })
+  const app = await buildTestApp(t)
+  await registerWith(app, 'judy', 'judy@example.test')
+  const first = (await loginBy(app, { username: 'judy' })).json()
+  const { secret } = (await app.inject({ method: 'POST', url: '/api/auth/mfa/totp/enroll', headers: bearer(first.accessToken) })).json()
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/mfa/totp/confirm', headers: bearer(first.accessToken), payload: { code: codeAt(secret, clock.now()) } })).statusCode, 200)
+  clock.advance(30 * SECOND)
+
+  // A login by address that needs the second factor, finished by /mfa/verify.
+  const challenge = await loginBy(app, { email: 'judy@example.test' })
+  t.equal(challenge.statusCode, 202, challenge.body)
+  const verified = await app.inject({ method: 'POST', url: '/api/auth/mfa/verify', payload: { mfaToken: challenge.json().mfaToken, code: codeAt(secret, clock.now()) } })
+  t.equal(verified.statusCode, 200, verified.body)
+  const authTime = Math.floor(clock.now() / 1000)
+  t.match(decodeJwt(verified.json().accessToken).payload, { email_verified: false, amr: ['pwd', 'otp'], auth_time: authTime }, 'after /mfa/verify')
+  t.match(decodeJwt((await refreshWithBody(app, verified.json().refreshToken)).json().accessToken).payload, { email_verified: false, amr: ['pwd', 'otp'], auth_time: authTime }, 'after its refresh')
+
+  // A step-up.
+  clock.advance(30 * SECOND)
+  const stepped = await app.inject({ method: 'POST', url: '/api/auth/reauthenticate', headers: bearer(verified.json().accessToken), payload: { password: PASSWORD } })
+  t.equal(stepped.statusCode, 200, stepped.body)
+  t.match(decodeJwt(stepped.json().accessToken).payload, { email_verified: false, amr: ['pwd', 'otp'], auth_time: Math.floor(clock.now() / 1000) }, 'after /reauthenticate')
+
+  // A passkey sign-in.
+  const authenticator = new SoftAuthenticator()
+  const registration = await app.inject({ method: 'POST', url: '/api/auth/passkeys/register/options', headers: bearer(verified.json().accessToken) })
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/passkeys/register', headers: bearer(verified.json().accessToken), payload: { response: authenticator.register(registration.json()) } })).statusCode, 201)
+  const options = (await app.inject({ method: 'POST', url: '/api/auth/passkeys/login/options' })).json()
+  const passkey = await app.inject({ method: 'POST', url: '/api/auth/passkeys/login', payload: { response: authenticator.assert(options), transport: 'body' } })
+  t.equal(passkey.statusCode, 200, passkey.body)
+  t.match(decodeJwt(passkey.json().accessToken).payload, { email_verified: false, amr: ['webauthn'] }, 'after a passkey sign-in')
 })
