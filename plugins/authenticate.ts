@@ -17,6 +17,9 @@ export interface Principal {
   roles: string[]
   /** When the account was created; read with the session, so /me needs no second query. */
   createdAt: Date
+  /** The account's address (null without one) and whether it is verified, read with the session too. */
+  email: string | null
+  emailVerified: boolean
   claims: AccessClaims
 }
 
@@ -51,6 +54,8 @@ export default fp(async function authenticatePlugin (app) {
       sessionId: claims.sid,
       roles: live.user.roles,
       createdAt: live.user.createdAt,
+      email: live.user.email,
+      emailVerified: live.user.emailVerified === true,
       claims
     }
   }

@@ -44,6 +44,8 @@ export interface SessionUser {
   roles: string[]
   disabled: boolean
   createdAt: Date
+  /** The account's address, or null (GET /me shows it without a second query). */
+  email: string | null
   /** Whether the account's address is verified; null when it has none (no `email_verified` claim). */
   emailVerified: boolean | null
 }
@@ -113,6 +115,7 @@ interface SessionAndUserColumns {
   roles: string
   disabled: number
   userCreatedAt: number
+  email: string | null
   emailVerified: 0 | 1 | null
 }
 
@@ -151,7 +154,7 @@ export function createSessionsRepository (db: Db) {
       s.last_used_at AS lastUsedAt, s.expires_at AS sessionExpiresAt, s.refresh_expires_at AS refreshExpiresAt,
       s.user_agent AS userAgent, s.ip AS ip, s.revoked_at AS revokedAt, s.revoked_reason AS revokedReason,
       s.amr AS amr, s.auth_time AS authTime, u.id AS userId, u.username AS username, u.roles AS roles, u.disabled AS disabled, u.created_at AS userCreatedAt,
-      CASE WHEN u.email_key IS NULL THEN NULL ELSE u.email_verified_at IS NOT NULL END AS emailVerified`
+      u.email AS email, CASE WHEN u.email_key IS NULL THEN NULL ELSE u.email_verified_at IS NOT NULL END AS emailVerified`
   const liveSession = db.$client.prepare<[string, number, number], SessionAndUserColumns>(`SELECT ${SESSION_AND_USER}
     FROM sessions s INNER JOIN users u ON u.id = s.user_id
     WHERE s.id = CAST(? AS TEXT) AND s.revoked_at IS NULL AND s.expires_at > ? AND s.refresh_expires_at > ?`)
@@ -176,7 +179,7 @@ export function createSessionsRepository (db: Db) {
       amr: JSON.parse(r.amr) as string[],
       authTime: date(r.authTime)
     },
-    user: { id: r.userId, username: r.username, roles: JSON.parse(r.roles) as string[], disabled: r.disabled === 1, createdAt: new Date(r.userCreatedAt), emailVerified: r.emailVerified === null ? null : r.emailVerified === 1 }
+    user: { id: r.userId, username: r.username, roles: JSON.parse(r.roles) as string[], disabled: r.disabled === 1, createdAt: new Date(r.userCreatedAt), email: r.email, emailVerified: r.emailVerified === null ? null : r.emailVerified === 1 }
   })
   const tokenAt = (r: TokenWithSessionColumns | undefined): TokenLookup | null => r === undefined
     ? null

@@ -70,6 +70,7 @@ export function createPgSessionsRepository (db: PgDb) {
     roles: users.roles,
     disabled: users.disabled,
     createdAt: users.createdAt,
+    email: users.email,
     emailVerified: sql<boolean | null>`CASE WHEN ${users.emailKey} IS NULL THEN NULL ELSE ${users.emailVerifiedAt} IS NOT NULL END`
   }
   const tokenColumns = {

@@ -143,7 +143,7 @@ t.test('findLive answers a live session with its user, typed as the schema says,
       amr: ['pwd'],
       authTime: now
     },
-    user: { id: 'u1', username: 'alice', roles: ['user', 'admin'], disabled: false, createdAt: now, emailVerified: null }
+    user: { id: 'u1', username: 'alice', roles: ['user', 'admin'], disabled: false, createdAt: now, email: null, emailVerified: null }
   })
   t.ok(live!.session.createdAt instanceof Date && live!.user.createdAt instanceof Date, 'timestamps are Dates')
 
