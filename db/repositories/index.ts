@@ -5,10 +5,12 @@
  * ./pg/) implement it, and nothing above db/ knows which one is behind it.
  */
 import type { Db } from '../client.js'
+import { createAccountTokensRepository, type AccountTokensRepository } from './account-tokens.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
+import { createPgAccountTokensRepository } from './pg/account-tokens.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgOutboxRepository } from './pg/outbox.js'
@@ -35,6 +37,7 @@ export interface Repositories {
   audit: AuditRepository
   leases: LeasesRepository
   outbox: OutboxRepository
+  accountTokens: AccountTokensRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -45,7 +48,8 @@ export function createRepositories (db: Db): Repositories {
     serverSecrets: createServerSecretsRepository(db),
     audit: createAuditRepository(db),
     leases: createLeasesRepository(db),
-    outbox: createOutboxRepository(db)
+    outbox: createOutboxRepository(db),
+    accountTokens: createAccountTokensRepository(db)
   }
 }
 
@@ -57,6 +61,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     serverSecrets: createPgServerSecretsRepository(db),
     audit: createPgAuditRepository(db),
     leases: createPgLeasesRepository(db),
-    outbox: createPgOutboxRepository(db)
+    outbox: createPgOutboxRepository(db),
+    accountTokens: createPgAccountTokensRepository(db)
   } satisfies Repositories
 }
