@@ -8,10 +8,12 @@ import type { Db } from '../client.js'
 import { createAccountTokensRepository, type AccountTokensRepository } from './account-tokens.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
+import { createEmailVerificationRepository, type EmailVerificationRepository } from './email-verification.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
 import { createPgAccountTokensRepository } from './pg/account-tokens.js'
 import { createPgAuditRepository } from './pg/audit.js'
+import { createPgEmailVerificationRepository } from './pg/email-verification.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgOutboxRepository } from './pg/outbox.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
@@ -38,6 +40,7 @@ export interface Repositories {
   leases: LeasesRepository
   outbox: OutboxRepository
   accountTokens: AccountTokensRepository
+  emailVerification: EmailVerificationRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -49,7 +52,8 @@ export function createRepositories (db: Db): Repositories {
     audit: createAuditRepository(db),
     leases: createLeasesRepository(db),
     outbox: createOutboxRepository(db),
-    accountTokens: createAccountTokensRepository(db)
+    accountTokens: createAccountTokensRepository(db),
+    emailVerification: createEmailVerificationRepository(db)
   }
 }
 
@@ -62,6 +66,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     audit: createPgAuditRepository(db),
     leases: createPgLeasesRepository(db),
     outbox: createPgOutboxRepository(db),
-    accountTokens: createPgAccountTokensRepository(db)
+    accountTokens: createPgAccountTokensRepository(db),
+    emailVerification: createPgEmailVerificationRepository(db)
   } satisfies Repositories
 }
