@@ -22,6 +22,7 @@ import metricsPlugin from '../plugins/metrics.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import redisPlugin from '../plugins/redis.js'
 import swaggerPlugin from '../plugins/swagger.js'
+import accountPages from '../routes/account-pages.js'
 import adminRoutes from '../routes/admin/index.js'
 import authRoutes from '../routes/auth/index.js'
 import demoRoutes from '../routes/demo.js'
@@ -187,6 +188,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(wellKnownRoutes)
   await app.register(authRoutes, { prefix: '/api/auth' })
   await app.register(adminRoutes, { prefix: '/api/admin' })
+  // The pages mailed links lead to when APP_URL is not set; they spend nothing.
+  await app.register(accountPages)
   if (config.demo.enabled) await app.register(demoRoutes)
 
   // Unknown routes are limited too, so that probing for paths is slow.
