@@ -67,7 +67,9 @@ export const COPIED_TABLES: readonly CopiedTable[] = [
   // Pending mail moves with the tokens its links carry; sent rows keep their metadata until
   // housekeeping, and dead letters stay listable by `admin mail dead`. A claim held by the old
   // deployment runs out and is taken again by the new one.
-  { name: 'mail_outbox', from: schema.mailOutbox, key: schema.mailOutbox.id, field: 'id', to: pgSchema.mailOutbox, identity: 'id' }
+  { name: 'mail_outbox', from: schema.mailOutbox, key: schema.mailOutbox.id, field: 'id', to: pgSchema.mailOutbox, identity: 'id' },
+  // Links already mailed keep working after the move.
+  { name: 'account_tokens', from: schema.accountTokens, key: schema.accountTokens.tokenHash, field: 'tokenHash', to: pgSchema.accountTokens }
 ]
 
 /** Tables deliberately not copied, and why. */

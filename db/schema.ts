@@ -286,3 +286,28 @@ export const mailOutbox = sqliteTable('mail_outbox', {
   uniqueIndex('mail_outbox_idempotency_key_unique').on(t.idempotencyKey),
   index('mail_outbox_state_next_attempt_idx').on(t.state, t.nextAttemptAt)
 ])
+
+/**
+ * One-time tokens mailed to an account's owner: e-mail verification, password reset, the
+ * confirmation of a new address and the undo of an address change. The token is 256 random
+ * bits; only its SHA-256 is stored (`token_hash`), so a copy of the database spends none.
+ *
+ * A token is spent only by a POST (never by opening its link) and is deleted when spent. At
+ * most one live token per account and purpose: issuing one deletes the older ones in the same
+ * transaction. `email` is the address the token is about (the one to verify, the new one to
+ * confirm, the old one an undo restores). `password_stamp` is the account's
+ * `password_changed_at` when the token was issued: a reset token is void once the password
+ * has changed since.
+ */
+export const accountTokens = sqliteTable('account_tokens', {
+  tokenHash: blob('token_hash', { mode: 'buffer' }).primaryKey(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  purpose: text('purpose', { enum: ['verify_email', 'reset_password', 'change_email', 'undo_email_change'] }).notNull(),
+  email: text('email'),
+  passwordStamp: integer('password_stamp', { mode: 'timestamp_ms' }).notNull(),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull()
+}, (t) => [
+  index('account_tokens_user_purpose_idx').on(t.userId, t.purpose),
+  index('account_tokens_expires_at_idx').on(t.expiresAt)
+])

@@ -23,6 +23,7 @@ import passkeysPlugin from '../plugins/passkeys.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import redisPlugin from '../plugins/redis.js'
 import swaggerPlugin from '../plugins/swagger.js'
+import accountPages from '../routes/account-pages.js'
 import adminRoutes from '../routes/admin/index.js'
 import authRoutes from '../routes/auth/index.js'
 import demoRoutes from '../routes/demo.js'
@@ -190,6 +191,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(wellKnownRoutes)
   await app.register(authRoutes, { prefix: '/api/auth' })
   await app.register(adminRoutes, { prefix: '/api/admin' })
+  // The pages mailed links lead to when APP_URL is not set; they spend nothing.
+  await app.register(accountPages)
   if (config.demo.enabled) await app.register(demoRoutes)
 
   // Unknown routes are limited too, so that probing for paths is slow.

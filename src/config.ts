@@ -104,6 +104,13 @@ export const ConfigSchema = Type.Object({
    * everyone. Such a user without one is made to enrol at login (docs/mfa.md).
    */
   mfaRequiredRoles: Type.Array(Type.String({ minLength: 1 })),
+  /** Accounts' e-mail addresses must be verified before they log in (docs/accounts.md). */
+  emailVerification: Type.Object({
+    /** REQUIRE_EMAIL_VERIFICATION: login before verification answers 403; registration needs an address and is silent about taken ones. */
+    required: Type.Boolean(),
+    /** EMAIL_VERIFICATION_TTL: how long a verification link works. */
+    ttl: Seconds
+  }),
   /** What a login may name the account by (LOGIN_IDENTIFIERS): `username`, `email`, or both. */
   loginIdentifiers: Type.Array(Type.Union([Type.Literal('username'), Type.Literal('email')]), { minItems: 1 }),
   demo: Type.Object({
@@ -126,6 +133,12 @@ export const ConfigSchema = Type.Object({
     login: Limit,
     register: Limit,
     refresh: Limit,
+    /** POST /email/verification per client address. */
+    emailVerification: Limit,
+    /** POST /email/verification per account: how many verification mails one account may ask for. */
+    emailVerificationPerAccount: Limit,
+    /** POST /email/verify per client address. */
+    emailVerify: Limit,
     /** Failed logins allowed per username per window, from any number of addresses. */
     loginFailuresPerUser: Limit
   }),
@@ -369,6 +382,7 @@ const ENV_NAMES: Record<string, string> = {
   '/refresh/cookieSameSite': 'REFRESH_COOKIE_SAMESITE',
   '/refresh/transportDefault': 'REFRESH_TRANSPORT_DEFAULT',
   '/demo/apiOrigin': 'DEMO_API_URL',
+  '/emailVerification/ttl': 'EMAIL_VERIFICATION_TTL',
   '/password/minLength': 'PASSWORD_MIN_LENGTH',
   '/password/memoryCost': 'ARGON2_MEMORY_KIB',
   '/password/timeCost': 'ARGON2_TIME_COST',
@@ -389,14 +403,18 @@ const ENV_NAMES: Record<string, string> = {
   '/mail/batchSize': 'MAIL_BATCH_SIZE'
 }
 for (const [key, prefix] of Object.entries({
-  global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH', loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER'
+  global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH',
+  emailVerification: 'RATE_LIMIT_EMAIL_VERIFICATION',
+  emailVerificationPerAccount: 'RATE_LIMIT_EMAIL_VERIFICATION_PER_ACCOUNT',
+  emailVerify: 'RATE_LIMIT_EMAIL_VERIFY',
+  loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER'
 })) {
   ENV_NAMES[`/rateLimit/${key}/max`] = `${prefix}_MAX`
   ENV_NAMES[`/rateLimit/${key}/windowSeconds`] = `${prefix}_WINDOW`
 }
 
 /** Settings read with `parseDuration`: their limits are said in seconds, with the other units offered. */
-const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTATION_INTERVAL', 'JWKS_MAX_AGE', 'KEY_CHECK_INTERVAL',
+const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'EMAIL_VERIFICATION_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTATION_INTERVAL', 'JWKS_MAX_AGE', 'KEY_CHECK_INTERVAL',
   'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
   ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
 
@@ -517,6 +535,10 @@ export function loadConfig (env: Env = process.env): Config {
       })),
     allowRegistration: read(env, 'ALLOW_REGISTRATION', true, parseBoolean),
     mfaRequiredRoles: read(env, 'MFA_REQUIRED_ROLES', [] as string[], (_n, v) => v.split(',').map((r) => r.trim()).filter(Boolean)),
+    emailVerification: {
+      required: read(env, 'REQUIRE_EMAIL_VERIFICATION', false, parseBoolean),
+      ttl: read(env, 'EMAIL_VERIFICATION_TTL', parseDuration('', '24h'), parseDuration)
+    },
     loginIdentifiers: read(env, 'LOGIN_IDENTIFIERS', ['username', 'email'] as Array<'username' | 'email'>, (n, v) => {
       const list = [...new Set(v.split(',').map((s) => s.trim()).filter(Boolean))]
       for (const item of list) {
@@ -542,6 +564,9 @@ export function loadConfig (env: Env = process.env): Config {
       login: limit(env, 'RATE_LIMIT_LOGIN', 20, '1m'),
       register: limit(env, 'RATE_LIMIT_REGISTER', 10, '1m'),
       refresh: limit(env, 'RATE_LIMIT_REFRESH', 60, '1m'),
+      emailVerification: limit(env, 'RATE_LIMIT_EMAIL_VERIFICATION', 10, '1h'),
+      emailVerificationPerAccount: limit(env, 'RATE_LIMIT_EMAIL_VERIFICATION_PER_ACCOUNT', 3, '1h'),
+      emailVerify: limit(env, 'RATE_LIMIT_EMAIL_VERIFY', 30, '1m'),
       loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m')
     },
     metrics: {
@@ -602,6 +627,10 @@ function checkConsistency (c: Config): void {
     throw new ConfigError('METRICS_PORT must differ from PORT (leave it unset to serve /metrics on the main port)')
   }
   checkMail(c.mail)
+  if (c.emailVerification.required && c.mail.transport === 'none') {
+    // Without mail no account could ever be verified, so none could log in.
+    throw new ConfigError('REQUIRE_EMAIL_VERIFICATION=true needs MAIL_TRANSPORT (smtp or webhook; log in development): verification links are sent by mail, and without them no account could log in')
+  }
 }
 
 /** Each transport's settings, present and well-formed; a setting of another transport is a mistake said out loud. */

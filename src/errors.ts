@@ -15,6 +15,16 @@ export const InvalidEmail = createError('INVALID_EMAIL', '%s', 400)
 export const EmailTaken = createError('EMAIL_TAKEN', 'This e-mail address is not available', 409)
 /** A login by an identifier LOGIN_IDENTIFIERS does not accept (the message names it). */
 export const LoginIdentifierRefused = createError('LOGIN_IDENTIFIER_REFUSED', '%s', 400)
+/** A mailed one-time token that is unknown, spent, expired or void: one answer for all (routes/auth/*). */
+export const AccountTokenInvalid = createError('ACCOUNT_TOKEN_INVALID', 'This link is invalid or has expired', 400)
+/** An endpoint that sends mail, while MAIL_TRANSPORT is not set: the same answer whatever the input. */
+export const MailDisabled = createError('MAIL_DISABLED', 'This service does not send mail', 503)
+/** A verification mail asked for by an account without an address (POST /email/verification). */
+export const NoEmail = createError('NO_EMAIL', 'This account has no e-mail address', 409)
+/** A verification mail asked for by an account whose address is verified already. */
+export const EmailAlreadyVerified = createError('EMAIL_ALREADY_VERIFIED', 'This e-mail address is already verified', 409)
+/** Login before the address is verified, with REQUIRE_EMAIL_VERIFICATION=true. */
+export const EmailNotVerified = createError('EMAIL_NOT_VERIFIED', 'Verify your e-mail address before logging in', 403)
 export const RegistrationDisabled = createError('REGISTRATION_DISABLED', 'Registration is disabled', 403)
 export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Invalid username or password', 401)
 /** The message says which origin arrived and which are allowed (routes/auth/refresh-transport.ts). */

@@ -16,11 +16,12 @@ export interface HousekeepingResult {
   auditEvents: number
   mfaChallenges: number
   sentMail: number
+  accountTokens: number
   ms: number
 }
 
 export interface HousekeepingDeps {
-  repos: Pick<Repositories, 'sessions' | 'audit' | 'mfa' | 'outbox'>
+  repos: Pick<Repositories, 'sessions' | 'audit' | 'mfa' | 'outbox' | 'accountTokens'>
   config: Pick<Config, 'housekeeping' | 'refresh'>
   /** The service's counter of deleted rows, by kind; the CLI has none. */
   metrics?: { housekeepingDeleted: Pick<Counter<'kind'>, 'inc'> }
@@ -33,11 +34,13 @@ export async function runHousekeeping ({ repos, config, metrics }: HousekeepingD
   const pruned = await repos.sessions.pruneExpired(now, new Date(now.getTime() - sessionRetention * 1000), batchSize, new Date(now.getTime() - config.refresh.ttl * 1000))
   const auditEvents = await repos.audit.pruneBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
   const sentMail = await repos.outbox.pruneSentBefore(new Date(now.getTime() - auditRetention * 1000), batchSize)
+  const accountTokens = await repos.accountTokens.pruneExpired(now)
   metrics?.housekeepingDeleted.inc({ kind: 'refresh_tokens' }, pruned.tokens)
   metrics?.housekeepingDeleted.inc({ kind: 'sessions' }, pruned.sessions)
   const mfaChallenges = await repos.mfa.pruneChallenges(now)
   metrics?.housekeepingDeleted.inc({ kind: 'audit_events' }, auditEvents)
   metrics?.housekeepingDeleted.inc({ kind: 'mfa_challenges' }, mfaChallenges)
   metrics?.housekeepingDeleted.inc({ kind: 'sent_mail' }, sentMail)
-  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, mfaChallenges, sentMail, ms: Math.round(performance.now() - started) }
+  metrics?.housekeepingDeleted.inc({ kind: 'account_tokens' }, accountTokens)
+  return { refreshTokens: pruned.tokens, sessions: pruned.sessions, auditEvents, mfaChallenges, sentMail, accountTokens, ms: Math.round(performance.now() - started) }
 }

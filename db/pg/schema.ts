@@ -177,3 +177,16 @@ export const mailOutbox = pgTable('mail_outbox', {
   uniqueIndex('mail_outbox_idempotency_key_unique').on(t.idempotencyKey),
   index('mail_outbox_state_next_attempt_idx').on(t.state, t.nextAttemptAt)
 ])
+
+export const accountTokens = pgTable('account_tokens', {
+  tokenHash: bytea('token_hash').primaryKey(),
+  userId: text('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  purpose: text('purpose', { enum: ['verify_email', 'reset_password', 'change_email', 'undo_email_change'] }).notNull(),
+  email: text('email'),
+  passwordStamp: at('password_stamp').notNull(),
+  createdAt: at('created_at').notNull(),
+  expiresAt: at('expires_at').notNull()
+}, (t) => [
+  index('account_tokens_user_purpose_idx').on(t.userId, t.purpose),
+  index('account_tokens_expires_at_idx').on(t.expiresAt)
+])

@@ -11,6 +11,9 @@ import { auditEvents } from '../schema.js'
 
 export const AUDIT_EVENT_TYPES = [
   'register',
+  'register_address_taken',
+  'email_verification_sent',
+  'email_verified',
   'login_succeeded',
   'login_failed',
   'refresh_reuse_detected',

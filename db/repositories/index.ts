@@ -5,13 +5,17 @@
  * ./pg/) implement it, and nothing above db/ knows which one is behind it.
  */
 import type { Db } from '../client.js'
+import { createAccountTokensRepository, type AccountTokensRepository } from './account-tokens.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
+import { createEmailVerificationRepository, type EmailVerificationRepository } from './email-verification.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createMfaRepository, type MfaRepository } from './mfa.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
 import { createPasskeysRepository, type PasskeysRepository } from './passkeys.js'
+import { createPgAccountTokensRepository } from './pg/account-tokens.js'
 import { createPgAuditRepository } from './pg/audit.js'
+import { createPgEmailVerificationRepository } from './pg/email-verification.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgMfaRepository } from './pg/mfa.js'
 import { createPgOutboxRepository } from './pg/outbox.js'
@@ -41,6 +45,8 @@ export interface Repositories {
   passkeys: PasskeysRepository
   mfa: MfaRepository
   outbox: OutboxRepository
+  accountTokens: AccountTokensRepository
+  emailVerification: EmailVerificationRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -53,7 +59,9 @@ export function createRepositories (db: Db): Repositories {
     leases: createLeasesRepository(db),
     passkeys: createPasskeysRepository(db),
     mfa: createMfaRepository(db),
-    outbox: createOutboxRepository(db)
+    outbox: createOutboxRepository(db),
+    accountTokens: createAccountTokensRepository(db),
+    emailVerification: createEmailVerificationRepository(db)
   }
 }
 
@@ -67,6 +75,8 @@ export function createPgRepositories (db: PgDb): Repositories {
     leases: createPgLeasesRepository(db),
     passkeys: createPgPasskeysRepository(db),
     mfa: createPgMfaRepository(db),
-    outbox: createPgOutboxRepository(db)
+    outbox: createPgOutboxRepository(db),
+    accountTokens: createPgAccountTokensRepository(db),
+    emailVerification: createPgEmailVerificationRepository(db)
   } satisfies Repositories
 }

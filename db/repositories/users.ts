@@ -1,7 +1,7 @@
 import { and, asc, eq, isNotNull, isNull, ne, or, sql } from 'drizzle-orm'
 import { usernameFold, usernameKey, usernameSkeleton } from '../username-keys.js'
 import type { Db } from '../client.js'
-import { sessions, users } from '../schema.js'
+import { accountTokens, sessions, users } from '../schema.js'
 
 export interface User {
   id: string
@@ -37,6 +37,12 @@ export interface NewUser {
   roles: string[]
   now: Date
   email?: NewEmail | null
+  /**
+   * A verification token for the new address (purpose `verify_email`, db/repositories/
+   * account-tokens.ts), stored with the account: the mail that carries it is enqueued by the
+   * insert's `alongside`, so account, token and mail commit together or not at all.
+   */
+  verification?: { tokenHash: Buffer, expiresAt: Date } | null
 }
 
 function isUniqueViolation (err: unknown): boolean {
@@ -73,7 +79,7 @@ export function createUsersRepository (db: Db) {
      * when the statement is reset, and better-sqlite3 ignores an error there (a full disk in WAL
      * mode): the row would be answered but never stored. A transaction's COMMIT reports it.
      */
-    async insert (user: NewUser): Promise<User | null> {
+    async insert (user: NewUser, alongside?: (created: User) => void): Promise<User | null> {
       const fold = usernameFold(user.username)
       const skeleton = usernameSkeleton(user.username)
       try {
@@ -94,7 +100,22 @@ export function createUsersRepository (db: Db) {
             updatedAt: user.now,
             passwordChangedAt: user.now
           }).returning().get()
-          return toUser(row)
+          if (user.verification != null && user.email != null) {
+            tx.insert(accountTokens).values({
+              tokenHash: user.verification.tokenHash,
+              userId: user.id,
+              purpose: 'verify_email',
+              email: user.email.address,
+              passwordStamp: user.now,
+              createdAt: user.now,
+              expiresAt: user.verification.expiresAt
+            }).run()
+          }
+          const created = toUser(row)
+          // Synchronous (the mail and the audit event), inside this transaction: a failure there
+          // rolls the account back.
+          alongside?.(created)
+          return created
         }, { behavior: 'immediate' })
       } catch (err) {
         if (isUniqueViolation(err)) return null

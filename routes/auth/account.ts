@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { checkUsername, normalizeUsername, usernameFold, usernameKey } from '../../src/auth/credentials.js'
+import { newAccountToken } from '../../src/auth/account-tokens.js'
 import { checkEmail } from '../../src/auth/email.js'
+import { ACCOUNT_PAGES, accountLink } from '../../src/mail/links.js'
 import { EmailTakenError } from '../../db/repositories/users.js'
 import {
   AccessTokenInvalid, EmailTaken, InvalidCurrentPassword, InvalidEmail, InvalidUsername, RateLimited, RegistrationDisabled, SessionEnded, UsernameTaken, WeakPassword
@@ -20,7 +22,7 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/register', {
     schema: {
       summary: 'Create an account',
-      description: 'Optional `email`: trimmed, NFC, domain lower-cased, at most 254 characters; unique by the whole address lower-cased (409 EMAIL_TAKEN, as a taken username). Usernames: 3 to 64 letters, digits and . _ - @ + after NFKC and trimming, in one script (digits and . _ - @ + go with any), not shaped like a user id (UUID). Unique by NFKC + full Unicode case folding; a name that looks like an existing one (Unicode TS #39 confusable skeleton) counts as taken (409, as a taken name). Passwords: PASSWORD_MIN_LENGTH to 256 characters, not on the common-password list, no composition rules.',
+      description: 'With mail on, an `email` gets a verification mail (docs/accounts.md). With REQUIRE_EMAIL_VERIFICATION=true, `email` is required (400 INVALID_EMAIL without it), and an address that already has an account answers exactly as a new registration (201, a user view with a fresh id) while its owner is told by mail: nothing is created. Optional `email`: trimmed, NFC, domain lower-cased, at most 254 characters; unique by the whole address lower-cased (409 EMAIL_TAKEN, as a taken username). Usernames: 3 to 64 letters, digits and . _ - @ + after NFKC and trimming, in one script (digits and . _ - @ + go with any), not shaped like a user id (UUID). Unique by NFKC + full Unicode case folding; a name that looks like an existing one (Unicode TS #39 confusable skeleton) counts as taken (409, as a taken name). Passwords: PASSWORD_MIN_LENGTH to 256 characters, not on the common-password list, no composition rules.',
       tags: ['account'],
       body: RegisterBody,
       response: { 201: UserSchema, ...errors(400, 403, 409, 415, 429) }
@@ -30,26 +32,46 @@ const account: FastifyPluginAsyncTypebox = async (app) => {
     if (!config.allowRegistration) throw new RegistrationDisabled()
     const username = checkUsername(request.body.username)
     if (!username.ok) throw new InvalidUsername(username.message)
+    if (request.body.email === undefined && config.emailVerification.required) throw new InvalidEmail('An e-mail address is required')
     const email = request.body.email === undefined ? null : checkEmail(request.body.email)
     if (email !== null && !email.ok) throw new InvalidEmail(email.message)
     const password = passwordPolicy.check(request.body.password)
     if (!password.ok) throw new WeakPassword(password.message)
 
     const now = new Date()
+    // With mail on, a new address gets its verification link: token, account and mail commit together.
+    const verification = email !== null && app.mail.enabled ? newAccountToken() : null
+    const passwordHash = await passwords.hash(password.value)
     let user
     try {
       user = await repos.users.insert({
         id: randomUUID(),
         username: username.value,
         usernameKey: usernameKey(username.value),
-        passwordHash: await passwords.hash(password.value),
+        passwordHash,
         roles: ['user'],
         now,
-        email: email === null ? null : { address: email.address, key: email.key }
-      })
+        email: email === null ? null : { address: email.address, key: email.key },
+        verification: verification === null ? null : { tokenHash: verification.tokenHash, expiresAt: new Date(now.getTime() + config.emailVerification.ttl * 1000) }
+      }, verification === null
+        ? undefined
+        : (created) => { app.mail.enqueue('verify_email', created.email!, { link: accountLink(config.mail.linkBase, 'verifyEmail', verification.token) }, now) })
     } catch (err) {
-      if (err instanceof EmailTakenError) throw new EmailTaken()
-      throw err
+      if (!(err instanceof EmailTakenError) || email === null) throw err
+      if (!config.emailVerification.required) throw new EmailTaken()
+      // Silent registration: the caller gets what a new registration answers (the password was
+      // hashed all the same, a user view with a fresh random id); the address's owner gets a
+      // mail instead. Nothing is created. No link token: the page offers to ask for a reset.
+      const owner = await repos.users.findByEmailKey(email.key)
+      if (owner?.email != null) {
+        const ownerAddress = owner.email
+        await repos.outbox.enqueueAlone(() => {
+          app.mail.enqueue('account_exists', ownerAddress, { link: `${config.mail.linkBase}${ACCOUNT_PAGES.resetPassword}` }, now)
+          app.audit.recordNow(request, 'register_address_taken', { userId: owner.id }, now)
+        })
+      }
+      request.log.info({ ownerId: owner?.id ?? null }, 'registration with an address that has an account; owner notified')
+      return reply.code(201).send(userView({ id: randomUUID(), username: username.value, roles: ['user'], createdAt: now, email: email.address, emailVerified: false }))
     }
     if (user === null) throw new UsernameTaken()
     request.log.info({ userId: user.id }, 'registered')

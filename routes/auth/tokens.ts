@@ -4,7 +4,7 @@ import { Type } from 'typebox'
 import type { FastifyRequest } from 'fastify'
 import { refresh, type RefreshDeps } from '../../src/auth/refresh.js'
 import { normalizeUsername, usernameFold } from '../../src/auth/credentials.js'
-import { InvalidCredentials, LoginIdentifierRefused, RateLimited } from '../../src/errors.js'
+import { EmailNotVerified, InvalidCredentials, LoginIdentifierRefused, RateLimited } from '../../src/errors.js'
 import { emailKey, normalizeEmail } from '../../src/auth/email.js'
 import type { User } from '../../db/repositories/users.js'
 import { EmailInput, MfaChallengeResponse, PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
@@ -40,7 +40,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
   app.post('/login', {
     schema: {
       summary: 'Log in with username or e-mail address, and password',
-      description: 'Starts a session. The account is named by `username` or `email`, as LOGIN_IDENTIFIERS allows (an identifier it does not accept: 400 LOGIN_IDENTIFIER_REFUSED). Cookie mode (default) sets the httpOnly refresh cookie; `"transport": "body"` returns `refreshToken` in the body instead. Unknown user and wrong password get one identical 401. An account with a second factor answers 202 `{ mfaRequired, mfaToken, methods }` instead (finish with POST /api/auth/mfa/verify); an account that MFA_REQUIRED_ROLES obliges to have one and has none answers 202 `{ mfaEnrollmentRequired, mfaToken }` (enrol with the mfaToken, docs/mfa.md).',
+      description: 'Starts a session. With REQUIRE_EMAIL_VERIFICATION=true, an account whose address is not verified gets 403 EMAIL_NOT_VERIFIED once its password is right (a wrong one is the usual 401). The account is named by `username` or `email`, as LOGIN_IDENTIFIERS allows (an identifier it does not accept: 400 LOGIN_IDENTIFIER_REFUSED). Cookie mode (default) sets the httpOnly refresh cookie; `"transport": "body"` returns `refreshToken` in the body instead. Unknown user and wrong password get one identical 401. An account with a second factor answers 202 `{ mfaRequired, mfaToken, methods }` instead (finish with POST /api/auth/mfa/verify); an account that MFA_REQUIRED_ROLES obliges to have one and has none answers 202 `{ mfaEnrollmentRequired, mfaToken }` (enrol with the mfaToken, docs/mfa.md).',
       tags: ['tokens'],
       body: LoginBody,
       response: { 200: TokenResponseSchema, 202: MfaChallengeResponse, ...errors(400, 401, 403, 415, 429) }
@@ -98,6 +98,14 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       if (user === null) throw refuse('unknown_user')
       if (!valid) throw refuse('wrong_password')
       if (user.disabled) throw refuse('disabled')
+      // Only after the password is right: without it, this answer tells nothing about the
+      // account. Nothing is re-sent (POST /email/verification does that, when asked).
+      if (config.emailVerification.required && !(user.email !== null && user.emailVerified)) {
+        outcome = 'right'
+        request.log.info({ userId: user.id, outcome: 'email_not_verified' }, 'login refused: address not verified')
+        app.audit.record(request, 'login_failed', { userId: user.id, detail: { reason: 'email_not_verified' } }, now)
+        throw new EmailNotVerified()
+      }
       if (passwords.needsRehash(user.passwordHash)) {
         await repos.users.rehashPassword(user.id, user.passwordHash, await passwords.hash(password))
       }

@@ -396,7 +396,7 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
       }
       case 'prune': {
         const result = await runHousekeeping({ repos, config }, now())
-        show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s), ${result.sentMail} old sent message(s) in ${result.ms} ms`)
+        show(result, () => `deleted ${result.refreshTokens} expired refresh token(s), ${result.sessions} ended session(s), ${result.auditEvents} old audit event(s), ${result.sentMail} old sent message(s), ${result.accountTokens} expired account token(s) in ${result.ms} ms`)
         return 0
       }
       case 'mail': {

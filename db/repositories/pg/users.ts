@@ -6,7 +6,8 @@ import { and, asc, eq, isNotNull, isNull, ne, or, sql } from 'drizzle-orm'
 import { usernameFold, usernameKey, usernameSkeleton } from '../../username-keys.js'
 import { EmailTakenError, type NewUser, type User } from '../users.js'
 import type { PgDb } from '../../pg/client.js'
-import { sessions, users } from '../../pg/schema.js'
+import { accountTokens, sessions, users } from '../../pg/schema.js'
+import { writeAlongside } from './alongside.js'
 
 function isUniqueViolation (err: unknown): boolean {
   for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
@@ -42,11 +43,12 @@ export function createPgUsersRepository (db: PgDb) {
      * new name's fold key and skeleton (in a fixed order): two registrations of colliding names
      * on any instances run one after the other, the second seeing the first's row.
      */
-    async insert (user: NewUser): Promise<User | null> {
+    async insert (user: NewUser, alongside?: (created: User) => void): Promise<User | null> {
       const fold = usernameFold(user.username)
       const skeleton = usernameSkeleton(user.username)
+      let afterCommit = (): void => {}
       try {
-        return await db.transaction(async (tx) => {
+        const created = await db.transaction(async (tx) => {
           for (const key of [`username_fold:${fold}`, `username_skeleton:${skeleton}`].sort()) {
             await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`)
           }
@@ -71,8 +73,23 @@ export function createPgUsersRepository (db: PgDb) {
             updatedAt: user.now,
             passwordChangedAt: user.now
           }).returning()
-          return toUser(row!)
+          if (user.verification != null && user.email != null) {
+            await tx.insert(accountTokens).values({
+              tokenHash: user.verification.tokenHash,
+              userId: user.id,
+              purpose: 'verify_email',
+              email: user.email.address,
+              passwordStamp: user.now,
+              createdAt: user.now,
+              expiresAt: user.verification.expiresAt
+            })
+          }
+          const created = toUser(row!)
+          if (alongside !== undefined) afterCommit = await writeAlongside(tx, () => { alongside(created) })
+          return created
         })
+        if (created !== null) afterCommit()
+        return created
       } catch (err) {
         if (isEmailKeyViolation(err)) throw new EmailTakenError()
         if (isUniqueViolation(err)) return null
