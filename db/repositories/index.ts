@@ -10,10 +10,12 @@ import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
+import { createPasswordResetsRepository, type PasswordResetsRepository } from './password-resets.js'
 import { createPgAccountTokensRepository } from './pg/account-tokens.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgOutboxRepository } from './pg/outbox.js'
+import { createPgPasswordResetsRepository } from './pg/password-resets.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
 import { createPgSessionsRepository } from './pg/sessions.js'
 import { createPgSigningKeysRepository } from './pg/signing-keys.js'
@@ -38,6 +40,7 @@ export interface Repositories {
   leases: LeasesRepository
   outbox: OutboxRepository
   accountTokens: AccountTokensRepository
+  passwordResets: PasswordResetsRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -49,7 +52,8 @@ export function createRepositories (db: Db): Repositories {
     audit: createAuditRepository(db),
     leases: createLeasesRepository(db),
     outbox: createOutboxRepository(db),
-    accountTokens: createAccountTokensRepository(db)
+    accountTokens: createAccountTokensRepository(db),
+    passwordResets: createPasswordResetsRepository(db)
   }
 }
 
@@ -62,6 +66,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     audit: createPgAuditRepository(db),
     leases: createPgLeasesRepository(db),
     outbox: createPgOutboxRepository(db),
-    accountTokens: createPgAccountTokensRepository(db)
+    accountTokens: createPgAccountTokensRepository(db),
+    passwordResets: createPgPasswordResetsRepository(db)
   } satisfies Repositories
 }
