@@ -140,7 +140,26 @@ export const ConfigSchema = Type.Object({
     /** POST /email/verify per client address. */
     emailVerify: Limit,
     /** Failed logins allowed per username per window, from any number of addresses. */
-    loginFailuresPerUser: Limit
+    loginFailuresPerUser: Limit,
+    /** Password-reset requests (`/password/forgot`) per client address. */
+    passwordForgot: Limit,
+    /** Password resets (`/password/reset`) per client address. */
+    passwordReset: Limit,
+    /**
+     * Reset mails one account gets from `/password/forgot` per window, whoever asks (applied
+     * whether or not RATE_LIMIT_ENABLED is on: it keeps an inbox from being flooded).
+     */
+    passwordResetMailsPerUser: Limit
+  }),
+  /** The password-reset flow (docs/accounts.md, "Password reset"). */
+  passwordReset: Type.Object({
+    /** How long a mailed reset link works (PASSWORD_RESET_TTL). */
+    ttl: Seconds,
+    /**
+     * The least time `/password/forgot` takes to answer (ms): every answer is held until then,
+     * so that the work done for an existing account does not show in the response time.
+     */
+    forgotMinDurationMs: Type.Integer({ minimum: 0, maximum: 10_000 })
   }),
   metrics: Type.Object({
     enabled: Type.Boolean(),
@@ -400,14 +419,19 @@ const ENV_NAMES: Record<string, string> = {
   '/mail/retryMaxMs': 'MAIL_RETRY_MAX',
   '/mail/pollIntervalMs': 'MAIL_POLL_INTERVAL',
   '/mail/sendTimeoutMs': 'MAIL_SEND_TIMEOUT',
-  '/mail/batchSize': 'MAIL_BATCH_SIZE'
+  '/mail/batchSize': 'MAIL_BATCH_SIZE',
+  '/passwordReset/ttl': 'PASSWORD_RESET_TTL',
+  '/passwordReset/forgotMinDurationMs': 'PASSWORD_FORGOT_MIN_DURATION'
 }
 for (const [key, prefix] of Object.entries({
   global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH',
   emailVerification: 'RATE_LIMIT_EMAIL_VERIFICATION',
   emailVerificationPerAccount: 'RATE_LIMIT_EMAIL_VERIFICATION_PER_ACCOUNT',
   emailVerify: 'RATE_LIMIT_EMAIL_VERIFY',
-  loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER'
+  loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER',
+  passwordForgot: 'RATE_LIMIT_PASSWORD_FORGOT',
+  passwordReset: 'RATE_LIMIT_PASSWORD_RESET',
+  passwordResetMailsPerUser: 'RATE_LIMIT_PASSWORD_RESET_MAILS_PER_USER'
 })) {
   ENV_NAMES[`/rateLimit/${key}/max`] = `${prefix}_MAX`
   ENV_NAMES[`/rateLimit/${key}/windowSeconds`] = `${prefix}_WINDOW`
@@ -416,10 +440,11 @@ for (const [key, prefix] of Object.entries({
 /** Settings read with `parseDuration`: their limits are said in seconds, with the other units offered. */
 const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'EMAIL_VERIFICATION_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTATION_INTERVAL', 'JWKS_MAX_AGE', 'KEY_CHECK_INTERVAL',
   'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
+  'PASSWORD_RESET_TTL',
   ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
 
 /** Settings read with `parseMillis`: their limits are said in milliseconds. */
-const MILLIS = new Set(['MAIL_RETRY_BASE', 'MAIL_RETRY_MAX', 'MAIL_POLL_INTERVAL', 'MAIL_SEND_TIMEOUT'])
+const MILLIS = new Set(['MAIL_RETRY_BASE', 'MAIL_RETRY_MAX', 'MAIL_POLL_INTERVAL', 'MAIL_SEND_TIMEOUT', 'PASSWORD_FORGOT_MIN_DURATION'])
 
 /** What `schema` allows, said for a person: "use one of A, B", "use an integer from 0 to 65535". */
 function allowed (name: string, schema: TSchema): string {
@@ -567,7 +592,16 @@ export function loadConfig (env: Env = process.env): Config {
       emailVerification: limit(env, 'RATE_LIMIT_EMAIL_VERIFICATION', 10, '1h'),
       emailVerificationPerAccount: limit(env, 'RATE_LIMIT_EMAIL_VERIFICATION_PER_ACCOUNT', 3, '1h'),
       emailVerify: limit(env, 'RATE_LIMIT_EMAIL_VERIFY', 30, '1m'),
-      loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m')
+      loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m'),
+      passwordForgot: limit(env, 'RATE_LIMIT_PASSWORD_FORGOT', 10, '15m'),
+      passwordReset: limit(env, 'RATE_LIMIT_PASSWORD_RESET', 10, '15m'),
+      passwordResetMailsPerUser: limit(env, 'RATE_LIMIT_PASSWORD_RESET_MAILS_PER_USER', 3, '1h')
+    },
+    passwordReset: {
+      ttl: read(env, 'PASSWORD_RESET_TTL', parseDuration('', '30m'), parseDuration),
+      // Above the work a request for an existing account does (a lookup and one transaction),
+      // with room for a loaded server; docs/accounts.md says how to choose it.
+      forgotMinDurationMs: read(env, 'PASSWORD_FORGOT_MIN_DURATION', 250, parseMillis)
     },
     metrics: {
       enabled: read(env, 'METRICS_ENABLED', true, parseBoolean),
@@ -630,6 +664,10 @@ function checkConsistency (c: Config): void {
   if (c.emailVerification.required && c.mail.transport === 'none') {
     // Without mail no account could ever be verified, so none could log in.
     throw new ConfigError('REQUIRE_EMAIL_VERIFICATION=true needs MAIL_TRANSPORT (smtp or webhook; log in development): verification links are sent by mail, and without them no account could log in')
+  }
+  if (c.housekeeping.auditRetention < c.rateLimit.passwordResetMailsPerUser.windowSeconds) {
+    // The per-account limit counts the account's reset requests in the audit log.
+    throw new ConfigError('AUDIT_RETENTION must be at least RATE_LIMIT_PASSWORD_RESET_MAILS_PER_USER_WINDOW: the per-account limit of reset mails counts audit events')
   }
 }
 

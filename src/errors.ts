@@ -19,10 +19,12 @@ export const LoginIdentifierRefused = createError('LOGIN_IDENTIFIER_REFUSED', '%
 export const AccountTokenInvalid = createError('ACCOUNT_TOKEN_INVALID', 'This link is invalid or has expired', 400)
 /** An endpoint that sends mail, while MAIL_TRANSPORT is not set: the same answer whatever the input. */
 export const MailDisabled = createError('MAIL_DISABLED', 'This service does not send mail', 503)
-/** A verification mail asked for by an account without an address (POST /email/verification). */
+/** An action that mails the account's owner (a verification mail, an admin's reset mail), on an account without an address. */
 export const NoEmail = createError('NO_EMAIL', 'This account has no e-mail address', 409)
 /** A verification mail asked for by an account whose address is verified already. */
 export const EmailAlreadyVerified = createError('EMAIL_ALREADY_VERIFIED', 'This e-mail address is already verified', 409)
+/** An administrator's reset mail for a disabled account, whose reset could never be completed. */
+export const UserDisabled = createError('USER_DISABLED', 'This user is disabled; enable the user first', 409)
 /** Login before the address is verified, with REQUIRE_EMAIL_VERIFICATION=true. */
 export const EmailNotVerified = createError('EMAIL_NOT_VERIFIED', 'Verify your e-mail address before logging in', 403)
 export const RegistrationDisabled = createError('REGISTRATION_DISABLED', 'Registration is disabled', 403)

@@ -75,7 +75,7 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
     return make(status, 'BAD_REQUEST', 'The request could not be understood')
   }
   if (status === 503 && (code === 'SERVICE_UNAVAILABLE' || code === 'THROTTLE_UNAVAILABLE')) return make(503, code, err.message, (err as { retryAfter?: number }).retryAfter ?? 5)
-  // Mail is off until the operator sets MAIL_TRANSPORT: no point retrying soon.
+  // Mail switched off by configuration: no fault that passes soon, but every 503 carries Retry-After (docs/API.md).
   if (status === 503 && code === 'MAIL_DISABLED') return make(503, code, err.message, 3600)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
 }

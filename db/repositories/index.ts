@@ -13,6 +13,7 @@ import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createMfaRepository, type MfaRepository } from './mfa.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
 import { createPasskeysRepository, type PasskeysRepository } from './passkeys.js'
+import { createPasswordResetsRepository, type PasswordResetsRepository } from './password-resets.js'
 import { createPgAccountTokensRepository } from './pg/account-tokens.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgEmailVerificationRepository } from './pg/email-verification.js'
@@ -20,6 +21,7 @@ import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgMfaRepository } from './pg/mfa.js'
 import { createPgOutboxRepository } from './pg/outbox.js'
 import { createPgPasskeysRepository } from './pg/passkeys.js'
+import { createPgPasswordResetsRepository } from './pg/password-resets.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
 import { createPgSessionsRepository } from './pg/sessions.js'
 import { createPgSigningKeysRepository } from './pg/signing-keys.js'
@@ -47,6 +49,7 @@ export interface Repositories {
   outbox: OutboxRepository
   accountTokens: AccountTokensRepository
   emailVerification: EmailVerificationRepository
+  passwordResets: PasswordResetsRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -61,7 +64,8 @@ export function createRepositories (db: Db): Repositories {
     mfa: createMfaRepository(db),
     outbox: createOutboxRepository(db),
     accountTokens: createAccountTokensRepository(db),
-    emailVerification: createEmailVerificationRepository(db)
+    emailVerification: createEmailVerificationRepository(db),
+    passwordResets: createPasswordResetsRepository(db)
   }
 }
 
@@ -77,6 +81,7 @@ export function createPgRepositories (db: PgDb): Repositories {
     mfa: createPgMfaRepository(db),
     outbox: createPgOutboxRepository(db),
     accountTokens: createPgAccountTokensRepository(db),
-    emailVerification: createPgEmailVerificationRepository(db)
+    emailVerification: createPgEmailVerificationRepository(db),
+    passwordResets: createPgPasswordResetsRepository(db)
   } satisfies Repositories
 }

@@ -8,6 +8,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { Forbidden } from '../../src/errors.js'
 import { ADMIN_ROLE, createUserAdmin } from '../../src/admin/users.js'
 import audit from './audit.js'
+import passwordReset from './password-reset.js'
 import users from './users.js'
 
 const admin: FastifyPluginAsync = async (app) => {
@@ -21,6 +22,7 @@ const admin: FastifyPluginAsync = async (app) => {
   })
   const userAdmin = createUserAdmin(app)
   await app.register(users, { userAdmin })
+  await app.register(passwordReset, { userAdmin })
   await app.register(audit)
 }
 

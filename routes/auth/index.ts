@@ -4,6 +4,7 @@ import account from './account.js'
 import passkeys from './passkeys.js'
 import mfa from './mfa.js'
 import emailVerification from './email-verification.js'
+import passwordReset from './password-reset.js'
 import { createRefreshTransport } from './refresh-transport.js'
 import sessionList from './session-list.js'
 import tokens from './tokens.js'
@@ -15,6 +16,7 @@ const auth: FastifyPluginAsync = async (app) => {
   const transport = createRefreshTransport(app.config)
   await app.register(account)
   await app.register(emailVerification)
+  await app.register(passwordReset)
   await app.register(tokens, { transport })
   await app.register(sessionList)
   await app.register(passkeys, { transport })

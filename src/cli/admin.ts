@@ -25,9 +25,11 @@ import type { SessionRow } from '../../db/repositories/sessions.js'
 import type { User } from '../../db/repositories/users.js'
 import { checkRoles, createUserAdmin, parseUserSelector, USER_SELECTOR_HELP, type RecordEvent, type UserSelector } from '../admin/users.js'
 import { createPasswordPolicy } from '../auth/credentials.js'
+import { sendResetMail, type Enqueue } from '../auth/password-reset.js'
 import { createPasswordHasher } from '../auth/passwords.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
 import { runHousekeeping } from '../housekeeping.js'
+import { loadTemplates, renderMail } from '../mail/templates.js'
 import { formatKeyList, rotateKeys, runKeysCommand } from './keys.js'
 import { isMain } from './is-main.js'
 
@@ -44,6 +46,9 @@ users (<user> is id:<id> or name:<username>; a bare id or name is refused):
   disable <user>                          disable a user and end all their sessions
   enable <user>                           enable a user again
   set-roles <user> <role,role,...>        replace a user's roles ("admin" grants /api/admin)
+  reset-password <user>                   mail the user a link to reset their password (needs
+                                          MAIL_TRANSPORT; a running service delivers it); the
+                                          password is neither shown nor set here
   usernames collisions                    accounts whose names are the same up to case
                                           folding, or look alike (confusable skeleton); from
                                           before these were refused; changes nothing
@@ -97,7 +102,7 @@ export interface AdminIO {
   followIntervalMs?: number
 }
 
-const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
+const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'reset-password', 'sessions', 'revoke-session',
   'revoke-sessions', 'keys', 'audit', 'backup', 'prune', 'database', 'mail'])
 
 class UsageError extends Error {}
@@ -312,6 +317,25 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
         const result = await admin.setRoles(user.id, checked.roles, now(), record)
         if (result === null) throw new Refused(`no user "${p.positional[0]}"`)
         show(userView(result.user), () => `${result.user.username}: roles ${result.previous.join(',') || '-'} -> ${result.user.roles.join(',') || '-'}`)
+        return 0
+      }
+      case 'reset-password': {
+        const user = await findUser(0)
+        if (config.mail.transport === 'none') throw new Refused('MAIL_TRANSPORT is not set: no service would deliver the reset mail (see docs/mail.md)')
+        const at = now()
+        const templates = loadTemplates(config.mail.templatesDir)
+        const context = { product: config.mail.productName, linkBase: config.mail.linkBase }
+        const enqueue: Enqueue = (kind, recipient, vars, when) => repos.outbox.enqueue({ ...renderMail(templates, context, kind, recipient, vars), now: when })
+        const { outcome } = await sendResetMail({ repos, ttlSeconds: config.passwordReset.ttl, linkBase: config.mail.linkBase, enqueue }, user.id, at, {
+          limit: null,
+          // In the transaction that issues the token, as the HTTP route records it.
+          audit: () => { repos.audit.recordNow({ type: 'password_reset_triggered', at, userId: user.id, userAgent: 'admin-cli', detail: { by: 'cli' } }) }
+        })
+        if (outcome === 'no_email') throw new Refused(`${user.username} has no e-mail address`)
+        if (outcome === 'disabled') throw new Refused(`${user.username} is disabled; enable the user first`)
+        if (outcome !== 'issued') throw new Refused(`no user "${p.positional[0]}"`)
+        show({ userId: user.id, username: user.username, queued: true }, () =>
+          `a password-reset link for ${user.username} is in the outbox; a running service delivers it`)
         return 0
       }
       case 'sessions': {

@@ -6,6 +6,7 @@
  */
 import type { FastifyError } from 'fastify'
 import t from 'tap'
+import { MailDisabled } from '../../src/errors.js'
 import { toPublicError } from '../../src/public-error.js'
 
 /** As Drizzle throws them: its own error, the driver's as the cause. */
@@ -35,4 +36,8 @@ t.test('database outages answer 503 DATABASE_UNAVAILABLE', async (t) => {
 t.test('other database errors stay 500', async (t) => {
   const answer = toPublicError(drizzleError(pgError('23505', 'duplicate key value violates unique constraint')))
   t.match(answer, { statusCode: 500, body: { code: 'INTERNAL_ERROR' } })
+})
+
+t.test('mail switched off answers 503 MAIL_DISABLED with Retry-After, not a 500', async (t) => {
+  t.match(toPublicError(new MailDisabled()), { statusCode: 503, retryAfter: 3600, body: { statusCode: 503, code: 'MAIL_DISABLED', message: 'This service does not send mail' } })
 })
