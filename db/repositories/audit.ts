@@ -22,7 +22,11 @@ export const AUDIT_EVENT_TYPES = [
   'user_disabled',
   'user_enabled',
   'roles_changed',
-  'key_rotated'
+  'key_rotated',
+  'email_change_requested',
+  'email_changed',
+  'email_change_undone',
+  'account_deleted'
 ] as const
 
 export type AuditEventType = typeof AUDIT_EVENT_TYPES[number]

@@ -5,13 +5,17 @@
  * ./pg/) implement it, and nothing above db/ knows which one is behind it.
  */
 import type { Db } from '../client.js'
+import { createAccountDeletionRepository, type AccountDeletionRepository } from './account-deletion.js'
 import { createAccountTokensRepository, type AccountTokensRepository } from './account-tokens.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
+import { createEmailChangeRepository, type EmailChangeRepository } from './email-change.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
+import { createPgAccountDeletionRepository } from './pg/account-deletion.js'
 import { createPgAccountTokensRepository } from './pg/account-tokens.js'
 import { createPgAuditRepository } from './pg/audit.js'
+import { createPgEmailChangeRepository } from './pg/email-change.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgOutboxRepository } from './pg/outbox.js'
 import { createPgServerSecretsRepository } from './pg/server-secrets.js'
@@ -38,6 +42,8 @@ export interface Repositories {
   leases: LeasesRepository
   outbox: OutboxRepository
   accountTokens: AccountTokensRepository
+  emailChange: EmailChangeRepository
+  accountDeletion: AccountDeletionRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -49,7 +55,9 @@ export function createRepositories (db: Db): Repositories {
     audit: createAuditRepository(db),
     leases: createLeasesRepository(db),
     outbox: createOutboxRepository(db),
-    accountTokens: createAccountTokensRepository(db)
+    accountTokens: createAccountTokensRepository(db),
+    emailChange: createEmailChangeRepository(db),
+    accountDeletion: createAccountDeletionRepository(db)
   }
 }
 
@@ -62,6 +70,8 @@ export function createPgRepositories (db: PgDb): Repositories {
     audit: createPgAuditRepository(db),
     leases: createPgLeasesRepository(db),
     outbox: createPgOutboxRepository(db),
-    accountTokens: createPgAccountTokensRepository(db)
+    accountTokens: createPgAccountTokensRepository(db),
+    emailChange: createPgEmailChangeRepository(db),
+    accountDeletion: createPgAccountDeletionRepository(db)
   } satisfies Repositories
 }
