@@ -75,6 +75,8 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
     return make(status, 'BAD_REQUEST', 'The request could not be understood')
   }
   if (status === 503 && (code === 'SERVICE_UNAVAILABLE' || code === 'THROTTLE_UNAVAILABLE')) return make(503, code, err.message, (err as { retryAfter?: number }).retryAfter ?? 5)
+  // A setting, not an outage: no Retry-After, since asking again changes nothing.
+  if (status === 503 && code === 'MAIL_DISABLED') return make(503, code, err.message)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
 }
 
