@@ -122,8 +122,16 @@ export const ConfigSchema = Type.Object({
     register: Limit,
     refresh: Limit,
     /** Failed logins allowed per username per window, from any number of addresses. */
-    loginFailuresPerUser: Limit
+    loginFailuresPerUser: Limit,
+    /** Address-change requests per account per window (each sends a mail to the address given). */
+    emailChangePerAccount: Limit
   }),
+  /** Changing the account's address (docs/accounts.md): how long the confirmation and the undo link work. */
+  emailChange: Type.Object({
+    ttl: Seconds,
+    undoTtl: Seconds
+  }),
+
   metrics: Type.Object({
     enabled: Type.Boolean(),
     /** When set, /metrics is served on its own listener (HOST:port) and not on the main port. */
@@ -381,10 +389,13 @@ const ENV_NAMES: Record<string, string> = {
   '/mail/retryMaxMs': 'MAIL_RETRY_MAX',
   '/mail/pollIntervalMs': 'MAIL_POLL_INTERVAL',
   '/mail/sendTimeoutMs': 'MAIL_SEND_TIMEOUT',
-  '/mail/batchSize': 'MAIL_BATCH_SIZE'
+  '/mail/batchSize': 'MAIL_BATCH_SIZE',
+  '/emailChange/ttl': 'EMAIL_CHANGE_TTL',
+  '/emailChange/undoTtl': 'EMAIL_CHANGE_UNDO_TTL'
 }
 for (const [key, prefix] of Object.entries({
-  global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH', loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER'
+  global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH', loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER',
+  emailChangePerAccount: 'RATE_LIMIT_EMAIL_CHANGE'
 })) {
   ENV_NAMES[`/rateLimit/${key}/max`] = `${prefix}_MAX`
   ENV_NAMES[`/rateLimit/${key}/windowSeconds`] = `${prefix}_WINDOW`
@@ -393,6 +404,7 @@ for (const [key, prefix] of Object.entries({
 /** Settings read with `parseDuration`: their limits are said in seconds, with the other units offered. */
 const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTATION_INTERVAL', 'JWKS_MAX_AGE', 'KEY_CHECK_INTERVAL',
   'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
+  'EMAIL_CHANGE_TTL', 'EMAIL_CHANGE_UNDO_TTL',
   ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
 
 /** Settings read with `parseMillis`: their limits are said in milliseconds. */
@@ -536,7 +548,12 @@ export function loadConfig (env: Env = process.env): Config {
       login: limit(env, 'RATE_LIMIT_LOGIN', 20, '1m'),
       register: limit(env, 'RATE_LIMIT_REGISTER', 10, '1m'),
       refresh: limit(env, 'RATE_LIMIT_REFRESH', 60, '1m'),
-      loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m')
+      loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m'),
+      emailChangePerAccount: limit(env, 'RATE_LIMIT_EMAIL_CHANGE', 3, '1h')
+    },
+    emailChange: {
+      ttl: read(env, 'EMAIL_CHANGE_TTL', parseDuration('', '24h'), parseDuration),
+      undoTtl: read(env, 'EMAIL_CHANGE_UNDO_TTL', parseDuration('', '7d'), parseDuration)
     },
     metrics: {
       enabled: read(env, 'METRICS_ENABLED', true, parseBoolean),

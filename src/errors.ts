@@ -21,6 +21,8 @@ export const AccountTokenInvalid = createError('ACCOUNT_TOKEN_INVALID', 'This li
 export const MailDisabled = createError('MAIL_DISABLED', 'This service does not send mail', 503)
 /** Login before the address is verified, with REQUIRE_EMAIL_VERIFICATION=true. */
 export const EmailNotVerified = createError('EMAIL_NOT_VERIFIED', 'Verify your e-mail address before logging in', 403)
+/** An address change to the address the account already has. */
+export const EmailUnchanged = createError('EMAIL_UNCHANGED', 'This is already the address of the account', 400)
 export const RegistrationDisabled = createError('REGISTRATION_DISABLED', 'Registration is disabled', 403)
 export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Invalid username or password', 401)
 /** The message says which origin arrived and which are allowed (routes/auth/refresh-transport.ts). */
