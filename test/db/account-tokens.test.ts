@@ -3,7 +3,7 @@
  * the mail that carries a token commits or rolls back with it, expired tokens are not found and
  * are pruned, and a deleted account takes its tokens with it.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { newAccountToken, hashAccountToken } from '../../src/auth/account-tokens.js'
 import { buildTestApp, register } from '../support/app.js'
 import { count } from '../support/db.js'
@@ -11,7 +11,7 @@ import { queryPostgres } from '../support/pg.js'
 
 const MIN = 60_000
 
-async function setUp (t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+async function setUp (t: Test) {
   const app = await buildTestApp(t)
   const user = (await register(app, 'tokenowner')).json() as { id: string }
   return { app, userId: user.id }
