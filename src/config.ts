@@ -131,7 +131,13 @@ export const ConfigSchema = Type.Object({
     ttl: Seconds,
     undoTtl: Seconds
   }),
-
+  /**
+   * Deleting one's account without re-entering the password: allowed when the access token's
+   * `auth_time` is at most this old (ACCOUNT_DELETE_RECENT_LOGIN; src/auth/account-deletion.ts).
+   */
+  accountDeletion: Type.Object({
+    recentLogin: Seconds
+  }),
   metrics: Type.Object({
     enabled: Type.Boolean(),
     /** When set, /metrics is served on its own listener (HOST:port) and not on the main port. */
@@ -391,7 +397,8 @@ const ENV_NAMES: Record<string, string> = {
   '/mail/sendTimeoutMs': 'MAIL_SEND_TIMEOUT',
   '/mail/batchSize': 'MAIL_BATCH_SIZE',
   '/emailChange/ttl': 'EMAIL_CHANGE_TTL',
-  '/emailChange/undoTtl': 'EMAIL_CHANGE_UNDO_TTL'
+  '/emailChange/undoTtl': 'EMAIL_CHANGE_UNDO_TTL',
+  '/accountDeletion/recentLogin': 'ACCOUNT_DELETE_RECENT_LOGIN'
 }
 for (const [key, prefix] of Object.entries({
   global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH', loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER',
@@ -404,7 +411,7 @@ for (const [key, prefix] of Object.entries({
 /** Settings read with `parseDuration`: their limits are said in seconds, with the other units offered. */
 const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTATION_INTERVAL', 'JWKS_MAX_AGE', 'KEY_CHECK_INTERVAL',
   'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
-  'EMAIL_CHANGE_TTL', 'EMAIL_CHANGE_UNDO_TTL',
+  'EMAIL_CHANGE_TTL', 'EMAIL_CHANGE_UNDO_TTL', 'ACCOUNT_DELETE_RECENT_LOGIN',
   ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
 
 /** Settings read with `parseMillis`: their limits are said in milliseconds. */
@@ -554,6 +561,9 @@ export function loadConfig (env: Env = process.env): Config {
     emailChange: {
       ttl: read(env, 'EMAIL_CHANGE_TTL', parseDuration('', '24h'), parseDuration),
       undoTtl: read(env, 'EMAIL_CHANGE_UNDO_TTL', parseDuration('', '7d'), parseDuration)
+    },
+    accountDeletion: {
+      recentLogin: read(env, 'ACCOUNT_DELETE_RECENT_LOGIN', parseDuration('', '5m'), parseDuration)
     },
     metrics: {
       enabled: read(env, 'METRICS_ENABLED', true, parseBoolean),

@@ -1,6 +1,7 @@
 /** Everything under /api/auth. Responses here are personal: none may be stored by a cache. */
 import type { FastifyPluginAsync } from 'fastify'
 import account from './account.js'
+import accountDeletion from './account-deletion.js'
 import emailChange from './email-change.js'
 import { createRefreshTransport } from './refresh-transport.js'
 import sessionList from './session-list.js'
@@ -13,6 +14,7 @@ const auth: FastifyPluginAsync = async (app) => {
   const transport = createRefreshTransport(app.config)
   await app.register(account)
   await app.register(emailChange)
+  await app.register(accountDeletion)
   await app.register(tokens, { transport })
   await app.register(sessionList)
 }

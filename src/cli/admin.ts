@@ -23,11 +23,13 @@ import { AUDIT_EVENT_TYPES, type AuditEvent } from '../../db/repositories/audit.
 import type { Repositories } from '../../db/repositories/index.js'
 import type { SessionRow } from '../../db/repositories/sessions.js'
 import type { User } from '../../db/repositories/users.js'
+import { deleteAccount } from '../auth/account-deletion.js'
 import { checkRoles, createUserAdmin, parseUserSelector, USER_SELECTOR_HELP, type RecordEvent, type UserSelector } from '../admin/users.js'
 import { createPasswordPolicy } from '../auth/credentials.js'
 import { createPasswordHasher } from '../auth/passwords.js'
 import { ConfigError, loadConfig, type Config, type Env } from '../config.js'
 import { runHousekeeping } from '../housekeeping.js'
+import { loadTemplates, renderMail } from '../mail/templates.js'
 import { formatKeyList, rotateKeys, runKeysCommand } from './keys.js'
 import { isMain } from './is-main.js'
 
@@ -44,6 +46,9 @@ users (<user> is id:<id> or name:<username>; a bare id or name is refused):
   disable <user>                          disable a user and end all their sessions
   enable <user>                           enable a user again
   set-roles <user> <role,role,...>        replace a user's roles ("admin" grants /api/admin)
+  delete-user <user>                      delete a user: sessions and mailed tokens, personal data
+                                          in the audit log; keeps a tombstone event; with mail on,
+                                          the address gets a notice (docs/accounts.md)
   usernames collisions                    accounts whose names are the same up to case
                                           folding, or look alike (confusable skeleton); from
                                           before these were refused; changes nothing
@@ -97,7 +102,7 @@ export interface AdminIO {
   followIntervalMs?: number
 }
 
-const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'sessions', 'revoke-session',
+const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'delete-user', 'sessions', 'revoke-session',
   'revoke-sessions', 'keys', 'audit', 'backup', 'prune', 'database', 'mail'])
 
 class UsageError extends Error {}
@@ -312,6 +317,19 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
         const result = await admin.setRoles(user.id, checked.roles, now(), record)
         if (result === null) throw new Refused(`no user "${p.positional[0]}"`)
         show(userView(result.user), () => `${result.user.username}: roles ${result.previous.join(',') || '-'} -> ${result.user.roles.join(',') || '-'}`)
+        return 0
+      }
+      case 'delete-user': {
+        const user = await findUser(0)
+        const { mail } = config
+        // The notice goes through the outbox like the service's own mail; a running service
+        // delivers it within MAIL_POLL_INTERVAL.
+        const templates = mail.transport === 'none' ? null : loadTemplates(mail.templatesDir)
+        const notify = templates === null
+          ? null
+          : (to: string, at: Date) => { repos.outbox.enqueue({ ...renderMail(templates, { product: mail.productName, linkBase: mail.linkBase }, 'account_deleted', to, {}), now: at }) }
+        if (!await deleteAccount({ repos, notify }, { userId: user.id, epoch: null, by: 'cli', now: now() })) throw new Refused(`no user "${p.positional[0]!}"`)
+        show({ deleted: user.id }, () => `deleted ${user.username} (${user.id})${user.email !== null && notify !== null ? '; a notice to the address is queued' : ''}`)
         return 0
       }
       case 'sessions': {
