@@ -149,7 +149,9 @@ export const ConfigSchema = Type.Object({
      * Reset mails one account gets from `/password/forgot` per window, whoever asks (applied
      * whether or not RATE_LIMIT_ENABLED is on: it keeps an inbox from being flooded).
      */
-    passwordResetMailsPerUser: Limit
+    passwordResetMailsPerUser: Limit,
+    /** Address-change requests per account per window (each sends a mail to the address given). */
+    emailChangePerAccount: Limit
   }),
   /** The password-reset flow (docs/accounts.md, "Password reset"). */
   passwordReset: Type.Object({
@@ -160,6 +162,18 @@ export const ConfigSchema = Type.Object({
      * so that the work done for an existing account does not show in the response time.
      */
     forgotMinDurationMs: Type.Integer({ minimum: 0, maximum: 10_000 })
+  }),
+  /** Changing the account's address (docs/accounts.md): how long the confirmation and the undo link work. */
+  emailChange: Type.Object({
+    ttl: Seconds,
+    undoTtl: Seconds
+  }),
+  /**
+   * Deleting one's account without re-entering the password: allowed when the access token's
+   * `auth_time` is at most this old (ACCOUNT_DELETE_RECENT_LOGIN; src/auth/account-deletion.ts).
+   */
+  accountDeletion: Type.Object({
+    recentLogin: Seconds
   }),
   metrics: Type.Object({
     enabled: Type.Boolean(),
@@ -421,7 +435,10 @@ const ENV_NAMES: Record<string, string> = {
   '/mail/sendTimeoutMs': 'MAIL_SEND_TIMEOUT',
   '/mail/batchSize': 'MAIL_BATCH_SIZE',
   '/passwordReset/ttl': 'PASSWORD_RESET_TTL',
-  '/passwordReset/forgotMinDurationMs': 'PASSWORD_FORGOT_MIN_DURATION'
+  '/passwordReset/forgotMinDurationMs': 'PASSWORD_FORGOT_MIN_DURATION',
+  '/emailChange/ttl': 'EMAIL_CHANGE_TTL',
+  '/emailChange/undoTtl': 'EMAIL_CHANGE_UNDO_TTL',
+  '/accountDeletion/recentLogin': 'ACCOUNT_DELETE_RECENT_LOGIN'
 }
 for (const [key, prefix] of Object.entries({
   global: 'RATE_LIMIT', login: 'RATE_LIMIT_LOGIN', register: 'RATE_LIMIT_REGISTER', refresh: 'RATE_LIMIT_REFRESH',
@@ -431,7 +448,8 @@ for (const [key, prefix] of Object.entries({
   loginFailuresPerUser: 'RATE_LIMIT_LOGIN_FAILURES_PER_USER',
   passwordForgot: 'RATE_LIMIT_PASSWORD_FORGOT',
   passwordReset: 'RATE_LIMIT_PASSWORD_RESET',
-  passwordResetMailsPerUser: 'RATE_LIMIT_PASSWORD_RESET_MAILS_PER_USER'
+  passwordResetMailsPerUser: 'RATE_LIMIT_PASSWORD_RESET_MAILS_PER_USER',
+  emailChangePerAccount: 'RATE_LIMIT_EMAIL_CHANGE'
 })) {
   ENV_NAMES[`/rateLimit/${key}/max`] = `${prefix}_MAX`
   ENV_NAMES[`/rateLimit/${key}/windowSeconds`] = `${prefix}_WINDOW`
@@ -441,6 +459,7 @@ for (const [key, prefix] of Object.entries({
 const DURATIONS = new Set(['ACCESS_TOKEN_TTL', 'EMAIL_VERIFICATION_TTL', 'JWT_CLOCK_TOLERANCE', 'KEY_ROTATION_INTERVAL', 'JWKS_MAX_AGE', 'KEY_CHECK_INTERVAL',
   'REFRESH_TOKEN_TTL', 'SESSION_MAX_AGE', 'REFRESH_REUSE_INTERVAL', 'HOUSEKEEPING_INTERVAL', 'SESSION_RETENTION', 'AUDIT_RETENTION',
   'PASSWORD_RESET_TTL',
+  'EMAIL_CHANGE_TTL', 'EMAIL_CHANGE_UNDO_TTL', 'ACCOUNT_DELETE_RECENT_LOGIN',
   ...Object.values(ENV_NAMES).filter((n) => n.endsWith('_WINDOW'))])
 
 /** Settings read with `parseMillis`: their limits are said in milliseconds. */
@@ -595,13 +614,21 @@ export function loadConfig (env: Env = process.env): Config {
       loginFailuresPerUser: limit(env, 'RATE_LIMIT_LOGIN_FAILURES_PER_USER', 10, '15m'),
       passwordForgot: limit(env, 'RATE_LIMIT_PASSWORD_FORGOT', 10, '15m'),
       passwordReset: limit(env, 'RATE_LIMIT_PASSWORD_RESET', 10, '15m'),
-      passwordResetMailsPerUser: limit(env, 'RATE_LIMIT_PASSWORD_RESET_MAILS_PER_USER', 3, '1h')
+      passwordResetMailsPerUser: limit(env, 'RATE_LIMIT_PASSWORD_RESET_MAILS_PER_USER', 3, '1h'),
+      emailChangePerAccount: limit(env, 'RATE_LIMIT_EMAIL_CHANGE', 3, '1h')
     },
     passwordReset: {
       ttl: read(env, 'PASSWORD_RESET_TTL', parseDuration('', '30m'), parseDuration),
       // Above the work a request for an existing account does (a lookup and one transaction),
       // with room for a loaded server; docs/accounts.md says how to choose it.
       forgotMinDurationMs: read(env, 'PASSWORD_FORGOT_MIN_DURATION', 250, parseMillis)
+    },
+    emailChange: {
+      ttl: read(env, 'EMAIL_CHANGE_TTL', parseDuration('', '24h'), parseDuration),
+      undoTtl: read(env, 'EMAIL_CHANGE_UNDO_TTL', parseDuration('', '7d'), parseDuration)
+    },
+    accountDeletion: {
+      recentLogin: read(env, 'ACCOUNT_DELETE_RECENT_LOGIN', parseDuration('', '5m'), parseDuration)
     },
     metrics: {
       enabled: read(env, 'METRICS_ENABLED', true, parseBoolean),

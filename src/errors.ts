@@ -27,6 +27,13 @@ export const EmailAlreadyVerified = createError('EMAIL_ALREADY_VERIFIED', 'This 
 export const UserDisabled = createError('USER_DISABLED', 'This user is disabled; enable the user first', 409)
 /** Login before the address is verified, with REQUIRE_EMAIL_VERIFICATION=true. */
 export const EmailNotVerified = createError('EMAIL_NOT_VERIFIED', 'Verify your e-mail address before logging in', 403)
+/** An address change to the address the account already has. */
+export const EmailUnchanged = createError('EMAIL_UNCHANGED', 'This is already the address of the account', 400)
+/**
+ * Deleting the account without a password in the body, and no login recent enough to stand in
+ * for one (src/auth/account-deletion.ts).
+ */
+export const ReauthenticationRequired = createError('REAUTHENTICATION_REQUIRED', 'Enter your password to do this', 403)
 export const RegistrationDisabled = createError('REGISTRATION_DISABLED', 'Registration is disabled', 403)
 export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Invalid username or password', 401)
 /** The message says which origin arrived and which are allowed (routes/auth/refresh-transport.ts). */

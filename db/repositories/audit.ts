@@ -38,7 +38,11 @@ export const AUDIT_EVENT_TYPES = [
   'recovery_codes_generated',
   'recovery_code_used',
   'mfa_failed',
-  'reauthenticated'
+  'reauthenticated',
+  'email_change_requested',
+  'email_changed',
+  'email_change_undone',
+  'account_deleted'
 ] as const
 
 export type AuditEventType = typeof AUDIT_EVENT_TYPES[number]

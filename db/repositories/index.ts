@@ -5,10 +5,12 @@
  * ./pg/) implement it, and nothing above db/ knows which one is behind it.
  */
 import type { Db } from '../client.js'
+import { createAccountDeletionRepository, type AccountDeletionRepository } from './account-deletion.js'
 import { createAccountTokensRepository, type AccountTokensRepository } from './account-tokens.js'
 import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createEmailVerificationRepository, type EmailVerificationRepository } from './email-verification.js'
+import { createEmailChangeRepository, type EmailChangeRepository } from './email-change.js'
 import { createLeasesRepository, type LeasesRepository } from './leases.js'
 import { createMfaRepository, type MfaRepository } from './mfa.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
@@ -17,6 +19,8 @@ import { createPasswordResetsRepository, type PasswordResetsRepository } from '.
 import { createPgAccountTokensRepository } from './pg/account-tokens.js'
 import { createPgAuditRepository } from './pg/audit.js'
 import { createPgEmailVerificationRepository } from './pg/email-verification.js'
+import { createPgAccountDeletionRepository } from './pg/account-deletion.js'
+import { createPgEmailChangeRepository } from './pg/email-change.js'
 import { createPgLeasesRepository } from './pg/leases.js'
 import { createPgMfaRepository } from './pg/mfa.js'
 import { createPgOutboxRepository } from './pg/outbox.js'
@@ -50,6 +54,8 @@ export interface Repositories {
   accountTokens: AccountTokensRepository
   emailVerification: EmailVerificationRepository
   passwordResets: PasswordResetsRepository
+  emailChange: EmailChangeRepository
+  accountDeletion: AccountDeletionRepository
 }
 
 export function createRepositories (db: Db): Repositories {
@@ -65,7 +71,9 @@ export function createRepositories (db: Db): Repositories {
     outbox: createOutboxRepository(db),
     accountTokens: createAccountTokensRepository(db),
     emailVerification: createEmailVerificationRepository(db),
-    passwordResets: createPasswordResetsRepository(db)
+    passwordResets: createPasswordResetsRepository(db),
+    emailChange: createEmailChangeRepository(db),
+    accountDeletion: createAccountDeletionRepository(db)
   }
 }
 
@@ -82,6 +90,8 @@ export function createPgRepositories (db: PgDb): Repositories {
     outbox: createPgOutboxRepository(db),
     accountTokens: createPgAccountTokensRepository(db),
     emailVerification: createPgEmailVerificationRepository(db),
-    passwordResets: createPgPasswordResetsRepository(db)
+    passwordResets: createPgPasswordResetsRepository(db),
+    emailChange: createPgEmailChangeRepository(db),
+    accountDeletion: createPgAccountDeletionRepository(db)
   } satisfies Repositories
 }

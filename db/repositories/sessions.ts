@@ -82,7 +82,7 @@ export interface Rotation {
 export type RotateOutcome = { outcome: 'rotated', id: number } | { outcome: 'already_spent' }
 
 /** Why a session ended (revoked_reason). The upgrade that retired tokens from before selectors also wrote 'legacy_refresh_token'. */
-export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'password_reset' | 'password_guessing' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin'
+export type RevokeReason = 'logout' | 'logout_all' | 'password_change' | 'password_reset' | 'password_guessing' | 'deleted' | 'reuse' | 'disabled' | 'expired' | 'admin' | 'email_change_undone'
 
 /*
  * CAST around the bound values of the joins below: better-sqlite3 clears a statement's bindings

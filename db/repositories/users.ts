@@ -12,6 +12,8 @@ export interface User {
   passwordHash: string
   /** The security stamp (db/schema.ts): what a password check read, for its commit to compare. */
   credentialEpoch: number
+  /** When the password was last set: account tokens carry it (`password_stamp`) and are void once it moves. */
+  passwordChangedAt: Date
   /** The address as given (normalised), or null when the account has none. */
   email: string | null
   emailVerified: boolean
@@ -65,6 +67,7 @@ export function createUsersRepository (db: Db) {
     createdAt: row.createdAt,
     passwordHash: row.passwordHash,
     credentialEpoch: row.credentialEpoch,
+    passwordChangedAt: row.passwordChangedAt,
     email: row.email,
     emailVerified: row.emailVerifiedAt !== null
   })

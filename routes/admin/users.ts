@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import type { User } from '../../db/repositories/users.js'
 import { Type } from 'typebox'
 import { ADMIN_ROLE, parseUserSelector, type RecordEvent, type UserAdmin } from '../../src/admin/users.js'
+import { deleteAccount } from '../../src/auth/account-deletion.js'
 import {
   AdminSelfLockout, InvalidRoles, InvalidUsername, SessionNotFound, UserNotFound, UsernameTaken, WeakPassword
 } from '../../src/errors.js'
@@ -109,6 +110,28 @@ const users: FastifyPluginAsyncTypebox<{ userAdmin: UserAdmin }> = async (app, {
       return adminUserView(result.user)
     })
   }
+
+  app.delete('/users/:user', {
+    schema: {
+      summary: 'Delete a user',
+      description: 'As DELETE /api/auth/me by the user: the account, its sessions and mailed tokens go, its audit events lose their personal data, and the `account_deleted` tombstone names the administrator; the address, if any, gets a notice. An administrator deletes their own account with DELETE /api/auth/me (409 here).',
+      tags,
+      security,
+      params: UserParams,
+      response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) }
+    }
+  }, async (request, reply) => {
+    const target = await findTarget(request.params.user)
+    const adminId = request.principal!.userId
+    if (target.id === adminId) throw new AdminSelfLockout()
+    const deleted = await deleteAccount({
+      repos: app.repos,
+      notify: app.mail.enabled ? (to, at) => { app.mail.enqueue('account_deleted', to, {}, at) } : null
+    }, { userId: target.id, epoch: null, by: { admin: adminId }, requestId: request.id, now: new Date() })
+    if (!deleted) throw new UserNotFound()
+    request.log.info({ userId: target.id, by: adminId }, 'user deleted by an administrator')
+    return reply.code(204).send(null)
+  })
 
   app.put('/users/:user/roles', {
     schema: {

@@ -5,6 +5,8 @@ import passkeys from './passkeys.js'
 import mfa from './mfa.js'
 import emailVerification from './email-verification.js'
 import passwordReset from './password-reset.js'
+import accountDeletion from './account-deletion.js'
+import emailChange from './email-change.js'
 import { createRefreshTransport } from './refresh-transport.js'
 import sessionList from './session-list.js'
 import tokens from './tokens.js'
@@ -17,6 +19,8 @@ const auth: FastifyPluginAsync = async (app) => {
   await app.register(account)
   await app.register(emailVerification)
   await app.register(passwordReset)
+  await app.register(emailChange)
+  await app.register(accountDeletion)
   await app.register(tokens, { transport })
   await app.register(sessionList)
   await app.register(passkeys, { transport })

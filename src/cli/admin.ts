@@ -23,6 +23,7 @@ import { AUDIT_EVENT_TYPES, type AuditEvent } from '../../db/repositories/audit.
 import type { Repositories } from '../../db/repositories/index.js'
 import type { SessionRow } from '../../db/repositories/sessions.js'
 import type { User } from '../../db/repositories/users.js'
+import { deleteAccount } from '../auth/account-deletion.js'
 import { checkRoles, createUserAdmin, parseUserSelector, USER_SELECTOR_HELP, type RecordEvent, type UserSelector } from '../admin/users.js'
 import { createPasswordPolicy } from '../auth/credentials.js'
 import { sendResetMail, type Enqueue } from '../auth/password-reset.js'
@@ -49,6 +50,9 @@ users (<user> is id:<id> or name:<username>; a bare id or name is refused):
   reset-password <user>                   mail the user a link to reset their password (needs
                                           MAIL_TRANSPORT; a running service delivers it); the
                                           password is neither shown nor set here
+  delete-user <user>                      delete a user: sessions and mailed tokens, personal data
+                                          in the audit log; keeps a tombstone event; with mail on,
+                                          the address gets a notice (docs/accounts.md)
   usernames collisions                    accounts whose names are the same up to case
                                           folding, or look alike (confusable skeleton); from
                                           before these were refused; changes nothing
@@ -102,7 +106,7 @@ export interface AdminIO {
   followIntervalMs?: number
 }
 
-const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'reset-password', 'sessions', 'revoke-session',
+const COMMANDS = new Set(['users', 'user', 'usernames', 'create-user', 'disable', 'enable', 'set-roles', 'reset-password', 'delete-user', 'sessions', 'revoke-session',
   'revoke-sessions', 'keys', 'audit', 'backup', 'prune', 'database', 'mail'])
 
 class UsageError extends Error {}
@@ -336,6 +340,19 @@ export async function runAdminCommand (argv: string[], io: AdminIO = {}): Promis
         if (outcome !== 'issued') throw new Refused(`no user "${p.positional[0]}"`)
         show({ userId: user.id, username: user.username, queued: true }, () =>
           `a password-reset link for ${user.username} is in the outbox; a running service delivers it`)
+        return 0
+      }
+      case 'delete-user': {
+        const user = await findUser(0)
+        const { mail } = config
+        // The notice goes through the outbox like the service's own mail; a running service
+        // delivers it within MAIL_POLL_INTERVAL.
+        const templates = mail.transport === 'none' ? null : loadTemplates(mail.templatesDir)
+        const notify = templates === null
+          ? null
+          : (to: string, at: Date) => { repos.outbox.enqueue({ ...renderMail(templates, { product: mail.productName, linkBase: mail.linkBase }, 'account_deleted', to, {}), now: at }) }
+        if (!await deleteAccount({ repos, notify }, { userId: user.id, epoch: null, by: 'cli', now: now() })) throw new Refused(`no user "${p.positional[0]!}"`)
+        show({ deleted: user.id }, () => `deleted ${user.username} (${user.id})${user.email !== null && notify !== null ? '; a notice to the address is queued' : ''}`)
         return 0
       }
       case 'sessions': {

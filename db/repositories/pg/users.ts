@@ -24,6 +24,7 @@ const toUser = (row: typeof users.$inferSelect): User => ({
   createdAt: row.createdAt,
   passwordHash: row.passwordHash,
   credentialEpoch: row.credentialEpoch,
+  passwordChangedAt: row.passwordChangedAt,
   email: row.email,
   emailVerified: row.emailVerifiedAt !== null
 })
