@@ -9,6 +9,7 @@ import t from 'tap'
 import { bearer, buildTestApp, login, PASSWORD, register, SAME_ORIGIN } from '../support/app.js'
 import { fakeDate, MINUTE } from '../support/clock.js'
 import { claimsOf } from '../support/jwt.js'
+import { queryPostgres } from '../support/pg.js'
 import { SoftAuthenticator } from '../support/webauthn.js'
 
 async function signedIn (app: FastifyInstance, username = 'alice'): Promise<string> {
@@ -260,6 +261,26 @@ t.test('a disabled account cannot sign in with its passkey', async (t) => {
   await app.repos.users.setDisabled(user!.id, true, new Date())
   const res = await passkeyLogin(app, authenticator.assert(await loginOptions(app)))
   t.equal(res.statusCode, 401)
+})
+
+t.test('with REQUIRE_EMAIL_VERIFICATION, a passkey signs in only an account whose address is verified', async (t) => {
+  const app = await buildTestApp(t, { REQUIRE_EMAIL_VERIFICATION: 'true', MAIL_TRANSPORT: 'log' })
+  const verified = async (yes: boolean) => {
+    const sql = `UPDATE users SET email_verified_at = ${yes ? (app.database.kind === 'sqlite' ? String(Date.now()) : 'now()') : 'NULL'}`
+    if (app.database.kind === 'sqlite') app.sqlite.prepare(sql).run()
+    else await queryPostgres(app.config.databaseUrl, sql)
+  }
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username: 'alice', password: PASSWORD, email: 'alice@example.com' } })).statusCode, 201)
+  await verified(true)
+  const token = (await login(app, { transport: 'body' })).accessToken
+  const authenticator = new SoftAuthenticator()
+  t.equal((await registerPasskey(app, token, authenticator)).statusCode, 201)
+  t.equal((await passkeyLogin(app, authenticator.assert(await loginOptions(app)))).statusCode, 200, 'verified: signs in')
+
+  await verified(false)
+  const refused = await passkeyLogin(app, authenticator.assert(await loginOptions(app)))
+  t.equal(refused.statusCode, 403)
+  t.equal(refused.json().code, 'EMAIL_NOT_VERIFIED')
 })
 
 t.test('the second-factor check for a known user (what mfa/verify and reauthenticate call)', async (t) => {
