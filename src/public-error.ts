@@ -54,6 +54,9 @@ function databaseUnavailable (err: unknown): boolean {
   return false
 }
 
+/** 503 codes of features that this server's settings leave off (src/errors.ts). */
+const NOT_CONFIGURED = new Set(['TOTP_UNAVAILABLE', 'MAIL_DISABLED'])
+
 export function toPublicError (err: FastifyError & { validationContext?: string }): PublicError {
   const code = typeof err.code === 'string' ? err.code : ''
   if (err.validation !== undefined) {
@@ -75,6 +78,8 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
     return make(status, 'BAD_REQUEST', 'The request could not be understood')
   }
   if (status === 503 && (code === 'SERVICE_UNAVAILABLE' || code === 'THROTTLE_UNAVAILABLE')) return make(503, code, err.message, (err as { retryAfter?: number }).retryAfter ?? 5)
+  // A feature this server's configuration leaves off: no retry will help, so no Retry-After.
+  if (status === 503 && NOT_CONFIGURED.has(code)) return make(503, code, err.message)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
 }
 
