@@ -12,7 +12,6 @@
  * clear there; development and tests store it in clear, for a first run without settings.
  */
 import * as OTPAuth from 'otpauth'
-import QRCode from 'qrcode'
 import { isSealed, openSealed, seal } from '../keys/signing-key.js'
 
 export const TOTP_PERIOD = 30
@@ -33,6 +32,8 @@ export function createTotp (encryptionKey: Buffer | undefined, issuer: string, o
     async generate (label: string): Promise<{ secret: string, otpauthUri: string, qrCode: string }> {
       const secret = new OTPAuth.Secret({ size: 20 }).base32
       const otpauthUri = totpOf(secret, label).toString()
+      // Loaded at the first enrolment rather than at every start.
+      const { default: QRCode } = await import('qrcode')
       const qrCode = await QRCode.toDataURL(otpauthUri, { errorCorrectionLevel: 'M', margin: 2, width: 240 })
       return { secret, otpauthUri, qrCode }
     },
