@@ -78,8 +78,9 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
     return make(status, 'BAD_REQUEST', 'The request could not be understood')
   }
   if (status === 503 && (code === 'SERVICE_UNAVAILABLE' || code === 'THROTTLE_UNAVAILABLE')) return make(503, code, err.message, (err as { retryAfter?: number }).retryAfter ?? 5)
-  // A feature this server's configuration leaves off: no retry will help, so no Retry-After.
-  if (status === 503 && NOT_CONFIGURED.has(code)) return make(503, code, err.message)
+  // A feature this server's settings leave off: no fault that passes soon, but every 503 carries
+  // Retry-After (docs/API.md), here an hour.
+  if (status === 503 && NOT_CONFIGURED.has(code)) return make(503, code, err.message, 3600)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
 }
 
