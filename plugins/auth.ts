@@ -39,10 +39,13 @@ export default fp(async function authPlugin (app) {
     sessionMaxAgeSeconds: config.refresh.sessionMaxAge,
     reuseIntervalSeconds: config.refresh.reuseInterval
   }))
-  // TOTP secrets sealed under KEY_ENCRYPTION_KEY (when set); recovery codes keyed by their own server secret.
+  // TOTP secrets sealed under KEY_ENCRYPTION_KEY (production offers no TOTP without it);
+  // recovery codes keyed by their own server secret.
+  const totp = createTotp(encryptionKey, new URL(config.publicOrigin).hostname, { requireKey: config.env === 'production' })
+  if (!totp.available) app.log.warn('KEY_ENCRYPTION_KEY is not set: TOTP enrolment answers 503 TOTP_UNAVAILABLE, because a TOTP secret would be stored in clear')
   app.decorate('mfa', createMfa({
     repo: repos.mfa,
-    totp: createTotp(encryptionKey, new URL(config.publicOrigin).hostname),
+    totp,
     recoveryCodes: createRecoveryCodes(await loadServerSecret(repos.serverSecrets, 'recovery-code-key', encryptionKey)),
     requiredRoles: config.mfaRequiredRoles,
     passkeys: passkeyFactorOf(app.passkeys)

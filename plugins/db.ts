@@ -20,8 +20,6 @@ import type Database from 'better-sqlite3'
 import { openDatabase, type Db, type OpenDatabase } from '../db/client.js'
 import type { GroupCommit } from '../db/durability.js'
 import { runMigrations } from '../db/migrate.js'
-import { openPostgres } from '../db/pg/client.js'
-import { runPgMigrations, SchemaNewerError } from '../db/pg/migrate.js'
 import { createPgRepositories, createRepositories, type Repositories } from '../db/repositories/index.js'
 
 export type { Repositories }
@@ -93,6 +91,8 @@ class DatabaseFileGone extends Error {
  */
 async function openPostgresBackend (app: FastifyInstance): Promise<void> {
   const { config } = app
+  // Loaded only here: a service on SQLite never pays for the PostgreSQL driver at start.
+  const [{ openPostgres }, { runPgMigrations, SchemaNewerError }] = await Promise.all([import('../db/pg/client.js'), import('../db/pg/migrate.js')])
   const { db, pool } = openPostgres({
     url: config.databaseUrl,
     poolSize: config.databasePoolSize,

@@ -66,6 +66,8 @@ export const MfaCodeInvalid = createError('MFA_CODE_INVALID', 'The code is not v
 export const MfaTokenInvalid = createError('MFA_TOKEN_INVALID', 'The MFA token is invalid, expired or already used; log in again', 401)
 export const TotpAlreadyEnabled = createError('TOTP_ALREADY_ENABLED', 'TOTP is already enabled; disable it first', 409)
 export const TotpNotEnrolled = createError('TOTP_NOT_ENROLLED', 'No TOTP enrolment to act on; enrol first', 409)
+/** TOTP enrolment in production without KEY_ENCRYPTION_KEY: the secret would be stored in clear. */
+export const TotpUnavailable = createError('TOTP_UNAVAILABLE', 'TOTP is not available on this server', 503)
 export const MfaNotEnabled = createError('MFA_NOT_ENABLED', 'No second factor is enabled', 409)
 /** Answered until passkeys are wired in (src/auth/passkey-factor.ts). */
 export const PasskeyFactorUnavailable = createError('PASSKEY_FACTOR_UNAVAILABLE', 'No passkey factor is available for this account', 400)

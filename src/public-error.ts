@@ -54,6 +54,9 @@ function databaseUnavailable (err: unknown): boolean {
   return false
 }
 
+/** 503 codes of features that this server's settings leave off (src/errors.ts). */
+const NOT_CONFIGURED = new Set(['TOTP_UNAVAILABLE', 'MAIL_DISABLED'])
+
 export function toPublicError (err: FastifyError & { validationContext?: string }): PublicError {
   const code = typeof err.code === 'string' ? err.code : ''
   if (err.validation !== undefined) {
@@ -75,8 +78,9 @@ export function toPublicError (err: FastifyError & { validationContext?: string 
     return make(status, 'BAD_REQUEST', 'The request could not be understood')
   }
   if (status === 503 && (code === 'SERVICE_UNAVAILABLE' || code === 'THROTTLE_UNAVAILABLE')) return make(503, code, err.message, (err as { retryAfter?: number }).retryAfter ?? 5)
-  // Mail switched off by configuration: no fault that passes soon, but every 503 carries Retry-After (docs/API.md).
-  if (status === 503 && code === 'MAIL_DISABLED') return make(503, code, err.message, 3600)
+  // A feature this server's settings leave off: no fault that passes soon, but every 503 carries
+  // Retry-After (docs/API.md), here an hour.
+  if (status === 503 && NOT_CONFIGURED.has(code)) return make(503, code, err.message, 3600)
   return make(500, 'INTERNAL_ERROR', 'Internal server error')
 }
 

@@ -10,7 +10,7 @@
  * after COMMAND_TIMEOUT_MS. The client reconnects by itself, forever, at most RETRY_MAX_MS
  * apart, so an outage ends without a restart of the service.
  */
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 
 export const CONNECT_TIMEOUT_MS = 2000
 export const COMMAND_TIMEOUT_MS = 1000
@@ -57,6 +57,8 @@ export function everyInterval<T> (intervalMs: number, write: (arg: T, suppressed
  */
 export async function connectRedis (url: string, log: RedisLog, options: RedisOptions = {}): Promise<Redis> {
   const target = redisTarget(url)
+  // Loaded only here: a service without REDIS_URL never pays for the client at start.
+  const { Redis } = await import('ioredis')
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,

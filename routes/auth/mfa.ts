@@ -13,7 +13,7 @@ import type { User } from '../../db/repositories/users.js'
 import { usernameFold } from '../../src/auth/credentials.js'
 import type { FactorInput } from '../../src/auth/mfa.js'
 import {
-  InvalidCurrentPassword, MfaCodeInvalid, MfaNotEnabled, MfaTokenInvalid, RateLimited, SessionEnded, TotpAlreadyEnabled, TotpNotEnrolled, ValidationFailed
+  InvalidCurrentPassword, MfaCodeInvalid, MfaNotEnabled, MfaTokenInvalid, RateLimited, SessionEnded, TotpAlreadyEnabled, TotpNotEnrolled, TotpUnavailable, ValidationFailed
 } from '../../src/errors.js'
 import { PasswordInput, TokenResponseSchema, errors } from '../schemas.js'
 import { routeLimit } from './limits.js'
@@ -159,13 +159,14 @@ const mfa: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async (a
       tags: ['mfa'],
       security: [{ bearerAuth: [] }, {}],
       body: EnrollBody,
-      response: { 200: EnrollResponse, ...errors(400, 401, 403, 409, 415, 429) }
+      response: { 200: EnrollResponse, ...errors(400, 401, 403, 409, 415, 429, 503) }
     },
     config: limit,
     preValidation: bearerUnlessMfaToken
   }, async (request, reply) => {
     const now = new Date()
     const { user } = await enrolmentCaller(request, now)
+    if (!app.mfa.totp.available) throw new TotpUnavailable()
     const generated = await app.mfa.totp.generate(user.username)
     if (!await repos.mfa.setPendingTotp(user.id, app.mfa.totp.sealSecret(user.id, generated.secret), now)) throw new TotpAlreadyEnabled()
     reply.header('cache-control', 'no-store')

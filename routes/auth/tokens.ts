@@ -135,7 +135,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       // DATABASE_SYNCHRONOUS=FULL) per login instead of two. The session starts only while the
       // password checked above is still the account's credential (see sessionManager.start): a
       // password change, logout-all or disable that committed meanwhile refuses it.
-      const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip }, now, (sessionId) => {
+      const issued = await sessionManager.start(user, { userAgent: request.headers['user-agent'] ?? null, ip: request.ip, amr: ['pwd'] }, now, (sessionId) => {
         app.audit.recordNow(request, 'login_succeeded', { userId: user.id, sessionId, detail: { transport: mode } }, now)
       })
       if (issued === null) throw refuse('credential_changed')

@@ -19,12 +19,15 @@
  * assertions racing with one counter value cannot both pass.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import {
-  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
-  type AuthenticationResponseJSON, type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON
+import type {
+  AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON
 } from '@simplewebauthn/server'
 import type { ChallengePurpose, Passkey, PasskeysRepository } from '../../db/repositories/passkeys.js'
+
+/** The WebAuthn library, loaded at the first passkey operation rather than at every start. */
+let loaded: Promise<typeof import('@simplewebauthn/server')> | undefined
+const webauthn = async (): Promise<typeof import('@simplewebauthn/server')> => await (loaded ??= import('@simplewebauthn/server'))
 
 export type { AuthenticationResponseJSON, RegistrationResponseJSON }
 
@@ -95,7 +98,7 @@ export function createPasskeyService (repo: PasskeysRepository, rp: RelyingParty
   /** Creation options for a new passkey of `user`: discoverable, none of its existing ones again. */
   async function registrationOptions (user: { id: string, username: string }, now: Date): Promise<PublicKeyCredentialCreationOptionsJSON> {
     const existing = await repo.listForUser(user.id)
-    return await generateRegistrationOptions({
+    return await (await webauthn()).generateRegistrationOptions({
       rpName: rp.name,
       rpID: rp.id,
       userName: user.username,
@@ -113,7 +116,7 @@ export function createPasskeyService (repo: PasskeysRepository, rp: RelyingParty
     if (challenge === null) return { ok: false, reason: 'challenge' }
     let verified
     try {
-      verified = await verifyRegistrationResponse({ response, expectedChallenge: challenge, expectedOrigin: rp.origins, expectedRPID: rp.id, requireUserVerification: false })
+      verified = await (await webauthn()).verifyRegistrationResponse({ response, expectedChallenge: challenge, expectedOrigin: rp.origins, expectedRPID: rp.id, requireUserVerification: false })
     } catch {
       return { ok: false, reason: 'invalid' }
     }
@@ -136,7 +139,7 @@ export function createPasskeyService (repo: PasskeysRepository, rp: RelyingParty
 
   /** Request options for signing in with a passkey alone: no allowCredentials (discoverable). */
   async function loginOptions (now: Date): Promise<PublicKeyCredentialRequestOptionsJSON> {
-    return await generateAuthenticationOptions({ rpID: rp.id, challenge: await newChallenge('login', null, now), timeout: CHALLENGE_TTL_MS, userVerification: 'preferred' })
+    return await (await webauthn()).generateAuthenticationOptions({ rpID: rp.id, challenge: await newChallenge('login', null, now), timeout: CHALLENGE_TTL_MS, userVerification: 'preferred' })
   }
 
   /**
@@ -146,7 +149,7 @@ export function createPasskeyService (repo: PasskeysRepository, rp: RelyingParty
   async function factorOptions (userId: string, now: Date): Promise<PublicKeyCredentialRequestOptionsJSON | null> {
     const existing = await repo.listForUser(userId)
     if (existing.length === 0) return null
-    return await generateAuthenticationOptions({
+    return await (await webauthn()).generateAuthenticationOptions({
       rpID: rp.id,
       challenge: await newChallenge('factor', userId, now),
       timeout: CHALLENGE_TTL_MS,
@@ -169,7 +172,7 @@ export function createPasskeyService (repo: PasskeysRepository, rp: RelyingParty
     }
     let newCounter: number
     try {
-      const verified = await verifyAuthenticationResponse({
+      const verified = await (await webauthn()).verifyAuthenticationResponse({
         response,
         expectedChallenge: challenge,
         expectedOrigin: rp.origins,

@@ -51,8 +51,8 @@ export function createSessionManager (repo: SessionsRepository, derivationKeyByt
    * password change, logout-all, a disable) or the account was disabled. `alongside(sessionId)`
    * runs inside the session's transaction (see the repository's `start`).
    */
-  async function start (user: SessionUser & { credentialEpoch: number }, client: { userAgent: string | null, ip: string | null, amr?: string[] }, now: Date, alongside?: (sessionId: string) => void): Promise<Issued | null> {
-    const amr = client.amr ?? ['pwd']
+  async function start (user: SessionUser & { credentialEpoch: number }, client: { userAgent: string | null, ip: string | null, amr: string[] }, now: Date, alongside?: (sessionId: string) => void): Promise<Issued | null> {
+    const { amr } = client
     const secret = codec.generateSecret()
     const expiresAt = new Date(now.getTime() + policy.sessionMaxAgeSeconds * 1000)
     const tokenExpiresAt = tokenExpiry(now, expiresAt)

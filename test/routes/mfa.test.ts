@@ -2,10 +2,11 @@
  * TOTP, recovery codes and the MFA step of a login, over HTTP, with a controlled clock: codes
  * are computed for the fake time with the otpauth library, as an authenticator app would.
  */
+import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import * as OTPAuth from 'otpauth'
 import t from 'tap'
-import { buildTestApp, cookieOf, login, PASSWORD, register, SAME_ORIGIN } from '../support/app.js'
+import { buildTestApp, cookieOf, login, PASSWORD, register, SAME_ORIGIN, TEST_DATABASE } from '../support/app.js'
 import { fakeDate, MINUTE, SECOND, type FakeDate } from '../support/clock.js'
 import { rows } from '../support/db.js'
 import { decodeJwt } from '../support/jwt.js'
@@ -81,6 +82,37 @@ t.test('enrolment: secret, otpauth URI and QR code; pending until a code confirm
   t.equal(again.json().code, 'TOTP_ALREADY_ENABLED')
   const events = await rows<{ type: string }>(app, 'SELECT type FROM audit_events WHERE user_id = ? AND type = ?', user.id, 'totp_enabled')
   t.equal(events.length, 1)
+})
+
+t.test('in production, TOTP is refused without KEY_ENCRYPTION_KEY: no secret is ever stored in clear', async (t) => {
+  fakeDate(t, START)
+  // A production configuration (argon2 at its production floor, rate limits on, a file database).
+  const production = (extra: Record<string, string | undefined>) => ({
+    NODE_ENV: 'production',
+    ARGON2_MEMORY_KIB: '19456',
+    ARGON2_TIME_COST: '2',
+    RATE_LIMIT_ENABLED: 'true',
+    ...(TEST_DATABASE === 'sqlite' ? { DATABASE_URL: `file:${join(t.testdir(), 'auth.db')}` } : {}),
+    ...extra
+  })
+  const enrol = async (app: FastifyInstance) => {
+    const user = (await register(app)).json()
+    const { accessToken } = await login(app, { transport: 'body' })
+    const res = await app.inject({ method: 'POST', url: '/api/auth/mfa/totp/enroll', headers: bearer(accessToken) })
+    const stored = await rows<{ secret: string }>(app, 'SELECT secret FROM totp_factors WHERE user_id = ?', user.id)
+    return { res, stored }
+  }
+
+  const without = await enrol(await buildTestApp(t, production({})))
+  t.equal(without.res.statusCode, 503)
+  t.same(Object.keys(without.res.json()).sort(), ['code', 'message', 'statusCode'])
+  t.equal(without.res.json().code, 'TOTP_UNAVAILABLE')
+  t.equal(without.res.headers['retry-after'], '3600', 'a setting, not a passing fault: retry in an hour')
+  t.same(without.stored, [], 'nothing stored')
+
+  const withKey = await enrol(await buildTestApp(t, production({ KEY_ENCRYPTION_KEY: KEK })))
+  t.equal(withKey.res.statusCode, 200)
+  t.match(withKey.stored[0]!.secret, /^enc:v1:/, 'sealed')
 })
 
 t.test('login with TOTP: 202 with an mfaToken, then the code finishes it with amr pwd+otp', async (t) => {
@@ -242,7 +274,7 @@ t.test('recovery codes: each works once, is audited, and a new set voids the old
   t.equal((await verify(app, { mfaToken, recoveryCode: fresh[0] })).statusCode, 200)
 })
 
-t.test('a passkey assertion answers PASSKEY_FACTOR_UNAVAILABLE until passkeys exist; one factor at a time', async (t) => {
+t.test('a passkey assertion answers PASSKEY_FACTOR_UNAVAILABLE for an account without a passkey; one factor at a time', async (t) => {
   const clock = fakeDate(t, START)
   const app = await buildTestApp(t)
   const { secret, accessToken } = await enrolled(app, clock)

@@ -22,7 +22,7 @@ async function setup (t: Test) {
 
 t.test('two rotations racing on one token: one writes, the other gets the same successor via the reuse rule', async (t) => {
   const { manager, repo, user, now, sqlite } = await setup(t)
-  const started = (await manager.start(user, { userAgent: 'ua', ip: '127.0.0.1' }, now))!
+  const started = (await manager.start(user, { userAgent: 'ua', ip: '127.0.0.1', amr: ['pwd'] }, now))!
   const outcomes: string[] = []
   const rotate = repo.rotate
   repo.rotate = async (r) => { const o = await rotate(r); outcomes.push(o.outcome); return o }
@@ -40,7 +40,7 @@ t.test('two rotations racing on one token: one writes, the other gets the same s
 t.test('successors are derived with the server key: recomputable from the parent, unlike any other key', async (t) => {
   const { manager, user, now, key } = await setup(t)
   const codec = createRefreshTokenCodec(key)
-  const started = (await manager.start(user, { userAgent: null, ip: null }, now))!
+  const started = (await manager.start(user, { userAgent: null, ip: null, amr: ['pwd'] }, now))!
   const next = await manager.rotate(started.refreshToken, now)
   t.ok(next.ok)
   const parent = codec.parse(started.refreshToken)
@@ -56,7 +56,7 @@ t.test('successors are derived with the server key: recomputable from the parent
 
 t.test('only SHA-256 digests of refresh tokens are stored', async (t) => {
   const { manager, user, now, sqlite, key } = await setup(t)
-  const started = (await manager.start(user, { userAgent: null, ip: null }, now))!
+  const started = (await manager.start(user, { userAgent: null, ip: null, amr: ['pwd'] }, now))!
   const rows = sqlite.prepare('SELECT * FROM refresh_tokens').all() as Array<Record<string, unknown>>
   t.equal(rows.length, 1)
   const parsed = createRefreshTokenCodec(key).parse(started.refreshToken)!
@@ -90,7 +90,7 @@ t.test('a token of 43 characters (the secret alone, as tokens were before select
   const { manager, user, now, sqlite } = await setup(t)
   const codec = createRefreshTokenCodec(Buffer.alloc(32, 7))
   t.equal(codec.parse(Buffer.alloc(32, 1).toString('base64url')), null)
-  const started = (await manager.start(user, { userAgent: null, ip: null }, now))!
+  const started = (await manager.start(user, { userAgent: null, ip: null, amr: ['pwd'] }, now))!
   // Even when some row holds the digest of that secret.
   const secret = Buffer.alloc(32, 3)
   sqlite.prepare('UPDATE refresh_tokens SET token_hash = ?').run(hashRefreshToken(secret))
@@ -101,7 +101,7 @@ t.test('a token of 43 characters (the secret alone, as tokens were before select
 
 t.test('a successor row whose digest is not the derived one ends the chain: no token of another session is handed out', async (t) => {
   const { manager, user, now, sqlite } = await setup(t)
-  const started = (await manager.start(user, { userAgent: null, ip: null }, now))!
+  const started = (await manager.start(user, { userAgent: null, ip: null, amr: ['pwd'] }, now))!
   const next = await manager.rotate(started.refreshToken, now)
   t.ok(next.ok)
   // As if the successor had been pruned and its id taken by an unrelated token.
@@ -113,7 +113,7 @@ t.test('a successor row whose digest is not the derived one ends the chain: no t
 t.test('a token whose secret is wrong is unknown, whatever row its selector names', async (t) => {
   const { manager, user, now, key } = await setup(t)
   const codec = createRefreshTokenCodec(key)
-  const started = (await manager.start(user, { userAgent: null, ip: null }, now))!
+  const started = (await manager.start(user, { userAgent: null, ip: null, amr: ['pwd'] }, now))!
   const { id } = codec.parse(started.refreshToken) as { id: number }
   const forged = codec.encode(id, Buffer.alloc(32, 5))
   t.same(await manager.rotate(forged, now), { ok: false, reason: 'unknown' })
@@ -125,7 +125,7 @@ t.test('a token whose secret is wrong is unknown, whatever row its selector name
 t.test('findLive answers a live session with its user, typed as the schema says, and nothing else', async (t) => {
   const { manager, repo, user, now, sqlite } = await setup(t)
   sqlite.prepare("UPDATE users SET roles = '[\"user\",\"admin\"]' WHERE id = ?").run(user.id)
-  const started = (await manager.start(user, { userAgent: 'ua', ip: '127.0.0.1' }, now))!
+  const started = (await manager.start(user, { userAgent: 'ua', ip: '127.0.0.1', amr: ['pwd'] }, now))!
   const sid = started.session.id
   const live = await repo.findLive(sid, now)
   t.same(live, {
@@ -170,7 +170,7 @@ t.test('a rotation writes few pages: the token table has no index on its path', 
   const user = (await users.insert({ id: 'u1', username: 'alice', usernameKey: 'alice', passwordHash: 'x', roles: ['user'], now }))!
   const manager = createSessionManager(createSessionsRepository(db), Buffer.alloc(32, 7), { refreshTtlSeconds: 3600, sessionMaxAgeSeconds: 86400, reuseIntervalSeconds: 10 })
   let tokens: string[] = []
-  for (let i = 0; i < 500; i++) tokens.push((await manager.start(user, { userAgent: null, ip: null }, now))!.refreshToken)
+  for (let i = 0; i < 500; i++) tokens.push((await manager.start(user, { userAgent: null, ip: null, amr: ['pwd'] }, now))!.refreshToken)
   sqlite.pragma('wal_autocheckpoint = 0')
   sqlite.pragma('wal_checkpoint(TRUNCATE)')
   const frames = (): number => (statSync(`${path}-wal`).size - 32) / (4096 + 24)
