@@ -20,7 +20,7 @@ import { alias } from 'drizzle-orm/pg-core'
 import type { NewSession, RevokeReason, Rotation, RotateOutcome, SessionRow, SessionUser, TokenLookup, TokenRow } from '../sessions.js'
 import type { PgDb } from '../../pg/client.js'
 import { auditEvents, refreshTokens, sessions, users } from '../../pg/schema.js'
-import { auditRow, collectAudit } from './audit.js'
+import { AuditInsertFailed, auditRow, collectAudit, withAuditRetry } from './audit.js'
 
 /**
  * A rotation in one statement (one round trip, atomic as any single statement): the successor's
@@ -96,15 +96,24 @@ export function createPgSessionsRepository (db: PgDb) {
     ))
     .prepare('sessions_find_live')
 
-  /** Runs `alongside` and inserts the audit events it recorded, in the transaction `tx`. */
-  async function auditAlongside (tx: Parameters<Parameters<PgDb['transaction']>[0]>[0], alongside: () => void): Promise<void> {
+  /**
+   * Runs `alongside` and inserts the audit events it recorded, in the transaction `tx`; a failed
+   * insert is an AuditInsertFailed (for withAuditRetry). With `audit` false, neither.
+   */
+  async function auditAlongside (tx: Parameters<Parameters<PgDb['transaction']>[0]>[0], alongside: () => void, audit: boolean): Promise<void> {
+    if (!audit) return
     const events = collectAudit(alongside)
-    if (events.length > 0) await tx.insert(auditEvents).values(events.map(auditRow))
+    if (events.length === 0) return
+    try {
+      await tx.insert(auditEvents).values(events.map((e) => auditRow(e.event)))
+    } catch (err) {
+      throw new AuditInsertFailed(events, err)
+    }
   }
 
   return {
     async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number | null> {
-      return await db.transaction(async (tx) => {
+      return await withAuditRetry(async (audit) => await db.transaction(async (tx) => {
         const [credential] = await tx.select({ credentialEpoch: users.credentialEpoch, disabled: users.disabled })
           .from(users).where(eq(users.id, s.userId)).for('share')
         if (credential === undefined || credential.credentialEpoch !== s.credentialEpoch || credential.disabled) return null
@@ -122,9 +131,9 @@ export function createPgSessionsRepository (db: PgDb) {
         })
         const [token] = await tx.insert(refreshTokens).values({ tokenHash: s.tokenHash, sessionId: s.id, createdAt: s.now, expiresAt: s.tokenExpiresAt })
           .returning({ id: refreshTokens.id })
-        if (alongside !== undefined) await auditAlongside(tx, () => { alongside(s.id) })
+        if (alongside !== undefined) await auditAlongside(tx, () => { alongside(s.id) }, audit)
         return token!.id
-      })
+      }))
     },
 
     async findToken (id: number): Promise<TokenLookup | null> {
@@ -177,12 +186,12 @@ export function createPgSessionsRepository (db: PgDb) {
     },
 
     async revokeAlongside (sessionId: string, reason: RevokeReason, now: Date, alongside: () => void): Promise<boolean> {
-      return await db.transaction(async (tx) => {
+      return await withAuditRetry(async (audit) => await db.transaction(async (tx) => {
         const ended = ((await tx.update(sessions).set({ revokedAt: now, revokedReason: reason })
           .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))).rowCount ?? 0) > 0
-        await auditAlongside(tx, alongside)
+        await auditAlongside(tx, alongside, audit)
         return ended
-      })
+      }))
     },
 
     async revokeAllForUser (userId: string, reason: RevokeReason, now: Date): Promise<number> {
