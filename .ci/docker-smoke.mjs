@@ -13,6 +13,7 @@
 // Prints one line per check; exits 1 at the first failure.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
+import { check, client } from '../scripts/http-check.mjs'
 
 const [phase, base, stateFile] = process.argv.slice(2)
 if (!['first', 'again'].includes(phase) || !base || !stateFile) {
@@ -20,25 +21,7 @@ if (!['first', 'again'].includes(phase) || !base || !stateFile) {
   process.exit(64)
 }
 
-function check (ok, what, detail = '') {
-  if (!ok) {
-    console.error(`  FAIL ${what}${detail ? `: ${detail}` : ''}`)
-    process.exit(1)
-  }
-  console.log(`  ok   ${what}`)
-}
-
-async function call (method, path, body, headers = {}) {
-  const res = await fetch(base + path, {
-    method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body)
-  })
-  const text = await res.text()
-  let json = null
-  try { json = JSON.parse(text) } catch {}
-  return { status: res.status, headers: res.headers, json, text }
-}
+const call = client(base)
 
 async function verify (accessToken) {
   const discovery = await call('GET', '/.well-known/openid-configuration')

@@ -74,7 +74,8 @@ export default fp(async function auditPlugin (app) {
       const { database } = app
       const inTransaction = database.inTransaction()
       try {
-        repos.audit.recordNow(eventOf(request, type, fields, now))
+        // On PostgreSQL the insert comes later, in the caller's transaction: its failure is told here.
+        repos.audit.recordNow(eventOf(request, type, fields, now), (err) => { failed(request, type, err) })
       } catch (err) {
         // Some errors (disk full, I/O) make SQLite roll the enclosing transaction back: then
         // the caller's own writes are gone too, and it must fail with the database's error.

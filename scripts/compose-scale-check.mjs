@@ -13,6 +13,7 @@
 //
 // Prints one line per check; exits 1 at the first failure.
 import { readFileSync, writeFileSync } from 'node:fs'
+import { check, client } from './http-check.mjs'
 
 const [phase, base, stateFile, instances] = process.argv.slice(2)
 if (!['both', 'survivor'].includes(phase) || !base || !stateFile || !instances) {
@@ -20,26 +21,7 @@ if (!['both', 'survivor'].includes(phase) || !base || !stateFile || !instances) 
   process.exit(64)
 }
 
-function check (ok, what, detail = '') {
-  if (!ok) {
-    console.error(`  FAIL ${what}${detail ? `: ${detail}` : ''}`)
-    process.exit(1)
-  }
-  console.log(`  ok   ${what}`)
-}
-
-async function call (method, path, body, headers = {}) {
-  const res = await fetch(base + path, {
-    method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(15_000)
-  })
-  const text = await res.text()
-  let json = null
-  try { json = JSON.parse(text) } catch {}
-  return { status: res.status, servedBy: res.headers.get('x-served-by') ?? '?', json, text }
-}
+const call = client(base)
 
 const me = (accessToken) => call('GET', '/api/auth/me', undefined, { authorization: `Bearer ${accessToken}` })
 const refresh = (refreshToken) => call('POST', '/api/auth/refresh', { refreshToken })

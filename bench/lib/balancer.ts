@@ -9,27 +9,14 @@
  * balancer is. Both run as children of the harness (bench/lib/proc.ts): stopped with it.
  */
 import { existsSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { join } from 'node:path'
+import { pingRedis, REDIS_SERVER } from '../../test/support/redis-ping.js'
 import { freePort, start, waitReady, type Child } from './proc.js'
 
-export const REDIS_SERVER = '/usr/bin/redis-server'
 const HAPROXY_PATHS = ['/usr/sbin/haproxy', '/usr/bin/haproxy', '/usr/local/sbin/haproxy']
 
 export function haproxyPath (): string | null {
   return HAPROXY_PATHS.find((p) => existsSync(p)) ?? null
-}
-
-async function ping (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port })
-    let reply = ''
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(1000, () => done(false))
-    socket.on('error', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => { reply += chunk.toString(); if (reply.includes('\r\n')) done(reply.startsWith('+PONG')) })
-  })
 }
 
 /** A redis-server on loopback, nothing saved to disk; null when there is none installed. */
@@ -38,7 +25,7 @@ export async function startRedis (runDir: string): Promise<{ child: Child, url: 
   const port = await freePort()
   const child = start({ name: 'redis', command: REDIS_SERVER, args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], env: {}, cwd: runDir, logFile: join(runDir, `redis-${port}.log`) })
   const deadline = Date.now() + 10_000
-  while (!await ping(port)) {
+  while (!await pingRedis(port)) {
     if (child.process.exitCode !== null || Date.now() > deadline) {
       await child.stop()
       throw new Error(`redis-server did not start on port ${port}:\n${child.tail()}`)

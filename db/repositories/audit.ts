@@ -94,8 +94,11 @@ export function createAuditRepository (db: Db) {
     detail: sql.placeholder('detail')
   }).prepare()
 
-  /** One INSERT, synchronous: inside a better-sqlite3 transaction it joins that transaction. */
-  function recordNow (e: AuditEventInput): void {
+  /**
+   * One INSERT, synchronous: inside a better-sqlite3 transaction it joins that transaction. Its
+   * failure is thrown here; `_onFailure` is for backends that insert later (pg/audit.ts).
+   */
+  function recordNow (e: AuditEventInput, _onFailure?: (err: unknown) => void): void {
     insert.run({
       at: e.at,
       type: e.type,

@@ -8,26 +8,15 @@ import * as OTPAuth from 'otpauth'
 import t from 'tap'
 import type { Browser, Page } from 'playwright-core'
 import { PASSWORD } from '../support/app.js'
-import { browserUnavailable, launchBrowser, startServers } from '../support/browser.js'
+import { inChromium, startServers } from '../support/browser.js'
 
 const codeAt = (secret: string, ms: number): string => new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) }).generate({ timestamp: ms })
 
-const unavailable = browserUnavailable()
-if (unavailable !== null) {
-  t.comment(unavailable)
-  t.plan(0, unavailable)
-} else {
-  await run()
-}
+await inChromium(t, run)
 
-async function run (): Promise<void> {
+async function run (browser: Browser): Promise<void> {
   const servers = await startServers({})
-  let browser: Browser | undefined
-  t.teardown(async () => {
-    await browser?.close()
-    await servers.close()
-  })
-  browser = await launchBrowser()
+  t.teardown(async () => { await servers.close() })
   const demoUrl = `${servers.spaOrigin}/demo/`
 
   async function signInWithPassword (page: Page): Promise<void> {
@@ -40,7 +29,7 @@ async function run (): Promise<void> {
   await t.test('enrol TOTP from the QR code, then sign in with a recovery code and with a code', async (t) => {
     const res = await servers.api.inject({ method: 'POST', url: '/api/auth/register', payload: { username: 'mfauser', password: PASSWORD } })
     t.equal(res.statusCode, 201)
-    const context = await browser!.newContext({ viewport: { width: 1100, height: 900 } })
+    const context = await browser.newContext({ viewport: { width: 1100, height: 900 } })
     t.teardown(() => context.close())
     const page = await context.newPage()
     await page.goto(demoUrl)

@@ -12,27 +12,18 @@
 import t from 'tap'
 import type { Browser, CDPSession, Page } from 'playwright-core'
 import { PASSWORD } from '../support/app.js'
-import { browserUnavailable, launchBrowser } from '../support/browser.js'
+import { inChromium } from '../support/browser.js'
 import { freePort, listen } from '../support/server.js'
 
 const AUTHENTICATOR = { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true } as const
 
-const unavailable = browserUnavailable()
-if (unavailable !== null) {
-  t.comment(unavailable)
-  t.plan(0, unavailable)
-} else {
-  await run()
-}
+await inChromium(t, run)
 
-async function run (): Promise<void> {
+async function run (browser: Browser): Promise<void> {
   const port = await freePort()
   const origin = `http://localhost:${port}`
   const { app } = await listen(t, { PUBLIC_URL: origin, DEMO_ENABLED: 'true' }, { port })
   for (const name of ['auth-client', 'demo']) await app.inject({ url: `/demo/${name}.js` })
-  let browser: Browser | undefined
-  t.teardown(async () => { await browser?.close() })
-  browser = await launchBrowser()
   const username = 'passkey-user'
   const registered = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username, password: PASSWORD } })
   if (registered.statusCode !== 201) throw new Error(`register: ${registered.statusCode}`)

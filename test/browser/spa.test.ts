@@ -10,30 +10,18 @@ import { mkdirSync, statSync } from 'node:fs'
 import t from 'tap'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { PASSWORD } from '../support/app.js'
-import { browserUnavailable, launchBrowser, startServers } from '../support/browser.js'
+import { inChromium, startServers } from '../support/browser.js'
 import { freePort, listen } from '../support/server.js'
 
 const TTL_MS = 2000
 const ARTIFACTS = new URL('./artifacts/', import.meta.url)
 const REFRESH = '/api/auth/refresh'
 
-const unavailable = browserUnavailable()
-if (unavailable !== null) {
-  t.comment(unavailable)
-  t.plan(0, unavailable)
-} else {
-  await run()
-}
+await inChromium(t, run)
 
-async function run (): Promise<void> {
+async function run (b: Browser): Promise<void> {
   const servers = await startServers({ ACCESS_TOKEN_TTL: String(TTL_MS / 1000), JWT_CLOCK_TOLERANCE: '0' })
-  let browser: Browser | undefined
-  t.teardown(async () => {
-    await browser?.close()
-    await servers.close()
-  })
-  browser = await launchBrowser()
-  const b = browser
+  t.teardown(async () => { await servers.close() })
   const demoUrl = `${servers.spaOrigin}/demo/`
   let users = 0
 

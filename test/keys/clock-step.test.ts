@@ -3,18 +3,19 @@
  * signing with the key it signs with, never deletes a key that has signed, and a refresh that
  * cannot be answered does not spend its token. The clock is `Date`, replaced (test/support/clock.ts).
  */
-import { join } from 'node:path'
 import t from 'tap'
 import { buildTestApp, login, refreshWithBody, register } from '../support/app.js'
 import { fakeDate, HOUR, MINUTE } from '../support/clock.js'
+import { column, count, run } from '../support/db.js'
 import { decode, me } from './support.js'
 
-const kids = (app: Awaited<ReturnType<typeof buildTestApp>>): string[] =>
-  (app.sqlite.prepare('SELECT kid FROM signing_keys').pluck().all() as string[])
+/** On the backend of the test pass: the keys are read and deleted through test/support/db.ts. */
+const kids = async (app: Awaited<ReturnType<typeof buildTestApp>>): Promise<string[]> =>
+  await column<string>(app, 'SELECT kid FROM signing_keys')
 
 t.test('a wall clock stepped back an hour: login and refresh go on, no key is deleted, earlier tokens still verify', async (t) => {
   const clock = fakeDate(t)
-  const app = await buildTestApp(t, { DATABASE_URL: `file:${join(t.testdir(), 'auth.db')}` })
+  const app = await buildTestApp(t)
   await register(app)
   const before = await login(app, { transport: 'body' })
   const kid = decode(before.accessToken).header.kid as string
@@ -28,7 +29,7 @@ t.test('a wall clock stepped back an hour: login and refresh go on, no key is de
 
   // The periodic key check, while the clock is back, and again once it is right.
   await app.keyRing.maintain(new Date())
-  t.ok(kids(app).includes(kid), 'the key check keeps the key that has signed')
+  t.ok((await kids(app)).includes(kid), 'the key check keeps the key that has signed')
   t.ok((await app.inject({ url: '/.well-known/jwks.json' })).json().keys.some((k: { kid: string }) => k.kid === kid), 'and it stays published')
   clock.advance(HOUR + MINUTE)
   await app.keyRing.maintain(new Date())
@@ -41,14 +42,13 @@ t.test('a wall clock stepped back an hour: login and refresh go on, no key is de
 
 t.test('a refresh that cannot be answered does not spend its token; a login that cannot be answered starts no session', async (t) => {
   const clock = fakeDate(t)
-  // SQLite in both passes: the signing keys are deleted under the app through its SQLite handle.
-  const app = await buildTestApp(t, { DATABASE_URL: ':memory:', REFRESH_REUSE_INTERVAL: '10s' })
+  const app = await buildTestApp(t, { REFRESH_REUSE_INTERVAL: '10s' })
   await register(app)
   const session = await login(app, { transport: 'body' })
-  const sessions = (): number => Number(app.sqlite.prepare('SELECT count(*) FROM sessions').pluck().get())
+  const sessions = async (): Promise<number> => await count(app, 'SELECT count(*) FROM sessions')
 
   // No key can sign (all gone from the database): the service must say so without side effects.
-  app.sqlite.exec('DELETE FROM signing_keys')
+  await run(app, 'DELETE FROM signing_keys')
   await app.keyRing.reload()
   const refused = await refreshWithBody(app, session.refreshToken)
   t.equal(refused.statusCode, 503, `503 (got ${refused.statusCode} ${refused.body})`)
@@ -56,7 +56,7 @@ t.test('a refresh that cannot be answered does not spend its token; a login that
   t.ok(refused.headers['retry-after'], 'with Retry-After')
   const loginRefused = await login(app, { transport: 'body' })
   t.equal(loginRefused.res.statusCode, 503)
-  t.equal(sessions(), 1, 'the refused login started no session')
+  t.equal(await sessions(), 1, 'the refused login started no session')
 
   // The key comes back; the client retries later than the reuse interval.
   await app.keyRing.maintain(new Date())

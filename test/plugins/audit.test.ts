@@ -4,14 +4,13 @@ import { bearer, buildTestApp, login, PASSWORD, refreshWithBody, register } from
 import { fakeDate, SECOND } from '../support/clock.js'
 import { adminSession } from '../support/metrics.js'
 import { sidOf } from '../support/jwt.js'
+import { column, count, rows, run, sharedDatabaseUrl } from '../support/db.js'
 
 /**
- * SQLite in both test passes: these tests read and change the audit rows, the transaction the recorder runs in (better-sqlite3's inTransaction) and a dropped table. Their PostgreSQL twins are
- * still to be written (the route and security suites, which read the audit log through
- * test/support/db.ts, do run in the PostgreSQL pass).
+ * On the backend of the test pass. The rows are read through test/support/db.ts; on PostgreSQL
+ * an event recorded on its own commit is written after the answer, so a test waits for
+ * `app.audit.settled()` before it reads them (and between requests where their order matters).
  */
-const sqliteApp = async (t: Parameters<typeof buildTestApp>[0], env: Parameters<typeof buildTestApp>[1] = {}, options?: Parameters<typeof buildTestApp>[2]) =>
-  await buildTestApp(t, { DATABASE_URL: ':memory:', ...env }, options)
 
 const NEW_PASSWORD = 'a completely new passphrase'
 const UA = 'audit-test/1.0'
@@ -30,32 +29,34 @@ interface Row {
 
 t.test('the security events of a user\'s life are recorded with time, user, session, ip, user agent and request id', async (t) => {
   const clock = fakeDate(t)
-  const app = await sqliteApp(t, { REFRESH_REUSE_INTERVAL: '5s' })
+  const app = await buildTestApp(t, { REFRESH_REUSE_INTERVAL: '5s' })
   const headers = { 'user-agent': UA }
-  const reg = await app.inject({ method: 'POST', url: '/api/auth/register', headers, payload: { username: 'alice', password: PASSWORD } })
+  // Each event is written before the next request: the ids then follow the order of events.
+  const settled = async <T>(answer: T): Promise<T> => { await app.audit.settled(); return answer }
+  const reg = await settled(await app.inject({ method: 'POST', url: '/api/auth/register', headers, payload: { username: 'alice', password: PASSWORD } }))
   const userId = reg.json().id as string
-  await login(app, { password: 'wrong password here', headers })
-  await login(app, { username: 'nobody', headers })
-  const first = await login(app, { transport: 'body', headers })
+  await settled(await login(app, { password: 'wrong password here', headers }))
+  await settled(await login(app, { username: 'nobody', headers }))
+  const first = await settled(await login(app, { transport: 'body', headers }))
   const firstSid = sidOf(first.accessToken)
-  const refresh = async (refreshToken: string) => await app.inject({ method: 'POST', url: '/api/auth/refresh', headers, payload: { refreshToken } })
+  const refresh = async (refreshToken: string) => await settled(await app.inject({ method: 'POST', url: '/api/auth/refresh', headers, payload: { refreshToken } }))
   t.equal((await refresh(first.refreshToken)).statusCode, 200)
   clock.advance(30 * SECOND)
   t.equal((await refresh(first.refreshToken)).statusCode, 401, 'late reuse')
-  const second = await login(app, { transport: 'body', headers })
-  await app.inject({ method: 'POST', url: '/api/auth/logout', headers, payload: { refreshToken: second.refreshToken } })
-  const third = await login(app, { transport: 'body', headers })
-  const fourth = await login(app, { transport: 'body', headers })
+  const second = await settled(await login(app, { transport: 'body', headers }))
+  await settled(await app.inject({ method: 'POST', url: '/api/auth/logout', headers, payload: { refreshToken: second.refreshToken } }))
+  const third = await settled(await login(app, { transport: 'body', headers }))
+  const fourth = await settled(await login(app, { transport: 'body', headers }))
   const fourthSid = sidOf(fourth.accessToken)
-  await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${fourthSid}`, headers: { ...headers, ...bearer(third.accessToken) } })
-  const pw = await app.inject({ method: 'POST', url: '/api/auth/password', headers: { ...headers, ...bearer(third.accessToken) }, payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } })
+  await settled(await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${fourthSid}`, headers: { ...headers, ...bearer(third.accessToken) } }))
+  const pw = await settled(await app.inject({ method: 'POST', url: '/api/auth/password', headers: { ...headers, ...bearer(third.accessToken) }, payload: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } }))
   t.equal(pw.statusCode, 204)
-  const all = await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: { ...headers, ...bearer(third.accessToken) } })
+  const all = await settled(await app.inject({ method: 'POST', url: '/api/auth/logout-all', headers: { ...headers, ...bearer(third.accessToken) } }))
   t.equal(all.statusCode, 204)
 
   // Key-ring events of the boot (key_rotated) have no request; this test is about requests.
-  const rows = app.sqlite.prepare("SELECT * FROM audit_events WHERE type != 'key_rotated' ORDER BY id").all() as Row[]
-  t.same(rows.map((r) => r.type), [
+  const events = await rows<Row>(app, "SELECT * FROM audit_events WHERE type != 'key_rotated' ORDER BY id")
+  t.same(events.map((r) => r.type), [
     'register',
     'login_failed', 'login_failed',
     'login_succeeded',
@@ -65,31 +66,31 @@ t.test('the security events of a user\'s life are recorded with time, user, sess
     'password_changed',
     'logout_all'
   ])
-  for (const r of rows) {
+  for (const r of events) {
     t.equal(r.ip, '127.0.0.1', `${r.type}: ip`)
     t.equal(r.user_agent, UA, `${r.type}: user agent`)
     t.match(r.request_id, /^[0-9a-f-]{36}$/, `${r.type}: request id`)
     t.ok(r.at > 0)
   }
-  t.equal(rows[0]!.request_id, reg.headers['x-request-id'], 'the request id is the one sent back to the client')
-  t.equal(rows[0]!.user_id, userId)
-  t.same(JSON.parse(rows[0]!.detail!), { username: 'alice' })
-  t.same(JSON.parse(rows[1]!.detail!), { reason: 'wrong_password' })
-  t.equal(rows[1]!.user_id, userId, 'a failed login for a known user names the user')
-  t.same(JSON.parse(rows[2]!.detail!), { reason: 'unknown_user' }, 'the name tried for an unknown user is not kept')
-  t.equal(rows[2]!.user_id, null)
-  t.equal(rows[3]!.session_id, firstSid)
-  t.same(JSON.parse(rows[3]!.detail!), { transport: 'body' })
-  t.equal(rows[4]!.session_id, firstSid, 'reuse names the session that was ended')
-  t.equal(rows[4]!.user_id, userId)
-  t.equal(rows[4]!.at - rows[3]!.at >= 30_000, true, 'time is recorded')
-  t.equal(rows[9]!.session_id, fourthSid)
-  t.same(JSON.parse(rows[10]!.detail!), { endedSessions: 0 }, 'the fourth session was already deleted')
-  t.same(JSON.parse(rows[11]!.detail!), { count: 1 })
+  t.equal(events[0]!.request_id, reg.headers['x-request-id'], 'the request id is the one sent back to the client')
+  t.equal(events[0]!.user_id, userId)
+  t.same(JSON.parse(events[0]!.detail!), { username: 'alice' })
+  t.same(JSON.parse(events[1]!.detail!), { reason: 'wrong_password' })
+  t.equal(events[1]!.user_id, userId, 'a failed login for a known user names the user')
+  t.same(JSON.parse(events[2]!.detail!), { reason: 'unknown_user' }, 'the name tried for an unknown user is not kept')
+  t.equal(events[2]!.user_id, null)
+  t.equal(events[3]!.session_id, firstSid)
+  t.same(JSON.parse(events[3]!.detail!), { transport: 'body' })
+  t.equal(events[4]!.session_id, firstSid, 'reuse names the session that was ended')
+  t.equal(events[4]!.user_id, userId)
+  t.equal(events[4]!.at - events[3]!.at >= 30_000, true, 'time is recorded')
+  t.equal(events[9]!.session_id, fourthSid)
+  t.same(JSON.parse(events[10]!.detail!), { endedSessions: 0 }, 'the fourth session was already deleted')
+  t.same(JSON.parse(events[11]!.detail!), { count: 1 })
 })
 
 t.test('no audit row ever holds a password, a token or a hash', async (t) => {
-  const app = await sqliteApp(t)
+  const app = await buildTestApp(t)
   await register(app)
   const secrets: string[] = [PASSWORD, NEW_PASSWORD]
   const a = await login(app, { transport: 'body' })
@@ -106,10 +107,11 @@ t.test('no audit row ever holds a password, a token or a hash', async (t) => {
   await app.inject({ method: 'POST', url: '/api/admin/users', headers: admin.headers, payload: { username: 'carol', password: 'carol\'s first passphrase', roles: ['user'] } })
   secrets.push('carol\'s first passphrase')
   await app.inject({ method: 'POST', url: '/api/admin/users/name:alice/disable', headers: admin.headers })
+  await app.audit.settled()
 
-  const hashes = (app.sqlite.prepare('SELECT password_hash FROM users').pluck().all() as string[])
-  const tokenHashes = (app.sqlite.prepare('SELECT hex(token_hash) FROM refresh_tokens').pluck().all() as string[])
-  const dump = JSON.stringify(app.sqlite.prepare('SELECT * FROM audit_events').all())
+  const hashes = await column<string>(app, 'SELECT password_hash FROM users')
+  const tokenHashes = (await column<Buffer>(app, 'SELECT token_hash FROM refresh_tokens')).map((h) => h.toString('hex'))
+  const dump = JSON.stringify(await rows(app, 'SELECT * FROM audit_events'))
   t.ok(dump.length > 500, 'there is something to look at')
   for (const s of [...secrets, ...hashes, ...tokenHashes, ...tokenHashes.map((h) => Buffer.from(h, 'hex').toString('base64url'))]) {
     t.notOk(dump.toLowerCase().includes(s.toLowerCase()), `not in the audit log: ${s.slice(0, 12)}...`)
@@ -120,46 +122,71 @@ t.test('no audit row ever holds a password, a token or a hash', async (t) => {
 t.test('a failed audit write is logged and the request goes on', async (t) => {
   const lines: string[] = []
   const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb() } })
-  const app = await sqliteApp(t, { LOG_LEVEL: 'info' }, { logStream })
+  const app = await buildTestApp(t, { LOG_LEVEL: 'info' }, { logStream })
   await register(app)
-  app.sqlite.exec('DROP TABLE audit_events')
+  await run(app, 'DROP TABLE audit_events')
+  const wrong = await login(app, { password: 'a wrong password here' })
+  await app.audit.settled()
+  t.equal(wrong.res.statusCode, 401, 'a failed login is still answered as one')
+  // The login's event is written in the session's own transaction (on PostgreSQL, whose
+  // transaction its failed insert aborts, the session is then written again without it).
   const res = await login(app)
   t.equal(res.res.statusCode, 200, 'login still works')
+  t.equal((await app.inject({ url: '/api/auth/me', headers: bearer(res.accessToken) })).statusCode, 200, 'and its session is stored')
+  await app.audit.settled()
   const failed = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'audit event could not be recorded')
-  t.equal(failed.length, 1)
-  t.equal(failed[0].audit, 'login_succeeded')
-  t.equal(failed[0].reqId, res.res.headers['x-request-id'])
+    .map((l) => ({ audit: l.audit, reqId: l.reqId }))
+  t.same(failed, [
+    { audit: 'login_failed', reqId: wrong.res.headers['x-request-id'] },
+    { audit: 'login_succeeded', reqId: res.res.headers['x-request-id'] }
+  ], 'both failures logged, with their request ids')
 })
 
 t.test('a login writes its audit event inside the session\'s transaction (one commit, not two)', async (t) => {
-  const app = await sqliteApp(t)
+  const app = await buildTestApp(t)
   await register(app)
-  const seen: Array<{ type: string, inTransaction: boolean, sessionExists: boolean }> = []
+  const seen: Array<{ type: string, inTransaction?: boolean, sessionExists?: boolean }> = []
   const recordNow = app.repos.audit.recordNow
   app.repos.audit.recordNow = (e) => {
-    const sessionExists = e.sessionId != null && app.sqlite.prepare('SELECT 1 FROM sessions WHERE id = ?').get(e.sessionId) !== undefined
-    seen.push({ type: e.type, inTransaction: app.sqlite.inTransaction, sessionExists })
+    // SQLite: when the event is recorded, the transaction is open and the session's row is in it.
+    // (On PostgreSQL the repository collects the event and inserts it in its transaction; the
+    // row's xmin below says which transaction that was.)
+    seen.push(app.database.kind === 'sqlite'
+      ? { type: e.type, inTransaction: app.database.inTransaction(), sessionExists: e.sessionId != null && app.sqlite.prepare('SELECT 1 FROM sessions WHERE id = ?').get(e.sessionId) !== undefined }
+      : { type: e.type })
     recordNow(e)
   }
   const { res } = await login(app)
   t.equal(res.statusCode, 200)
-  t.same(seen, [{ type: 'login_succeeded', inTransaction: true, sessionExists: true }])
-  const rows = app.sqlite.prepare("SELECT session_id FROM audit_events WHERE type = 'login_succeeded'").pluck().all()
-  t.equal(rows.length, 1, 'one event, stored')
-  t.equal(app.sqlite.prepare('SELECT count(*) FROM sessions WHERE id = ?').pluck().get(rows[0]), 1, 'naming the new session')
+  t.same(seen, [app.database.kind === 'sqlite' ? { type: 'login_succeeded', inTransaction: true, sessionExists: true } : { type: 'login_succeeded' }])
+  await app.audit.settled()
+  const stored = await column<string>(app, "SELECT session_id FROM audit_events WHERE type = 'login_succeeded'")
+  t.equal(stored.length, 1, 'one event, stored')
+  t.equal(await count(app, 'SELECT count(*) FROM sessions WHERE id = ?', stored[0]), 1, 'naming the new session')
+  if (app.database.kind === 'postgres') {
+    // A row's xmin is the id of the transaction that wrote it.
+    const [written] = await rows<{ session: string, event: string }>(app,
+      "SELECT (SELECT xmin::text FROM sessions WHERE id = ?) AS session, (SELECT xmin::text FROM audit_events WHERE type = 'login_succeeded') AS event", stored[0])
+    t.ok(written!.session, 'the session row was found')
+    t.equal(written!.event, written!.session, 'the event and the session were written by one transaction')
+  }
 })
 
 t.test('admin actions are recorded with the target user and who acted', async (t) => {
-  const app = await sqliteApp(t)
+  const app = await buildTestApp(t)
   const bob = (await register(app, 'bob')).json().id as string
   await login(app, { username: 'bob', transport: 'body' })
   const admin = await adminSession(app)
+  // Each event is written before the next request: the ids then follow the order of events.
   await app.inject({ method: 'PUT', url: '/api/admin/users/name:bob/roles', headers: admin.headers, payload: { roles: ['user', 'editor'] } })
+  await app.audit.settled()
   await app.inject({ method: 'POST', url: '/api/admin/users/name:bob/disable', headers: admin.headers })
+  await app.audit.settled()
   await app.inject({ method: 'POST', url: '/api/admin/users/name:bob/enable', headers: admin.headers })
-  const rows = (app.sqlite.prepare("SELECT type, user_id, detail FROM audit_events WHERE type IN ('roles_changed', 'user_disabled', 'user_enabled') ORDER BY id").all() as Row[])
+  await app.audit.settled()
+  const events = (await rows<Row>(app, "SELECT type, user_id, detail FROM audit_events WHERE type IN ('roles_changed', 'user_disabled', 'user_enabled') ORDER BY id"))
     .map((r) => ({ type: r.type, userId: r.user_id, detail: JSON.parse(r.detail!) }))
-  t.same(rows, [
+  t.same(events, [
     { type: 'roles_changed', userId: bob, detail: { from: ['user'], to: ['user', 'editor'], by: admin.userId } },
     { type: 'user_disabled', userId: bob, detail: { endedSessions: 1, by: admin.userId } },
     { type: 'user_enabled', userId: bob, detail: { by: admin.userId } }
@@ -167,13 +194,15 @@ t.test('admin actions are recorded with the target user and who acted', async (t
 })
 
 t.test('GET /api/admin/audit lists events newest first, filtered by user and type, paged by id', async (t) => {
-  const app = await sqliteApp(t)
-  const alice = (await register(app)).json().id as string
-  await register(app, 'bob')
-  await login(app)
-  await login(app, { username: 'bob' })
-  await login(app, { password: 'not alice\'s password' })
-  const admin = await adminSession(app)
+  const app = await buildTestApp(t)
+  // Each event is written before the next request: the ids then follow the order of events.
+  const settled = async <T>(answer: T): Promise<T> => { await app.audit.settled(); return answer }
+  const alice = (await settled(await register(app))).json().id as string
+  await settled(await register(app, 'bob'))
+  await settled(await login(app))
+  await settled(await login(app, { username: 'bob' }))
+  await settled(await login(app, { password: 'not alice\'s password' }))
+  const admin = await settled(await adminSession(app))
   const get = async (query: string) => await app.inject({ url: `/api/admin/audit${query}`, headers: admin.headers })
 
   const all = (await get('')).json() as Array<{ id: number, type: string, userId: string | null, at: string }>
@@ -194,22 +223,22 @@ t.test('GET /api/admin/audit lists events newest first, filtered by user and typ
 })
 
 t.test('the service\'s own key-ring changes are audited as key_rotated (never key material)', async (t) => {
-  const dir = t.testdir()
-  const env = { DATABASE_URL: `file:${dir}/auth.db` }
-  const first = await sqliteApp(t, env)
-  const events = () => first.sqlite.prepare("SELECT detail FROM audit_events WHERE type = 'key_rotated' ORDER BY id").all()
-    .map((r) => JSON.parse((r as { detail: string }).detail) as Record<string, unknown>)
-  const boot = events()
+  const env = { DATABASE_URL: await sharedDatabaseUrl(t) }
+  const keyEvents = async (app: Awaited<ReturnType<typeof buildTestApp>>) => {
+    await app.audit.settled()
+    return (await column<string>(app, "SELECT detail FROM audit_events WHERE type = 'key_rotated' ORDER BY id"))
+      .map((detail) => JSON.parse(detail) as Record<string, unknown>)
+  }
+  const first = await buildTestApp(t, env)
+  const boot = await keyEvents(first)
   const kid = first.keyRing.signingKey(new Date()).kid
   t.same(boot.map((e) => e.event), ['created', 'activated'], 'the first key, created and signing at once')
   t.match(boot[0], { kid, alg: 'ES256', by: 'schedule' })
   await first.close()
 
   // A restart with another algorithm schedules a key of that algorithm: recorded too.
-  const second = await sqliteApp(t, { ...env, JWT_ALGORITHM: 'EdDSA' })
-  const rows = second.sqlite.prepare("SELECT detail FROM audit_events WHERE type = 'key_rotated' ORDER BY id").all()
-    .map((r) => JSON.parse((r as { detail: string }).detail) as Record<string, unknown>)
-  t.match(rows.at(-1), { event: 'created', alg: 'EdDSA', by: 'schedule' })
-  const raw = JSON.stringify(second.sqlite.prepare('SELECT * FROM audit_events').all())
+  const second = await buildTestApp(t, { ...env, JWT_ALGORITHM: 'EdDSA' })
+  t.match((await keyEvents(second)).at(-1), { event: 'created', alg: 'EdDSA', by: 'schedule' })
+  const raw = JSON.stringify(await rows(second, 'SELECT * FROM audit_events'))
   t.notMatch(raw, /PRIVATE KEY|"d":/, 'no key material in the audit log')
 })

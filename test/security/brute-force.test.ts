@@ -6,11 +6,10 @@
  * Sheet ("Protect Against Automated Attacks", "Account Lockout"), NIST SP 800-63B §5.2.2
  * (rate limiting), RFC 6585 §4 and RFC 9110 §10.2.3 (429 with Retry-After).
  */
-import { request as httpRequest } from 'node:http'
 import t, { type Test } from 'tap'
 import { holdVerifications, until } from '../support/app.js'
 import { count } from '../support/db.js'
-import { call, listen, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
+import { call, listen, loginFrom, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
 
 const ip = (n: number): string => `203.0.113.${n % 250 + 1}`
 const login = async (s: Served, username: string, password: string, from: string): Promise<Answer> =>
@@ -100,30 +99,6 @@ t.test('X-Forwarded-For is not believed unless TRUST_PROXY is set: a forged head
   for (let i = 0; i < 5; i++) statuses.push((await login(s, `user${i}`, 'a wrong password here', ip(i))).status)
   t.same(statuses, [401, 401, 401, 429, 429], 'every request counted against 127.0.0.1, whatever the header said')
 })
-
-/**
- * A login sent from the loopback address `from` (any of 127.0.0.0/8 on Linux): the server sees
- * a different client address without trusting any header.
- */
-async function loginFrom (s: Served, from: string, username: string, password: string): Promise<{ status: number, retryAfter: string | undefined }> {
-  const body = JSON.stringify({ username, password, transport: 'body' })
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({
-      host: '127.0.0.1',
-      port: s.port,
-      localAddress: from,
-      method: 'POST',
-      path: '/api/auth/login',
-      agent: false,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
-    }, (res) => {
-      res.resume()
-      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
 
 const CONCURRENT = 100
 const sources = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']

@@ -9,7 +9,6 @@
  * limiting), RFC 9110 §15.6.4 (503 with Retry-After).
  */
 import { mkdtempSync, rmSync } from 'node:fs'
-import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -18,7 +17,7 @@ import type { Env } from '../../src/config.js'
 import { holdVerifications, until } from '../support/app.js'
 import { count } from '../support/db.js'
 import { redisServer } from '../support/redis.js'
-import { call, listen, loginBody, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
+import { call, listen, loginBody, loginFrom, PASSWORD, registerUser, type Answer, type Served } from '../support/server.js'
 
 /** Two instances on one database file (built one after the other: the first one migrates it). */
 async function twoInstances (t: Test, env: Env): Promise<[Served, Served]> {
@@ -28,27 +27,6 @@ async function twoInstances (t: Test, env: Env): Promise<[Served, Served]> {
   const a = await listen(t, shared)
   const b = await listen(t, shared)
   return [a, b]
-}
-
-/** A login sent from the loopback address `from`: each instance sees that client address. */
-async function loginFrom (s: Served, from: string, username: string, password: string): Promise<{ status: number, retryAfter: string | undefined }> {
-  const body = JSON.stringify({ username, password, transport: 'body' })
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({
-      host: '127.0.0.1',
-      port: s.port,
-      localAddress: from,
-      method: 'POST',
-      path: '/api/auth/login',
-      agent: false,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
-    }, (res) => {
-      res.resume()
-      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
 }
 
 const login = async (s: Served, username: string, password: string): Promise<Answer> =>

@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { chromium, type Browser } from 'playwright-core'
+import type { Test } from 'tap'
 import { freePort, listen } from './server.js'
 
 export const CHROMIUM = '/usr/bin/chromium'
@@ -26,6 +27,24 @@ export function browserUnavailable (): string | null {
 
 export async function launchBrowser (): Promise<Browser> {
   return await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 })
+}
+
+/**
+ * A browser test file's frame: `run(browser)` with Chromium launched, closed at `t`'s teardown
+ * (after whatever `run` registered there); where Chromium is missing, no test is planned, and
+ * the comment and the skip say why (browserUnavailable: in CI that throws instead).
+ */
+export async function inChromium (t: Test, run: (browser: Browser) => Promise<void>): Promise<void> {
+  const unavailable = browserUnavailable()
+  if (unavailable !== null) {
+    t.comment(unavailable)
+    t.plan(0, unavailable)
+    return
+  }
+  let browser: Browser | undefined
+  t.teardown(async () => { await browser?.close() })
+  browser = await launchBrowser()
+  await run(browser)
 }
 
 /** One JSON log line of the API: the per-request line has method, route and statusCode. */

@@ -40,12 +40,12 @@ export async function freshPostgresDatabase (t: Test | null, adminUrl = TEST_POS
   return { url: url.toString(), drop }
 }
 
-/** Runs `sql` on the database at `url` (for tests that look at or change rows directly). */
-export async function queryPostgres<R extends pg.QueryResultRow = Record<string, unknown>> (url: string, sql: string, params: unknown[] = []): Promise<R[]> {
+/** Runs `sql` on the database at `url` (for tests that look at or change rows directly); `types`: how to parse the values. */
+export async function queryPostgres<R extends pg.QueryResultRow = Record<string, unknown>> (url: string, sql: string, params: unknown[] = [], types?: pg.CustomTypesConfig): Promise<R[]> {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
-    return (await client.query<R>(sql, params)).rows
+    return (await client.query<R>({ text: sql, values: params, ...(types === undefined ? {} : { types }) })).rows
   } finally {
     await client.end()
   }

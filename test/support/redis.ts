@@ -9,11 +9,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { connect } from 'node:net'
 import type { Test } from 'tap'
+import { pingRedis, REDIS_SERVER } from './redis-ping.js'
 import { freePort } from './server.js'
 
-export const REDIS_SERVER = '/usr/bin/redis-server'
 /** How long a start may take before the test fails. */
 const START_LIMIT_MS = 10_000
 
@@ -29,19 +28,6 @@ export interface RedisServer {
   freeze: () => void
   /** Lets a frozen process go on (SIGCONT). */
   thaw: () => void
-}
-
-/** Resolves true once a PING on `port` gets PONG; false when nothing answers. */
-async function ping (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port })
-    let reply = ''
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
-    socket.setTimeout(1000, () => done(false))
-    socket.on('error', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (chunk) => { reply += chunk.toString(); if (reply.includes('\r\n')) done(reply.startsWith('+PONG')) })
-  })
 }
 
 export async function redisServer (t: Test): Promise<RedisServer | null> {
@@ -61,7 +47,7 @@ export async function redisServer (t: Test): Promise<RedisServer | null> {
     proc.stdout?.on('data', (c) => { output += c.toString() })
     proc.stderr?.on('data', (c) => { output += c.toString() })
     const deadline = Date.now() + START_LIMIT_MS
-    while (!await ping(port)) {
+    while (!await pingRedis(port)) {
       if (proc.exitCode !== null || Date.now() > deadline) {
         proc.kill('SIGKILL')
         throw new Error(`redis-server did not start on port ${port}: ${output.trim().split('\n').slice(-3).join(' | ')}`)

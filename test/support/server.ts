@@ -4,6 +4,7 @@
  * fetch refuses to send what the request needs). For the service as a child process (to kill
  * it mid-request), see process.ts.
  */
+import { request as httpRequest } from 'node:http'
 import { connect, createServer } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
@@ -129,6 +130,31 @@ export async function refreshCookie (s: Served, cookieHeader: string, headers: R
 
 export async function me (s: Served, accessToken: string): Promise<Answer> {
   return await call(s, '/api/auth/me', { headers: { authorization: `Bearer ${accessToken}` } })
+}
+
+/**
+ * A body-mode login sent from the loopback address `from` (any of 127.0.0.0/8 on Linux): the
+ * server sees that client address without trusting any header. Its own connection (no agent),
+ * so that many can be in flight at once.
+ */
+export async function loginFrom (s: Served, from: string, username: string, password: string): Promise<{ status: number, retryAfter: string | undefined }> {
+  const body = JSON.stringify({ username, password, transport: 'body' })
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port: s.port,
+      localAddress: from,
+      method: 'POST',
+      path: '/api/auth/login',
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
+    }, (res) => {
+      res.resume()
+      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'] as string | undefined }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
 }
 
 /**

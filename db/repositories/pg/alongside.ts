@@ -6,20 +6,29 @@
  */
 import type { PgDb } from '../../pg/client.js'
 import { auditEvents, mailOutbox } from '../../pg/schema.js'
-import { auditRow, collectAudit } from './audit.js'
+import { AuditInsertFailed, auditRow, collectAudit } from './audit.js'
 import { collectOutbox } from './outbox.js'
 
 export type PgTx = Parameters<Parameters<PgDb['transaction']>[0]>[0]
 
 /**
- * Runs `alongside` and inserts what it recorded, in `tx`. Answers a function to call once the
+ * Runs `alongside` and inserts what it recorded, in `tx`; a failed insert of the audit events
+ * is an AuditInsertFailed, for withAuditRetry (./audit.ts). Answers a function to call once the
  * transaction has committed: it wakes the outbox worker of each message enqueued (woken before
  * the commit, a worker could look and find nothing yet).
  */
-export async function writeAlongside (tx: PgTx, alongside: () => void): Promise<() => void> {
+export async function writeAlongside (tx: PgTx, alongside: () => void, audit = true): Promise<() => void> {
   let messages: ReturnType<typeof collectOutbox> = []
   const events = collectAudit(() => { messages = collectOutbox(alongside) })
-  if (events.length > 0) await tx.insert(auditEvents).values(events.map(auditRow))
+  // With `audit` false (withAuditRetry's second attempt, the events' insert having failed),
+  // the events are left out and everything else is written.
+  if (audit && events.length > 0) {
+    try {
+      await tx.insert(auditEvents).values(events.map((e) => auditRow(e.event)))
+    } catch (err) {
+      throw new AuditInsertFailed(events, err)
+    }
+  }
   if (messages.length > 0) await tx.insert(mailOutbox).values(messages.map((m) => m.row))
   const wakes = new Set(messages.map((m) => m.wake))
   return () => { for (const wake of wakes) wake() }

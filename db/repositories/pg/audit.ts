@@ -4,7 +4,11 @@
  * `recordNow` is synchronous, for events written in the transaction of the change they record
  * (a login's session, a detected reuse): on PostgreSQL a transaction is asynchronous, so the
  * repository that runs it collects the events `recordNow` is given while its `alongside` runs
- * (`collectAudit`) and inserts them in that transaction, before its commit.
+ * (`collectAudit`) and inserts them in that transaction, before its commit. A failed insert of
+ * those events aborts that transaction (PostgreSQL aborts a transaction at its first failed
+ * statement); `withAuditRetry` then tells each event's recorder, which logs it, and writes the
+ * change again without them: as on SQLite, a failed audit write never fails the change it
+ * records. Retrying only then keeps the common path free of a savepoint's round trips.
  */
 import { and, desc, eq, gt, lt, lte, sql, type SQL } from 'drizzle-orm'
 import type { AuditEvent, AuditEventInput, AuditQuery } from '../audit.js'
@@ -13,12 +17,18 @@ import { auditEvents } from '../../pg/schema.js'
 
 const USER_AGENT_MAX = 512
 
-let collecting: AuditEventInput[] | null = null
+/** An event given to `recordNow`, and whom to tell when its insert fails after `recordNow` returned. */
+export interface CollectedEvent {
+  event: AuditEventInput
+  onFailure?: ((err: unknown) => void) | undefined
+}
+
+let collecting: CollectedEvent[] | null = null
 
 /** Runs `fn` (synchronous) and answers the audit events `recordNow` was given meanwhile. */
-export function collectAudit (fn: () => void): AuditEventInput[] {
+export function collectAudit (fn: () => void): CollectedEvent[] {
   const outer = collecting
-  const events: AuditEventInput[] = []
+  const events: CollectedEvent[] = []
   collecting = events
   try {
     fn()
@@ -26,6 +36,30 @@ export function collectAudit (fn: () => void): AuditEventInput[] {
     collecting = outer
   }
   return events
+}
+
+/** The insert of the events collected for a transaction failed: the transaction is aborted. */
+export class AuditInsertFailed extends Error {
+  override name = 'AuditInsertFailed'
+  constructor (readonly events: CollectedEvent[], cause: unknown) {
+    super('the audit events of a transaction could not be inserted', { cause })
+  }
+}
+
+/**
+ * Runs `write(true)`; when the insert of its audit events failed and every one of them has a
+ * recorder to tell, tells them and runs `write(false)`, which writes the change without its
+ * events (and without running the code that records them). Any other failure is the write's own.
+ */
+export async function withAuditRetry<T> (write: (audit: boolean) => Promise<T>): Promise<T> {
+  try {
+    return await write(true)
+  } catch (err) {
+    if (!(err instanceof AuditInsertFailed)) throw err
+    if (err.events.some((e) => e.onFailure === undefined)) throw err.cause
+    for (const e of err.events) e.onFailure!(err.cause)
+    return await write(false)
+  }
 }
 
 export function auditRow (e: AuditEventInput): typeof auditEvents.$inferInsert {
@@ -43,9 +77,9 @@ export function auditRow (e: AuditEventInput): typeof auditEvents.$inferInsert {
 
 export function createPgAuditRepository (db: PgDb) {
   return {
-    recordNow (e: AuditEventInput): void {
+    recordNow (e: AuditEventInput, onFailure?: (err: unknown) => void): void {
       if (collecting === null) throw new Error('audit recordNow on PostgreSQL is for events inside a repository transaction (alongside); use record')
-      collecting.push(e)
+      collecting.push({ event: e, onFailure })
     },
 
     async record (e: AuditEventInput): Promise<void> {

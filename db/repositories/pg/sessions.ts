@@ -21,6 +21,7 @@ import type { NewSession, RevokeReason, Rotation, RotateOutcome, SessionRow, Ses
 import type { PgDb } from '../../pg/client.js'
 import { refreshTokens, sessions, users } from '../../pg/schema.js'
 import { writeAlongside } from './alongside.js'
+import { withAuditRetry } from './audit.js'
 
 /**
  * A rotation in one statement (one round trip, atomic as any single statement): the successor's
@@ -108,30 +109,34 @@ export function createPgSessionsRepository (db: PgDb) {
 
   return {
     async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number | null> {
-      let afterCommit = nothing
-      const id = await db.transaction(async (tx) => {
-        const [credential] = await tx.select({ credentialEpoch: users.credentialEpoch, disabled: users.disabled })
-          .from(users).where(eq(users.id, s.userId)).for('share')
-        if (credential === undefined || credential.credentialEpoch !== s.credentialEpoch || credential.disabled) return null
-        await tx.insert(sessions).values({
-          id: s.id,
-          userId: s.userId,
-          createdAt: s.now,
-          lastUsedAt: s.now,
-          expiresAt: s.expiresAt,
-          refreshExpiresAt: s.tokenExpiresAt,
-          userAgent: s.userAgent,
-          ip: s.ip,
-          amr: s.amr,
-          authTime: s.now
+      // A failed insert of the login's audit event is logged and the login written again
+      // without it (withAuditRetry), as on SQLite, where the event's write cannot fail the session's.
+      return await withAuditRetry(async (audit) => {
+        let afterCommit = nothing
+        const id = await db.transaction(async (tx) => {
+          const [credential] = await tx.select({ credentialEpoch: users.credentialEpoch, disabled: users.disabled })
+            .from(users).where(eq(users.id, s.userId)).for('share')
+          if (credential === undefined || credential.credentialEpoch !== s.credentialEpoch || credential.disabled) return null
+          await tx.insert(sessions).values({
+            id: s.id,
+            userId: s.userId,
+            createdAt: s.now,
+            lastUsedAt: s.now,
+            expiresAt: s.expiresAt,
+            refreshExpiresAt: s.tokenExpiresAt,
+            userAgent: s.userAgent,
+            ip: s.ip,
+            amr: s.amr,
+            authTime: s.now
+          })
+          const [token] = await tx.insert(refreshTokens).values({ tokenHash: s.tokenHash, sessionId: s.id, createdAt: s.now, expiresAt: s.tokenExpiresAt })
+            .returning({ id: refreshTokens.id })
+          if (alongside !== undefined) afterCommit = await writeAlongside(tx, () => { alongside(s.id) }, audit)
+          return token!.id
         })
-        const [token] = await tx.insert(refreshTokens).values({ tokenHash: s.tokenHash, sessionId: s.id, createdAt: s.now, expiresAt: s.tokenExpiresAt })
-          .returning({ id: refreshTokens.id })
-        if (alongside !== undefined) afterCommit = await writeAlongside(tx, () => { alongside(s.id) })
-        return token!.id
+        afterCommit()
+        return id
       })
-      afterCommit()
-      return id
     },
 
     async findToken (id: number): Promise<TokenLookup | null> {
@@ -184,15 +189,17 @@ export function createPgSessionsRepository (db: PgDb) {
     },
 
     async revokeAlongside (sessionId: string, reason: RevokeReason, now: Date, alongside: () => void): Promise<boolean> {
-      let afterCommit = nothing
-      const ended = await db.transaction(async (tx) => {
-        const ended = ((await tx.update(sessions).set({ revokedAt: now, revokedReason: reason })
-          .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))).rowCount ?? 0) > 0
-        afterCommit = await writeAlongside(tx, alongside)
+      return await withAuditRetry(async (audit) => {
+        let afterCommit = nothing
+        const ended = await db.transaction(async (tx) => {
+          const ended = ((await tx.update(sessions).set({ revokedAt: now, revokedReason: reason })
+            .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))).rowCount ?? 0) > 0
+          afterCommit = await writeAlongside(tx, alongside, audit)
+          return ended
+        })
+        afterCommit()
         return ended
       })
-      afterCommit()
-      return ended
     },
 
     async revokeAllForUser (userId: string, reason: RevokeReason, now: Date): Promise<number> {
