@@ -32,9 +32,27 @@ fi
 LABEL=io.auth-service.stand-in
 BASE_REF=localhost/container-base/debian:bookworm-minbase
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-trap 'exit 124' TERM INT
+BUILDING=0 BEFORE=""
 note () { printf 'standin-images: %s\n' "$*"; }
+
+working_containers () { # buildah's build containers FROM the Debian base, full ids
+  podman ps -a --external --no-trunc -q --filter name=debian-working-container 2>/dev/null | sort
+}
+
+cleanup () {
+  status=$?
+  trap - EXIT TERM INT
+  # A build stopped by the timeout leaves its working container behind: remove the ones that
+  # appeared during this run.
+  if [ $status -ne 0 ] && [ $BUILDING -eq 1 ]; then
+    comm -13 <(printf '%s\n' "$BEFORE") <(working_containers) | xargs -r podman rm -f >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+  [ $status -ne 124 ] || note "stopped after STANDIN_TIMEOUT=$LIMIT s"
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 124' TERM INT
 
 CB=${CONTAINER_BASE:-$ROOT/../shared/tools/container-base}
 if [ -x "$CB" ]; then
@@ -220,12 +238,15 @@ for name in postgres redis haproxy; do
     base_ready=1
   fi
   old_id=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+  BEFORE=$(working_containers)
+  BUILDING=1
   t0=$SECONDS
   podman build --format docker --pull=never --layers=false -q \
     --label "$LABEL=not the official image: Debian bookworm packages and a small entrypoint, built by .ci/standin-images.sh for compose.scale.yaml" \
     --label "$LABEL-for=$image" \
     --label "$LABEL-recipe=$recipe" \
     -t "$image" "$ctx" >/dev/null
+  BUILDING=0
   if [ -n "$old_id" ] && [ "$(podman image inspect --format '{{.Id}}' "$image")" != "$old_id" ]; then
     podman rmi "$old_id" >/dev/null 2>&1 || true
   fi
