@@ -58,6 +58,7 @@ cleanup () {
   "${COMPOSE[@]}" down -v -t 10 >/dev/null 2>&1 || true
   podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
   rm -f "$STATE" "$DUMP"
+  [ $status -ne 124 ] || echo "compose scale check: stopped after COMPOSE_CHECK_TIMEOUT=$LIMIT s"
   [ $status -eq 0 ] || echo "compose scale check: FAILED"
   exit $status
 }
