@@ -9,15 +9,22 @@
 //   node scripts/compose-scale-check.mjs survivor <base-url> <state-file> <instance>
 //     after the other instances were stopped: 20 refreshes of the same chain, each followed by
 //     /me with the new access token, and a fresh login, all answered 200 by <instance>; the
-//     access token from before the stop is still accepted.
+//     access token from before the stop is still accepted. Keeps the session's newest tokens.
+//   node scripts/compose-scale-check.mjs later <base-url> <state-file> <instances>
+//     after a backup was taken: the session refreshes once more and a new account registers,
+//     both of which the restore must undo. Keeps the session's tokens from before the backup.
+//   node scripts/compose-scale-check.mjs restored <base-url> <state-file> <instances>
+//     after the backup was restored: the refresh token from before the backup is accepted
+//     (its rotation after the backup is gone), /me answers with the new access token, the
+//     account registered after the backup is gone (401), the one from before logs in.
 //
 // Prints one line per check; exits 1 at the first failure.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { check, client } from './http-check.mjs'
 
 const [phase, base, stateFile, instances] = process.argv.slice(2)
-if (!['both', 'survivor'].includes(phase) || !base || !stateFile || !instances) {
-  console.error('usage: node scripts/compose-scale-check.mjs both|survivor <base-url> <state-file> <instances>')
+if (!['both', 'survivor', 'later', 'restored'].includes(phase) || !base || !stateFile || !instances) {
+  console.error('usage: node scripts/compose-scale-check.mjs both|survivor|later|restored <base-url> <state-file> <instances>')
   process.exit(64)
 }
 
@@ -47,16 +54,16 @@ if (phase === 'both') {
   }
   check(wanted.every((w) => seen.has(w)), `one session served by every instance (${[...seen].sort().join(', ')})`, `wanted ${wanted.join(', ')}`)
   writeFileSync(stateFile, JSON.stringify({ username, password, accessToken, refreshToken }))
-} else {
+} else if (phase === 'survivor') {
   const state = JSON.parse(readFileSync(stateFile, 'utf8'))
   const before = await me(state.accessToken)
   check(before.status === 200 && before.servedBy === instances, `the access token from before the stop (${before.servedBy})`, before.text)
-  let { refreshToken } = state
+  let { refreshToken, accessToken } = state
   const served = new Set()
   for (let i = 0; i < 20; i++) {
     const r = await refresh(refreshToken)
     if (r.status !== 200) check(false, `refresh ${i + 1} after the stop (${r.servedBy})`, r.text)
-    refreshToken = r.json.refreshToken
+    ;({ refreshToken, accessToken } = r.json)
     const m = await me(r.json.accessToken)
     if (m.status !== 200) check(false, `/me ${i + 1} after the stop (${m.servedBy})`, m.text)
     served.add(r.servedBy).add(m.servedBy)
@@ -64,4 +71,23 @@ if (phase === 'both') {
   check(served.size === 1 && served.has(instances), `20 refreshes and 20 /me after the stop, all 200 (served by ${[...served].join(', ')})`)
   const login = await call('POST', '/api/auth/login', { username: state.username, password: state.password, transport: 'body' })
   check(login.status === 200, `a new login after the stop (${login.servedBy})`, login.text)
+  writeFileSync(stateFile, JSON.stringify({ ...state, accessToken, refreshToken }))
+} else if (phase === 'later') {
+  const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+  const r = await refresh(state.refreshToken)
+  check(r.status === 200, `after the backup: the session refreshes once more (${r.servedBy})`, r.text)
+  const laterUsername = `${state.username}-later`
+  const registered = await call('POST', '/api/auth/register', { username: laterUsername, password: state.password })
+  check(registered.status === 201, `after the backup: register ${laterUsername} (${registered.servedBy})`, registered.text)
+  writeFileSync(stateFile, JSON.stringify({ ...state, laterUsername }))
+} else {
+  const state = JSON.parse(readFileSync(stateFile, 'utf8'))
+  const r = await refresh(state.refreshToken)
+  check(r.status === 200 && typeof r.json?.accessToken === 'string', `the refresh token from before the backup is accepted (${r.servedBy})`, r.text)
+  const m = await me(r.json.accessToken)
+  check(m.status === 200 && m.json?.username === state.username, `/me with its new access token (${m.servedBy})`, m.text)
+  const later = await call('POST', '/api/auth/login', { username: state.laterUsername, password: state.password, transport: 'body' })
+  check(later.status === 401, `the account registered after the backup is gone: login 401 (${later.servedBy})`, later.text)
+  const login = await call('POST', '/api/auth/login', { username: state.username, password: state.password, transport: 'body' })
+  check(login.status === 200, `the account from before the backup logs in (${login.servedBy})`, login.text)
 }

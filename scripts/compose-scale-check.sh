@@ -4,7 +4,10 @@
 # health checks, start the two service instances and wait until each is ready, start HAProxy,
 # then register, log in, refresh and call /me until both instances have served the same session;
 # stop one instance and show that refreshes, /me and logins still succeed, all served by the
-# other; then tear everything down (containers, network, volumes). Bounded: the whole run is
+# other; back the database up with pg_dump while it serves, restore the dump into an empty
+# database and swap it in (docs/scaling.md), and show that the session from before the backup
+# refreshes while what came after it is gone; then tear everything down (containers, network,
+# volumes). Bounded: the whole run is
 # killed after COMPOSE_CHECK_TIMEOUT seconds (default 900, the first image build included).
 # Prints "compose scale check: OK" last.
 #
@@ -13,7 +16,7 @@
 # Needs podman and podman-compose, and the images postgres:15, redis:7 and haproxy:2.8 (pulled
 # from Docker Hub, or present locally). Where no registry is reachable,
 # ../shared/tools/container-base (CONTAINER_BASE) provides the node:24-slim base image of the
-# service's own image, but not those three.
+# service's own image, and .ci/standin-images.sh builds local stand-ins for those three.
 #
 # Secrets: fresh ones for this run, in this process's environment. With podman-compose 1.0.3, a
 # `.env` beside compose.scale.yaml takes precedence over them (Docker Compose does the opposite).
@@ -32,6 +35,7 @@ PROJECT=auth-scale-check
 COMPOSE=(podman-compose -p "$PROJECT" -f compose.scale.yaml)
 BASE=http://127.0.0.1:8080
 STATE=$(mktemp)
+DUMP=$(mktemp)
 step () { printf '\n--- compose scale: %s (%ss)\n' "$1" "$SECONDS"; }
 
 container () { # the container of a compose service, by the labels podman-compose sets
@@ -53,7 +57,8 @@ cleanup () {
   podman ps -a -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r podman rm -f -v -t 10 >/dev/null 2>&1 || true
   "${COMPOSE[@]}" down -v -t 10 >/dev/null 2>&1 || true
   podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
-  rm -f "$STATE"
+  rm -f "$STATE" "$DUMP"
+  [ $status -ne 124 ] || echo "compose scale check: stopped after COMPOSE_CHECK_TIMEOUT=$LIMIT s"
   [ $status -eq 0 ] || echo "compose scale check: FAILED"
   exit $status
 }
@@ -82,7 +87,12 @@ for image in docker.io/library/postgres:15 docker.io/library/redis:7 docker.io/l
     echo "cannot pull $image: compose.scale.yaml needs the official postgres:15, redis:7 and haproxy:2.8 images"
     exit 2
   fi
-  echo "    $image"
+  standin=$(podman image inspect --format '{{ index .Labels "io.auth-service.stand-in" }}' "$image" 2>/dev/null || true)
+  if [ -n "$standin" ] && [ "$standin" != '<no value>' ]; then
+    echo "    $image: STAND-IN ($standin)"
+  else
+    echo "    $image"
+  fi
 done
 podman build --format docker "${PULL[@]}" -t auth-service:latest .
 
@@ -102,41 +112,82 @@ wait_healthy () { # $1: service, $2: seconds; the container's own health check, 
   echo "$1 did not become healthy within $2 s"; return 1
 }
 
+up () { # podman-compose up of some services; it also tries to create the services they depend
+  # on, which already run: those "name is already in use" errors are expected and left out.
+  "${COMPOSE[@]}" up -d --no-build "$@" 2> >(grep -v 'is already in use' >&2) >/dev/null
+}
+
 step "PostgreSQL and Redis"
 # podman-compose 1.0.3 ignores `condition: service_healthy`: start in order, by hand.
-"${COMPOSE[@]}" up -d --no-build postgres redis >/dev/null
+up postgres redis
 wait_healthy postgres 90
 wait_healthy redis 30
 
-step "two service instances"
-"${COMPOSE[@]}" up -d --no-build auth1 auth2 >/dev/null
-for s in auth1 auth2; do
-  c=$(container "$s")
-  for i in $(seq 1 90); do
-    if podman exec "$c" node -e "fetch('http://127.0.0.1:3000/ready').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then
-      echo "    $s ready after ${SECONDS}s"; break
-    fi
-    [ "$i" -lt 90 ] || { echo "$s was not ready within 90 s"; exit 1; }
-    sleep 1
+wait_ready () { # $@: services; each instance's own /ready, from inside its container
+  local s c i
+  for s in "$@"; do
+    c=$(container "$s")
+    for i in $(seq 1 90); do
+      if podman exec "$c" node -e "fetch('http://127.0.0.1:3000/ready').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then
+        echo "    $s ready after ${SECONDS}s"; break
+      fi
+      [ "$i" -lt 90 ] || { echo "$s was not ready within 90 s"; return 1; }
+      sleep 1
+    done
   done
-done
+}
+
+wait_balanced () { # the balancer answers /ready, and has had time to check every instance
+  local i
+  for i in $(seq 1 60); do
+    if node -e "fetch('$BASE/ready').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then break; fi
+    [ "$i" -lt 60 ] || { echo "the balancer did not answer /ready within 30 s"; return 1; }
+    sleep 0.5
+  done
+  # Every instance passes the balancer's own /ready check (every 2 s, rise 2) before traffic is judged.
+  sleep 5
+}
+
+step "two service instances"
+up auth1 auth2
+wait_ready auth1 auth2
 
 step "the balancer on $BASE"
-"${COMPOSE[@]}" up -d --no-build lb >/dev/null
-for i in $(seq 1 60); do
-  if node -e "fetch('$BASE/ready').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null; then break; fi
-  [ "$i" -lt 60 ] || { echo "the balancer did not answer /ready within 30 s"; exit 1; }
-  sleep 0.5
-done
-# Both instances pass the balancer's own /ready check (every 2 s) before traffic is judged.
-sleep 5
+up lb
+wait_balanced
 
 step "one session through the balancer, served by both instances"
 node scripts/compose-scale-check.mjs both "$BASE" "$STATE" auth1,auth2
 
 step "stop auth1; the same session, and new logins, still served"
+t0=$(date +%s%N)
 "${COMPOSE[@]}" stop -t 15 auth1 >/dev/null
+t1=$(date +%s%N)
+code=$(podman inspect --format '{{.State.ExitCode}}' "$(container auth1)")
+echo "    auth1 stopped in $(( (t1 - t0) / 1000000 )) ms, exit code $code (0: drained on SIGTERM; 137: killed after 15 s)"
 node scripts/compose-scale-check.mjs survivor "$BASE" "$STATE" auth2
+
+step "backup with pg_dump while auth2 serves (docs/scaling.md, \"Backup and restore\")"
+# The commands of docs/scaling.md, addressed to the container with podman exec: podman-compose
+# 1.0.3's `exec` writes its own lines (with the service's environment) to stdout, into the dump.
+PG=$(container postgres)
+podman exec "$PG" pg_dump -U auth -d auth -Fc >"$DUMP"
+tables=$(podman exec -i "$PG" pg_restore --list <"$DUMP" | grep -c ' TABLE DATA ' || true)
+echo "    dump: $(wc -c <"$DUMP") bytes, $tables tables with data"
+[ "$tables" -gt 0 ] || { echo "the dump holds no table data"; exit 1; }
+node scripts/compose-scale-check.mjs later "$BASE" "$STATE" auth2
+
+step "restore into an empty database with the service stopped, swap it in, start the instances"
+"${COMPOSE[@]}" stop -t 15 auth2 >/dev/null
+podman exec "$PG" dropdb -U auth --if-exists auth_restored
+podman exec "$PG" createdb -U auth auth_restored
+podman exec -i "$PG" pg_restore -U auth -d auth_restored --no-owner --exit-on-error <"$DUMP"
+podman exec "$PG" psql -U auth -d postgres -q -v ON_ERROR_STOP=1 \
+  -c 'ALTER DATABASE auth RENAME TO auth_before_restore' -c 'ALTER DATABASE auth_restored RENAME TO auth'
+"${COMPOSE[@]}" start auth1 auth2 >/dev/null
+wait_ready auth1 auth2
+wait_balanced
+node scripts/compose-scale-check.mjs restored "$BASE" "$STATE" auth1,auth2
 
 step "down (the EXIT trap removes containers, their volumes and the network)"
 echo
