@@ -30,6 +30,17 @@ try {
   throw err
 }
 process.env.UV_THREADPOOL_SIZE = String(config.threadPoolSize)
+
+// Until close-with-grace takes over below, a stop signal ends the start at once. Without a
+// handler Node leaves SIGTERM to its default action, which the kernel does not apply to PID 1
+// in a container: `docker stop` would wait out its grace period and kill. Whatever the start
+// writes (migrations, the first signing key) is transactional, so nothing is left half-done.
+const stopDuringStart = (signal: NodeJS.Signals): void => {
+  process.stdout.write(JSON.stringify({ level: 30, time: Date.now(), pid: process.pid, signal, msg: 'stopping during start' }) + '\n')
+  process.exit(signal === 'SIGINT' ? 130 : 143)
+}
+process.once('SIGTERM', stopDuringStart)
+process.once('SIGINT', stopDuringStart)
 const { buildApp } = await import('./app.js')
 const { default: closeWithGrace } = await import('close-with-grace')
 
@@ -77,6 +88,8 @@ app.durability?.onFailure(() => {
   void app.close().finally(() => process.exit(1))
 })
 
+process.off('SIGTERM', stopDuringStart)
+process.off('SIGINT', stopDuringStart)
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
   else app.log.info({ signal }, 'shutting down')
