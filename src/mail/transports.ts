@@ -11,7 +11,6 @@
  * the repeat.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import { createTransport } from 'nodemailer'
 import type { Config } from '../config.js'
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signWebhook, TIMESTAMP_HEADER } from './webhook-signature.js'
 
@@ -42,7 +41,9 @@ export function createSmtpTransport (config: Config['mail']): MailTransport {
   const timeout = config.sendTimeoutMs
   // One connection per message, no pool: a dead pooled connection would fail the next message
   // for nothing, and the outbox already paces delivery.
-  const transporter = createTransport({
+  // nodemailer is loaded only when SMTP is the transport: loading it loads Node's bundled fetch
+  // (undici), which a service without SMTP does not need (test/src/tuning/node-http.test.ts).
+  const transporter = import('nodemailer').then(({ createTransport }) => createTransport({
     url: config.smtpUrl!,
     // Each step bounded (connecting, the greeting, every reply), so that a server that stops
     // answering costs one attempt and its connection is closed, never a connection held open.
@@ -50,12 +51,12 @@ export function createSmtpTransport (config: Config['mail']): MailTransport {
     greetingTimeout: timeout,
     socketTimeout: timeout,
     dnsTimeout: timeout
-  }, { from: config.from })
+  }, { from: config.from }))
   const domain = messageIdDomain(config)
   return {
     name: 'smtp',
     async send (mail) {
-      await transporter.sendMail({
+      await (await transporter).sendMail({
         to: mail.recipient,
         subject: mail.subject,
         text: mail.text,
@@ -64,7 +65,7 @@ export function createSmtpTransport (config: Config['mail']): MailTransport {
         headers: { 'X-Idempotency-Key': mail.idempotencyKey }
       })
     },
-    close () { transporter.close() }
+    close () { void transporter.then((t) => { t.close() }) }
   }
 }
 
