@@ -27,6 +27,13 @@
  *   const me = await (await auth.fetch('/api/auth/me')).json()
  *   await auth.logout()
  *
+ * Accounts by e-mail: `register(username, password, { email })`, `login({ email }, password)`,
+ * `requestEmailVerification()` / `verifyEmail(token)`, `changeEmail(newEmail, password)` /
+ * `confirmEmail(token)`, `forgotPassword({ email } | { username })` / `resetPassword(token,
+ * newPassword)`, `deleteAccount(password)`. The tokens come from mailed links, which lead to a
+ * page (the app's at the service's APP_URL, or the service's own /account/... pages); the page
+ * hands the token to these calls when the person presses its button, never on load.
+ *
  * Passkeys (through @simplewebauthn/browser): `registerPasskey(name)` when signed in;
  * `signInWithPasskey()` for an explicit "Sign in with a passkey" button; `passkeyAutofill()`
  * on the sign-in page, which offers the saved passkeys in the username field's autofill (an
@@ -77,6 +84,9 @@ export type LoginResult =
   | { status: 'signed-in' }
   | { status: 'mfa-required', methods: Array<'totp' | 'recovery' | 'webauthn'> }
   | { status: 'mfa-enrollment-required' }
+
+/** How a login or a password reset names the account: by username or by e-mail address. */
+export type AccountName = { username: string } | { email: string }
 
 /** One second factor: a TOTP code, a recovery code, or a WebAuthn assertion response. */
 export type SecondFactor = { code: string } | { recoveryCode: string } | { webauthn: unknown }
@@ -158,6 +168,12 @@ export function createAuthClient (options: AuthClientOptions = {}) {
     return new AuthError(res.status, body.code ?? 'HTTP_' + res.status, body.message ?? res.statusText)
   }
 
+  /** A JSON POST that needs no session (register, mailed links' tokens, forgot password); throws AuthError unless 2xx. */
+  async function publicPost (path: string, body: unknown): Promise<void> {
+    const res = await fetch(url(path), { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+    if (!res.ok) throw await errorOf(res)
+  }
+
   /** A cookie-mode request to the service: login, refresh, logout. */
   async function cookieRequest (path: string, body?: unknown): Promise<Response> {
     return await fetch(url(path), {
@@ -226,10 +242,13 @@ export function createAuthClient (options: AuthClientOptions = {}) {
     /**
      * Signs in; the service sets the refresh cookie. With a second factor on the account the
      * answer is `mfa-required` (finish with `verifyMfa`), or `mfa-enrollment-required` where
-     * the service requires one the account lacks. Throws AuthError (401 INVALID_CREDENTIALS, 429, ...).
+     * the service requires one the account lacks. `account` is a username, or `{ email }` (or
+     * `{ username }`) as the service's LOGIN_IDENTIFIERS allow. Throws AuthError (401
+     * INVALID_CREDENTIALS, 403 EMAIL_NOT_VERIFIED with REQUIRE_EMAIL_VERIFICATION, 429, ...).
      */
-    async login (username: string, password: string): Promise<LoginResult> {
-      const res = await cookieRequest('/api/auth/login', { username, password, transport: 'cookie' })
+    async login (account: string | AccountName, password: string): Promise<LoginResult> {
+      const name = typeof account === 'string' ? { username: account } : account
+      const res = await cookieRequest('/api/auth/login', { ...name, password, transport: 'cookie' })
       if (!res.ok) throw await errorOf(res)
       if (res.status === 202) {
         const body = await res.json() as { mfaToken: string, mfaRequired?: true, methods?: Array<'totp' | 'recovery' | 'webauthn'>, webauthnOptions?: PublicKeyCredentialRequestOptionsJSON }
@@ -316,12 +335,75 @@ export function createAuthClient (options: AuthClientOptions = {}) {
       accept(await res.json() as TokenResponse, 'refresh')
     },
 
-    /** Creates an account (it does not sign in). Throws AuthError (400 WEAK_PASSWORD, 409, ...). */
-    async register (username: string, password: string): Promise<void> {
-      const res = await fetch(url('/api/auth/register'), {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password })
-      })
+    /**
+     * Creates an account (it does not sign in), with an e-mail address when `options.email` is
+     * given (the service mails it a verification link). Throws AuthError (400 WEAK_PASSWORD,
+     * INVALID_EMAIL, 409 USERNAME_TAKEN, EMAIL_TAKEN, ...).
+     */
+    async register (username: string, password: string, options: { email?: string } = {}): Promise<void> {
+      const body = options.email === undefined || options.email === '' ? { username, password } : { username, password, email: options.email }
+      await publicPost('/api/auth/register', body)
+    },
+
+    /**
+     * Mails a new verification link to the signed-in account's address (an older link stops
+     * working). Throws AuthError (409 NO_EMAIL, EMAIL_ALREADY_VERIFIED; 429; 503 MAIL_DISABLED).
+     */
+    async requestEmailVerification (): Promise<void> {
+      const res = await client.fetch('/api/auth/email/verification', { method: 'POST' })
       if (!res.ok) throw await errorOf(res)
+    },
+
+    /** Verifies the address with the token of a mailed link. Throws AuthError (400 ACCOUNT_TOKEN_INVALID, 429). */
+    async verifyEmail (token: string): Promise<void> {
+      await publicPost('/api/auth/email/verify', { token })
+    },
+
+    /**
+     * Asks to change the signed-in account's address: a confirmation link goes to `newEmail`,
+     * and nothing changes until it is used (`confirmEmail`). Throws AuthError (403
+     * INVALID_CURRENT_PASSWORD, 400 INVALID_EMAIL, 429, 503 MAIL_DISABLED, ...).
+     */
+    async changeEmail (newEmail: string, password: string): Promise<void> {
+      const res = await client.fetch('/api/auth/email/change', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ newEmail, password }) })
+      if (!res.ok) throw await errorOf(res)
+    },
+
+    /**
+     * Spends the token of a mailed address-change link: the confirmation sent to the new
+     * address, or the undo link sent to the old one. Throws AuthError (400 ACCOUNT_TOKEN_INVALID, 429).
+     */
+    async confirmEmail (token: string): Promise<void> {
+      await publicPost('/api/auth/email/confirm', { token })
+    },
+
+    /**
+     * Asks for a password-reset link for the account named by `{ email }` or `{ username }`. The
+     * service answers the same whether or not the account exists, so this resolves alike for
+     * both; it throws only for a refused request (400, 429, 503 MAIL_DISABLED).
+     */
+    async forgotPassword (account: AccountName): Promise<void> {
+      await publicPost('/api/auth/password/forgot', account)
+    },
+
+    /**
+     * Sets a new password with the token of a mailed reset link; every session of the account
+     * ends (this client's too: sign in again). Throws AuthError (400 ACCOUNT_TOKEN_INVALID,
+     * WEAK_PASSWORD: the link still works; 429).
+     */
+    async resetPassword (token: string, newPassword: string): Promise<void> {
+      await publicPost('/api/auth/password/reset', { token, newPassword })
+    },
+
+    /**
+     * Deletes the signed-in account, the password re-entered; its sessions end and this client
+     * is signed out, in every tab. Throws AuthError (403 INVALID_CURRENT_PASSWORD, 429, ...).
+     */
+    async deleteAccount (password: string): Promise<void> {
+      const res = await client.fetch('/api/auth/me', { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password }) })
+      if (!res.ok) throw await errorOf(res)
+      forget('logout')
+      channel?.postMessage({ type: 'logout' } satisfies TabMessage)
     },
 
     /** Ends the session on the service and in every tab, also when the service cannot be reached. */
