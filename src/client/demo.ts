@@ -2,11 +2,16 @@
  * The demo app served at /demo: sign in (password with a second factor when the account has one,
  * a passkey button, or passkey autofill in the username field), see /me, set up TOTP, call a
  * protected endpoint, list and end sessions, add, rename and delete passkeys, log out.
- * Everything it knows about tokens goes through the client library.
+ * Accounts by e-mail: register with an address, sign in by address, "Forgot password?", the
+ * address with its verified state and a button that mails a new verification link, change the
+ * address, delete the account. Mailed links lead to the service's own account pages
+ * (/account/reset-password, ...; no APP_URL), which spend the token when their button is pressed;
+ * the person then comes back here and signs in. Everything it knows about tokens goes through
+ * the client library.
  */
 import { AuthError, createAuthClient, type AuthChange } from './auth-client.js'
 
-interface Me { id: string, username: string, roles: string[], createdAt: string }
+interface Me { id: string, username: string, roles: string[], createdAt: string, email?: string | null, emailVerified?: boolean }
 interface Session { id: string, createdAt: string, lastUsedAt: string, userAgent: string | null, ip: string | null, current: boolean }
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -35,9 +40,10 @@ function notice (text: string | null): void {
   $('notice').hidden = text === null
 }
 
-function show (view: 'loading' | 'login' | 'mfa' | 'app'): void {
+function show (view: 'loading' | 'login' | 'forgot' | 'mfa' | 'app'): void {
   $('loading').hidden = view !== 'loading'
   $('login-view').hidden = view !== 'login'
+  $('forgot-view').hidden = view !== 'forgot'
   $('mfa-view').hidden = view !== 'mfa'
   $('app-view').hidden = view !== 'app'
   $('who').hidden = view !== 'app'
@@ -61,7 +67,48 @@ async function loadMe (): Promise<void> {
   $('me-id').textContent = me.id
   $('me-roles').textContent = me.roles.join(', ')
   $('me-created').textContent = dateTime(me.createdAt)
+  const email = me.email ?? null
+  $('me-email').textContent = email ?? 'none'
+  $('me-email-status').textContent = email === null ? '' : me.emailVerified === true ? 'verified' : 'unverified'
+  $('me-email-status').hidden = email === null
+  $('email-verify-send').hidden = email === null || me.emailVerified === true
 }
+
+/** Runs a signed-in account action and shows its outcome in `resultId`. */
+async function accountAction (resultId: string, action: () => Promise<void>, done: string): Promise<boolean> {
+  const result = $(resultId)
+  try {
+    await action()
+    result.textContent = done
+    result.className = 'result ok'
+    log(done)
+    return true
+  } catch (err) {
+    result.textContent = messageOf(err)
+    result.className = 'result fail'
+    return false
+  }
+}
+
+$('email-verify-send').addEventListener('click', () => {
+  void accountAction('email-verify-result', async () => { await auth.requestEmailVerification() }, 'A verification mail is on its way; open its link, then reload this page')
+})
+
+$('email-change-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  const password = $<HTMLInputElement>('email-change-password')
+  void accountAction('email-change-result', async () => {
+    await auth.changeEmail($<HTMLInputElement>('email-new').value, password.value)
+  }, 'A confirmation link is on its way to the new address').finally(() => { password.value = '' })
+})
+
+$('delete-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  const password = $<HTMLInputElement>('delete-password')
+  // The client signs out once the account is gone: onChange shows the sign-in form.
+  void accountAction('delete-result', async () => { await auth.deleteAccount(password.value) }, 'Account deleted')
+    .finally(() => { password.value = '' })
+})
 
 async function loadSessions (): Promise<void> {
   const sessions = await getJson<Session[]>('/api/auth/sessions')
@@ -211,16 +258,53 @@ $('login-form').addEventListener('submit', (event) => {
 })
 $('register-button').addEventListener('click', () => { void submit('register') })
 
+// "Forgot password?": the answer is the same whether or not the address has an account, so the
+// page says the same whatever it is; only a refused request (429, mail off) shows its error.
+$('forgot-button').addEventListener('click', () => {
+  auth.cancelPasskeyRequest()
+  notice(null)
+  $('forgot-result').hidden = true
+  const typed = $<HTMLInputElement>('username').value
+  $<HTMLInputElement>('forgot-email').value = typed.includes('@') ? typed : ''
+  show('forgot')
+  $<HTMLInputElement>('forgot-email').focus()
+})
+$('forgot-back').addEventListener('click', () => { enterLogin(null) })
+$('forgot-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  void (async () => {
+    const result = $('forgot-result')
+    const send = $<HTMLButtonElement>('forgot-send')
+    send.disabled = true
+    try {
+      await auth.forgotPassword({ email: $<HTMLInputElement>('forgot-email').value })
+      result.textContent = 'If an account has this address, a mail with a link to choose a new password is on its way. The link works for a short time.'
+      result.className = 'result ok'
+      log('Asked for a password-reset link')
+    } catch (err) {
+      result.textContent = messageOf(err)
+      result.className = 'result fail'
+    } finally {
+      result.hidden = false
+      send.disabled = false
+    }
+  })()
+})
+
+/** A login names the account by address when what was typed looks like one (a username may hold `@` too, but not this shape). */
+const ADDRESS = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
+
 async function submit (action: 'login' | 'register'): Promise<void> {
   const form = $<HTMLFormElement>('login-form')
   if (!form.reportValidity()) return
   const username = $<HTMLInputElement>('username').value
   const password = $<HTMLInputElement>('password').value
+  const email = $<HTMLInputElement>('email').value
   $('login-error').hidden = true
   for (const b of form.querySelectorAll('button')) b.disabled = true
   try {
-    if (action === 'register') await auth.register(username, password)
-    const result = await auth.login(username, password)
+    if (action === 'register') await auth.register(username, password, { email })
+    const result = await auth.login(action === 'login' && ADDRESS.test(username) ? { email: username } : username, password)
     if (result.status === 'mfa-required') {
       log('Password accepted; a second factor is due')
       enterMfa(result.methods)
@@ -231,7 +315,7 @@ async function submit (action: 'login' | 'register'): Promise<void> {
       enrollingAtLogin = true
       void startEnrolment($('mfa-view'))
     } else {
-      log(action === 'register' ? 'Account created, signed in' : 'Signed in')
+      log(action === 'register' ? (email === '' ? 'Account created, signed in' : 'Account created, signed in; a verification mail is on its way') : 'Signed in')
     }
   } catch (err) {
     $('login-error').textContent = messageOf(err)
