@@ -1,7 +1,8 @@
 /**
  * The client library's account calls against a really listening service that sends its mail
  * through a real SMTP server on loopback: register with an address, verify it, ask for a new
- * verification link, log in by address, forget the password and reset it. Every link is read
+ * verification link, log in by address, forget the password and reset it, change the address
+ * and undo the change, delete the account. Every link is read
  * from the received message and fetched with GET and HEAD first, as a mail scanner would (under
  * PUBLIC_URL, from the listening service): that spends nothing; the client's call then does.
  * Runs on SQLite and, with TEST_DATABASE=postgres, on PostgreSQL.
@@ -162,4 +163,42 @@ t.test('forgot password by address and by username, reset from the mailed link, 
   const byName = all.find((m) => m !== mail && m.text.includes('/account/reset-password?token='))
   t.same(byName?.to, ['dave@example.test'], 'a second reset link')
   t.equal(s.smtp.messages.length, 4, 'verification, reset, password changed, reset: nothing for the unknown account')
+})
+
+/** The first message to `to` whose text links to `page`, once it has arrived. */
+async function mailTo (smtp: SmtpSink, to: string, page: string): Promise<ReceivedMail> {
+  for (let n = 1; ; n++) {
+    const found = (await smtp.waitFor(n)).find((m) => m.to.includes(to) && m.text.includes(`${page}?token=`))
+    if (found !== undefined) return found
+  }
+}
+
+t.test('change the address from the link mailed to the new one, undo it from the notice to the old one, then delete the account', async (t) => {
+  const s = await setUp(t)
+  const client = s.client()
+  await client.register('erin', PASSWORD, { email: 'erin@example.test' })
+  await client.login('erin', PASSWORD)
+
+  await t.rejects(client.changeEmail('erin.new@example.test', 'not the password at all'), { status: 403, code: 'INVALID_CURRENT_PASSWORD' })
+  await client.changeEmail('erin.new@example.test', PASSWORD)
+  const confirmation = await mailTo(s.smtp, 'erin.new@example.test', '/account/confirm-email')
+  const token = await followLink(t, s, confirmation, '/account/confirm-email')
+  t.match(await meOf(client), { email: 'erin@example.test' }, 'nothing changes before the link is used (the scanner spent nothing)')
+  await client.confirmEmail(token)
+  t.match(await meOf(client), { email: 'erin.new@example.test', emailVerified: true })
+  await t.rejects(client.confirmEmail(token), INVALID_LINK, 'a confirmation link works once')
+
+  // The old address is told, with a link that undoes the change: confirmEmail spends it too.
+  const notice = await mailTo(s.smtp, 'erin@example.test', '/account/undo-email-change')
+  const undo = await followLink(t, s, notice, '/account/undo-email-change')
+  await s.client().confirmEmail(undo)
+  t.equal((await client.fetch('/api/auth/me')).status, 401, 'the undo ends every session')
+  const back = s.client()
+  t.same(await back.login({ email: 'erin@example.test' }, PASSWORD), { status: 'signed-in' }, 'the old address is the account\'s again')
+
+  await t.rejects(back.deleteAccount('not the password at all'), { status: 403, code: 'INVALID_CURRENT_PASSWORD' })
+  t.equal(back.authenticated, true)
+  await back.deleteAccount(PASSWORD)
+  t.equal(back.authenticated, false, 'the client is signed out')
+  await t.rejects(s.client().login('erin', PASSWORD), { status: 401, code: 'INVALID_CREDENTIALS' }, 'the account is gone')
 })
