@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config.js'
 import { PASSWORD, TEST_DATABASE, TEST_ENV, bearer, buildTestApp, holdVerifications, login, refreshWithBody, until } from '../support/app.js'
 import { fakeDate, HOUR, MINUTE } from '../support/clock.js'
 import { count, rows } from '../support/db.js'
-import { startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp.js'
+import { isVerificationMail, startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp.js'
 
 const NEW_PASSWORD = 'a brand new passphrase for alice'
 const LINK = /(http:\/\/localhost:3000\/account\/reset-password\?token=([A-Za-z0-9_-]{43}))/
@@ -34,7 +34,7 @@ function mailEnv (smtp: SmtpSink, overrides: Record<string, string> = {}): Recor
 }
 
 async function setUp (t: Test, overrides: Record<string, string> = {}, options: Parameters<typeof buildTestApp>[2] = {}) {
-  const smtp = await startSmtpSink(t)
+  const smtp = await startSmtpSink(t, { ignore: isVerificationMail })
   const app = await buildTestApp(t, mailEnv(smtp, overrides), options)
   return { smtp, app }
 }
@@ -111,7 +111,7 @@ t.test('forgot → mail → GET and HEAD of the link spend nothing → reset: ev
   const events = (await app.repos.audit.list({ userId })).map((e) => e.type)
   t.ok(events.includes('password_reset_requested'), 'the request is audited')
   t.ok(events.includes('password_reset'), 'the reset is audited')
-  t.equal(await count(app, 'SELECT count(*) FROM account_tokens WHERE user_id = ?', userId), 0, 'the token is spent')
+  t.equal(await count(app, "SELECT count(*) FROM account_tokens WHERE user_id = ? AND purpose = 'reset_password'", userId), 0, 'the token is spent')
 })
 
 t.test('forgot by username mails the account\'s address', async (t) => {
@@ -136,8 +136,8 @@ t.test('an unknown username or address, an account without an address, a disable
   for (const payload of [{ email: 'nobody@example.test' }, { username: 'nobody' }, { username: 'noaddress' }, { email: 'gone@example.test' }, { username: 'gone' }, { username: 'x'.repeat(256) }]) {
     t.same(visible(await forgot(app, payload)), visible(known), JSON.stringify(payload).slice(0, 40))
   }
-  t.equal(await count(app, 'SELECT count(*) FROM mail_outbox'), 1, 'only the known account with an address was sent a link')
-  t.equal(await count(app, 'SELECT count(*) FROM account_tokens'), 1)
+  t.equal(await count(app, "SELECT count(*) FROM mail_outbox WHERE kind = 'password_reset'"), 1, 'only the known account with an address was sent a link')
+  t.equal(await count(app, "SELECT count(*) FROM account_tokens WHERE purpose = 'reset_password'"), 1)
 })
 
 t.test('known and unknown accounts take the same time: every answer waits for PASSWORD_FORGOT_MIN_DURATION', async (t) => {
@@ -155,7 +155,7 @@ t.test('known and unknown accounts take the same time: every answer waits for PA
       t.equal(res.statusCode, 202)
     }
   }
-  t.equal(await count(app, 'SELECT count(*) FROM mail_outbox'), 20, 'every request for the known account did the work')
+  t.equal(await count(app, "SELECT count(*) FROM mail_outbox WHERE kind = 'password_reset'"), 20, 'every request for the known account did the work')
   const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return (s[9]! + s[10]!) / 2 }
   const [known, unknown] = [median(times.known), median(times.unknown)]
   t.comment(`medians: known ${known.toFixed(1)} ms, unknown ${unknown.toFixed(1)} ms, floor ${FLOOR} ms`)
@@ -347,10 +347,10 @@ t.test('SMTP down when the link is asked for: 202, and the mail arrives once SMT
   await registerWith(app, 'alice', 'alice@example.test')
   await smtp.stop()
   t.equal((await forgot(app, { username: 'alice' })).statusCode, 202)
-  await until(async () => (await rows<{ attempts: number }>(app, 'SELECT attempts FROM mail_outbox'))[0]!.attempts >= 2)
+  await until(async () => (await rows<{ attempts: number }>(app, "SELECT attempts FROM mail_outbox WHERE kind = 'password_reset'"))[0]!.attempts >= 2)
   await smtp.start()
   await smtp.waitFor(1)
-  await until(async () => (await rows<{ state: string }>(app, 'SELECT state FROM mail_outbox'))[0]!.state === 'sent')
+  await until(async () => (await rows<{ state: string }>(app, "SELECT state FROM mail_outbox WHERE kind = 'password_reset'"))[0]!.state === 'sent')
   t.equal(smtp.messages.length, 1, 'delivered once')
   t.equal((await reset(app, linkOf(smtp.messages[0]!).token)).statusCode, 204, 'and its link works')
 })
@@ -412,7 +412,7 @@ t.test('without mail the admin endpoint answers 503 MAIL_DISABLED', async (t) =>
 })
 
 t.test('admin CLI: reset-password <user> writes the link to the outbox, which the running service delivers', async (t) => {
-  const smtp = await startSmtpSink(t)
+  const smtp = await startSmtpSink(t, { ignore: isVerificationMail })
   const env = mailEnv(smtp)
   const app = await buildTestApp(t, TEST_DATABASE === 'postgres' ? env : { ...env, DATABASE_URL: `file:${t.testdir()}/auth.db` })
   const userId = await registerWith(app, 'alice', 'alice@example.test')
