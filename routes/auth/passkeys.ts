@@ -6,6 +6,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '../../src/auth/passkeys.js'
+import { verificationPending } from '../../src/auth/email.js'
 import { EmailNotVerified, PasskeyInvalid, PasskeyNotFound, PasskeyRegistrationFailed } from '../../src/errors.js'
 import { TokenResponseSchema, Transport, errors } from '../schemas.js'
 import { routeLimit } from './limits.js'
@@ -156,7 +157,7 @@ const passkeyRoutes: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> 
     if (user.disabled) throw refuse('disabled', user.id, result.passkeyId)
     // As a password login: with REQUIRE_EMAIL_VERIFICATION, an unverified account starts no
     // session (after the passkey is verified, so the answer tells a stranger nothing).
-    if (config.emailVerification.required && !(user.email !== null && user.emailVerified)) {
+    if (verificationPending(config.emailVerification.required, user)) {
       request.log.info({ userId: user.id, outcome: 'email_not_verified', method: 'webauthn' }, 'passkey login refused: address not verified')
       app.audit.record(request, 'login_failed', { userId: user.id, detail: { method: 'webauthn', reason: 'email_not_verified', passkeyId: result.passkeyId } }, now)
       throw new EmailNotVerified()

@@ -5,7 +5,7 @@ import type { FastifyRequest } from 'fastify'
 import { refresh, type RefreshDeps } from '../../src/auth/refresh.js'
 import { normalizeUsername, usernameFold } from '../../src/auth/credentials.js'
 import { EmailNotVerified, InvalidCredentials, LoginIdentifierRefused, RateLimited } from '../../src/errors.js'
-import { emailKey, normalizeEmail } from '../../src/auth/email.js'
+import { emailKey, normalizeEmail, verificationPending } from '../../src/auth/email.js'
 import type { User } from '../../db/repositories/users.js'
 import { EmailInput, MfaChallengeResponse, PasswordInput, RefreshTokenInput, TokenResponseSchema, Transport, UsernameInput, errors } from '../schemas.js'
 import { routeLimit } from './limits.js'
@@ -100,7 +100,7 @@ const tokens: FastifyPluginAsyncTypebox<{ transport: RefreshTransport }> = async
       if (user.disabled) throw refuse('disabled')
       // Only after the password is right: without it, this answer tells nothing about the
       // account. Nothing is re-sent (POST /email/verification does that, when asked).
-      if (config.emailVerification.required && !(user.email !== null && user.emailVerified)) {
+      if (verificationPending(config.emailVerification.required, user)) {
         outcome = 'right'
         request.log.info({ userId: user.id, outcome: 'email_not_verified' }, 'login refused: address not verified')
         app.audit.record(request, 'login_failed', { userId: user.id, detail: { reason: 'email_not_verified' } }, now)

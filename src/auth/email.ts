@@ -40,3 +40,12 @@ export function checkEmail (input: string): EmailCheck {
   if (address.indexOf('@') > LOCAL_MAX) return { ok: false, message: `The part before @ has at most ${LOCAL_MAX} characters` }
   return { ok: true, address, key: emailKey(address) }
 }
+
+/**
+ * With REQUIRE_EMAIL_VERIFICATION, whether this account must not start a session yet: it has
+ * no address, or an unverified one. Asked by every way in (password, passkey) only once the
+ * credential is verified, so the answer tells nothing to someone without it.
+ */
+export function verificationPending (required: boolean, user: { email: string | null, emailVerified: boolean }): boolean {
+  return required && !(user.email !== null && user.emailVerified)
+}
