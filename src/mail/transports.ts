@@ -11,18 +11,12 @@
  * the repeat.
  */
 import type { FastifyBaseLogger } from 'fastify'
+import type { OutboxMessage } from '../../db/repositories/outbox.js'
 import type { Config } from '../config.js'
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signWebhook, TIMESTAMP_HEADER } from './webhook-signature.js'
 
-export interface OutgoingMail {
-  idempotencyKey: string
-  kind: string
-  recipient: string
-  subject: string
-  text: string
-  html: string
-  createdAt: Date
-}
+/** A message as the outbox hands it over (its row id and attempt count are the worker's business). */
+export type OutgoingMail = Omit<OutboxMessage, 'id' | 'attempts'>
 
 export interface MailTransport {
   readonly name: 'smtp' | 'webhook' | 'log'
