@@ -9,12 +9,12 @@
  */
 import t, { type Test } from 'tap'
 import { PASSWORD } from '../support/app.js'
+import { loadAuthClient } from '../support/client.js'
 import { decodeJwt } from '../support/jwt.js'
 import { freePort, listen, type Served } from '../support/server.js'
 import { startSmtpSink, type ReceivedMail, type SmtpSink } from '../support/smtp.js'
 
-// Loaded by a path the test's type check does not follow: the client is typed against the DOM
-// library, which the tests' tsconfig leaves out. What the test uses of it, typed here.
+// What the test uses of the client (loaded untyped: test/support/client.ts), typed here.
 type AccountName = { username: string } | { email: string }
 interface Client {
   register: (username: string, password: string, options?: { email?: string }) => Promise<void>
@@ -32,11 +32,7 @@ interface Client {
   readonly authenticated: boolean
   readonly accessToken: string | null
 }
-const clientModule = '../../packages/client/src/auth-client.js'
-const { AuthError, createAuthClient } = await import(clientModule) as {
-  AuthError: new (status: number, code: string, message: string) => Error
-  createAuthClient: (options: { baseUrl: string }) => Client
-}
+const { AuthError, createAuthClient } = await loadAuthClient<Client>()
 
 const NEW_PASSWORD = 'a quite different passphrase'
 const INVALID_LINK = new AuthError(400, 'ACCOUNT_TOKEN_INVALID', 'This link is invalid or has expired')

@@ -7,11 +7,11 @@
 import * as OTPAuth from 'otpauth'
 import t from 'tap'
 import { fakeDate, SECOND } from '../support/clock.js'
+import { loadAuthClient } from '../support/client.js'
 import { decodeJwt } from '../support/jwt.js'
 import { listen, PASSWORD, registerUser } from '../support/server.js'
 
-// Loaded by a path the test's type check does not follow: the client is typed against the DOM
-// library, which the tests' tsconfig leaves out. What the test uses of it, typed here.
+// What the test uses of the client (loaded untyped: test/support/client.ts), typed here.
 interface Client {
   login: (username: string, password: string) => Promise<unknown>
   verifyMfa: (factor: Record<string, string>) => Promise<void>
@@ -22,11 +22,7 @@ interface Client {
   readonly authenticated: boolean
   readonly accessToken: string | null
 }
-const clientModule = '../../packages/client/src/auth-client.js'
-const { AuthError, createAuthClient } = await import(clientModule) as {
-  AuthError: new (status: number, code: string, message: string) => Error
-  createAuthClient: (options: { baseUrl: string }) => Client
-}
+const { AuthError, createAuthClient } = await loadAuthClient<Client>()
 
 const codeAt = (secret: string, ms: number): string => new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) }).generate({ timestamp: ms })
 
