@@ -48,8 +48,9 @@ export class AuditInsertFailed extends Error {
 
 /**
  * Runs `write(true)`; when the insert of its audit events failed and every one of them has a
- * recorder to tell, tells them and runs `write(false)`, which writes the change without its
- * events (and without running the code that records them). Any other failure is the write's own.
+ * recorder to tell, tells them and runs `write(false)`, which writes the change again without
+ * its events (the code that records them runs again; what it records is left out). Any other
+ * failure is the write's own.
  */
 export async function withAuditRetry<T> (write: (audit: boolean) => Promise<T>): Promise<T> {
   try {
