@@ -14,8 +14,12 @@
  *   as expired only when its signature is good;
  * - ES256 signatures are low S only (packages/verifier/src/es256.ts): the signer's random S is
  *   normalised after signing, and a high-S twin is refused before the signature is checked;
- * - nothing is cached: after the signature the session (`sid`) is checked in the database on
- *   every request (plugins/authenticate.ts), so a logout takes effect at once.
+ * - a token whose signature was checked is remembered (fast-jwt's verify cache, one per ring
+ *   key, bounded, each entry dropped at the token's `exp`), so a client presenting the same
+ *   token again costs no second signature check. What the cache cannot hide: the key is looked
+ *   up in the ring before the cache is consulted, so a revoked key refuses its tokens at once,
+ *   and the session (`sid`) is checked in the database after it on every request
+ *   (plugins/authenticate.ts), so a logout takes effect at once.
  * @see https://github.com/fastify/fastify-jwt
  */
 import { randomUUID } from 'node:crypto'
@@ -49,6 +53,8 @@ export interface IssuedAccessToken { accessToken: string, expiresIn: number }
 export const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c', 'x5t', 'x5t#S256', 'crit'] as const
 const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'iat', 'exp', 'jti', 'sid']
 const TYP = 'at+jwt'
+/** Verified tokens remembered per ring key; past this, the least recently presented are dropped. */
+export const VERIFIED_TOKENS_CACHED = 10_000
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*) *$/i
 
 /** The algorithms a ring key may have: HS256 only when the service is configured for it. */
@@ -71,8 +77,8 @@ export function bearerToken (request: FastifyRequest): string {
 interface DecodedToken { header: Record<string, unknown>, signature?: string }
 
 /**
- * The @fastify/jwt registration: verification keys resolved by `kid` from the ring, the claim
- * rules, no cache. Nothing signs through the registered secret: every token is signed by
+ * The @fastify/jwt registration: verification keys resolved by `kid` from the ring on every
+ * request, the claim rules, the verify cache behind the key. Nothing signs through the registered secret: every token is signed by
  * `createAccessTokenIssuer`, with the key it chose.
  */
 export function accessTokenJwtOptions (config: Config, ring: KeyRing): FastifyJWTOptions {
@@ -102,8 +108,9 @@ export function accessTokenJwtOptions (config: Config, ring: KeyRing): FastifyJW
       checkTyp: TYP,
       requiredClaims: REQUIRED_CLAIMS,
       clockTolerance: config.jwt.clockToleranceSeconds * 1000,
-      // A cached answer would outlive a revoked key; the session check follows every signature.
-      cache: false,
+      // @fastify/jwt resolves the key (above) before it asks the key's verifier, so a cached
+      // answer never outlives a revoked key; the session check follows every answer.
+      cache: VERIFIED_TOKENS_CACHED,
       extractToken: bearerToken
     }
   } as unknown as FastifyJWTOptions
