@@ -38,6 +38,7 @@ import { request } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config.js'
+import { VERIFIED_TOKENS_CACHED } from '../src/keys/access-tokens.js'
 import { BENCH_PASSWORD, ensureSeed, seededToken, seededUsername } from './seed.js'
 import { chart } from './lib/chart.js'
 import { drive, type LoadResult, type LoadSpec } from './lib/load.js'
@@ -456,6 +457,14 @@ async function scenarios (db1k: Db, dbLarge: Db, largeLabel: string, argon2: { m
       if (id === 'me-1k' && compositeMe > 0) row.baseline = { id: 'composite', label: 'composite ceiling', rps: compositeMe, p99: null }
       if (id === 'me-1m' && meRows['me-1k'] !== undefined) row.baseline = { id: 'me-1k', label: '/me at 1k', rps: meRows['me-1k'].rps, p99: meRows['me-1k'].p99 }
     }
+    // The same, with more tokens than the verify cache holds, presented in turn: every request
+    // checks a signature (each refresh of a session gives a new access token for it).
+    log('/me with more tokens than the verify cache holds')
+    const running = await bootService('me uncached', db1k.path)
+    const tokens: string[] = []
+    while (tokens.length <= VERIFIED_TOKENS_CACHED * 1.2) tokens.push(...await mintAccessTokens(running.url, db1k.wallet, USERS))
+    const row = addRow('me-uncached', 'GET /me, 1k sessions, a signature each', 'service', await measure(running, { requests: bearerRequests('/api/auth/me', tokens), expect: 200 }), 200, `${tokens.length} tokens in turn`)
+    if (compositeMe > 0) row.baseline = { id: 'composite', label: 'composite ceiling', rps: compositeMe, p99: null }
   }
 
   if (wanted('consumer')) {

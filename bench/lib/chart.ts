@@ -10,6 +10,7 @@ export const CHART_TARGETS: Record<string, number> = {
   'refresh-cookie-1k': 0.7,
   'refresh-body-1k': 0.7,
   'me-1k': 0.8,
+  'me-uncached': 0.8,
   'refresh-cookie-1m': 0.9,
   'refresh-body-1m': 0.9,
   'me-1m': 0.9
