@@ -7,7 +7,8 @@ import { openDatabase, type OpenDatabase } from './client.js'
 import { runMigrations } from './migrate.js'
 import { openPostgres } from './pg/client.js'
 import { runPgMigrations } from './pg/migrate.js'
-import { createPgRepositories, createRepositories, type Repositories } from './repositories/index.js'
+import { createRepositories, type Repositories } from './repositories/index.js'
+import { createPgRepositories } from './repositories/pg/index.js'
 
 export interface BackendSettings {
   databaseKind: 'sqlite' | 'postgres'

@@ -20,7 +20,7 @@ import type Database from 'better-sqlite3'
 import { openDatabase, type Db, type OpenDatabase } from '../db/client.js'
 import type { GroupCommit } from '../db/durability.js'
 import { runMigrations } from '../db/migrate.js'
-import { createPgRepositories, createRepositories, type Repositories } from '../db/repositories/index.js'
+import { createRepositories, type Repositories } from '../db/repositories/index.js'
 
 export type { Repositories }
 
@@ -92,7 +92,7 @@ class DatabaseFileGone extends Error {
 async function openPostgresBackend (app: FastifyInstance): Promise<void> {
   const { config } = app
   // Loaded only here: a service on SQLite never pays for the PostgreSQL driver at start.
-  const [{ openPostgres }, { runPgMigrations, SchemaNewerError }] = await Promise.all([import('../db/pg/client.js'), import('../db/pg/migrate.js')])
+  const [{ openPostgres }, { runPgMigrations, SchemaNewerError }, { createPgRepositories }] = await Promise.all([import('../db/pg/client.js'), import('../db/pg/migrate.js'), import('../db/repositories/pg/index.js')])
   const { db, pool } = openPostgres({
     url: config.databaseUrl,
     poolSize: config.databasePoolSize,

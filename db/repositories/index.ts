@@ -2,12 +2,12 @@
  * Every repository over one database handle: what the service (plugins/db.ts) and the CLIs
  * (src/cli) work with. `Repositories` is the one interface the domain code sees; SQLite
  * (`createRepositories`, the modules beside this one) and PostgreSQL (`createPgRepositories`,
- * ./pg/) implement it, and nothing above db/ knows which one is behind it.
+ * ./pg/index.ts) implement it, and nothing above db/ knows which one is behind it. The
+ * PostgreSQL side is its own module so that a start on SQLite does not load it.
  */
 import type { Db } from '../client.js'
 import { createAccountDeletionRepository, type AccountDeletionRepository } from './account-deletion.js'
 import { createAccountTokensRepository, type AccountTokensRepository } from './account-tokens.js'
-import type { PgDb } from '../pg/client.js'
 import { createAuditRepository, type AuditRepository } from './audit.js'
 import { createEmailVerificationRepository, type EmailVerificationRepository } from './email-verification.js'
 import { createEmailChangeRepository, type EmailChangeRepository } from './email-change.js'
@@ -16,20 +16,6 @@ import { createMfaRepository, type MfaRepository } from './mfa.js'
 import { createOutboxRepository, type OutboxRepository } from './outbox.js'
 import { createPasskeysRepository, type PasskeysRepository } from './passkeys.js'
 import { createPasswordResetsRepository, type PasswordResetsRepository } from './password-resets.js'
-import { createPgAccountTokensRepository } from './pg/account-tokens.js'
-import { createPgAuditRepository } from './pg/audit.js'
-import { createPgEmailVerificationRepository } from './pg/email-verification.js'
-import { createPgAccountDeletionRepository } from './pg/account-deletion.js'
-import { createPgEmailChangeRepository } from './pg/email-change.js'
-import { createPgLeasesRepository } from './pg/leases.js'
-import { createPgMfaRepository } from './pg/mfa.js'
-import { createPgOutboxRepository } from './pg/outbox.js'
-import { createPgPasskeysRepository } from './pg/passkeys.js'
-import { createPgPasswordResetsRepository } from './pg/password-resets.js'
-import { createPgServerSecretsRepository } from './pg/server-secrets.js'
-import { createPgSessionsRepository } from './pg/sessions.js'
-import { createPgSigningKeysRepository } from './pg/signing-keys.js'
-import { createPgUsersRepository } from './pg/users.js'
 import { createServerSecretsRepository, type ServerSecretsRepository } from './server-secrets.js'
 import { createSessionsRepository, type SessionsRepository } from './sessions.js'
 import { createSigningKeysRepository, type SigningKeysRepository } from './signing-keys.js'
@@ -75,23 +61,4 @@ export function createRepositories (db: Db): Repositories {
     emailChange: createEmailChangeRepository(db),
     accountDeletion: createAccountDeletionRepository(db)
   }
-}
-
-export function createPgRepositories (db: PgDb): Repositories {
-  return {
-    users: createPgUsersRepository(db),
-    sessions: createPgSessionsRepository(db),
-    signingKeys: createPgSigningKeysRepository(db),
-    serverSecrets: createPgServerSecretsRepository(db),
-    audit: createPgAuditRepository(db),
-    leases: createPgLeasesRepository(db),
-    passkeys: createPgPasskeysRepository(db),
-    mfa: createPgMfaRepository(db),
-    outbox: createPgOutboxRepository(db),
-    accountTokens: createPgAccountTokensRepository(db),
-    emailVerification: createPgEmailVerificationRepository(db),
-    passwordResets: createPgPasswordResetsRepository(db),
-    emailChange: createPgEmailChangeRepository(db),
-    accountDeletion: createPgAccountDeletionRepository(db)
-  } satisfies Repositories
 }

@@ -1,6 +1,6 @@
 /**
- * What a start loads: a service on SQLite without REDIS_URL loads neither the PostgreSQL driver
- * nor the Redis client, and the WebAuthn and QR-code libraries wait for their first use. Each
+ * What a start loads: a service on SQLite without REDIS_URL loads neither the PostgreSQL driver,
+ * the PostgreSQL repositories (drizzle's pg-core) nor the Redis client, and the WebAuthn and QR-code libraries wait for their first use. Each
  * is loaded where it is needed (plugins/db.ts, src/redis.ts, src/auth/passkeys.ts,
  * src/auth/totp.ts), so a start on the defaults does not pay for them.
  */
@@ -10,7 +10,7 @@ import t from 'tap'
 
 const root = join(import.meta.dirname, '..', '..')
 // The settings of test/support/app.ts, inlined: importing it would load the PostgreSQL helpers.
-const WATCHED = ['pg', 'ioredis', '@simplewebauthn/server', 'qrcode']
+const WATCHED = ['pg', 'drizzle-orm/pg-core', 'ioredis', '@simplewebauthn/server', 'qrcode']
 
 // A child process records every bare specifier it resolves while the app starts, then enrols
 // TOTP and asks for passkey options, and prints what it loaded by then.
@@ -40,6 +40,6 @@ t.test('a start on SQLite loads neither database driver nor client it does not u
   })
   t.equal(child.status, 0, child.stderr)
   const { atStart, afterUse } = JSON.parse(child.stdout.trim().split('\n').at(-1)!)
-  t.same(atStart, [], 'nothing of pg, ioredis, @simplewebauthn/server, qrcode at start')
+  t.same(atStart, [], 'nothing of pg, drizzle-orm/pg-core, ioredis, @simplewebauthn/server, qrcode at start')
   t.same(afterUse, ['@simplewebauthn/server', 'qrcode'], 'WebAuthn and QR codes once used; still no pg or ioredis')
 })
