@@ -33,6 +33,7 @@ import wellKnownRoutes from '../routes/well-known.js'
 import type { Config } from './config.js'
 import { bearerChallenge, NotFound, ServiceUnavailable } from './errors.js'
 import { answerClientError, toPublicError } from './public-error.js'
+import { lazySerializers } from './tuning/lazy-serializers.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -102,7 +103,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       void (reply as FastifyReply).code(statusCode).type('application/json; charset=utf-8').header('x-content-type-options', 'nosniff').send(body)
     },
     routerOptions: { maxParamLength: 128 },
-    ajv: { customOptions: { removeAdditional: 'all', coerceTypes: false, useDefaults: true, allErrors: false } }
+    ajv: { customOptions: { removeAdditional: 'all', coerceTypes: false, useDefaults: true, allErrors: false } },
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } }
   }
   if (options.logger !== undefined) {
     fastifyOptions.loggerInstance = options.logger
