@@ -5,6 +5,7 @@ import { fakeDate, SECOND } from '../support/clock.js'
 import { adminSession } from '../support/metrics.js'
 import { sidOf } from '../support/jwt.js'
 import { column, count, rows, run, sharedDatabaseUrl } from '../support/db.js'
+import { startSmtpSink } from '../support/smtp.js'
 
 /**
  * On the backend of the test pass. The rows are read through test/support/db.ts; on PostgreSQL
@@ -140,6 +141,64 @@ t.test('a failed audit write is logged and the request goes on', async (t) => {
     { audit: 'login_failed', reqId: wrong.res.headers['x-request-id'] },
     { audit: 'login_succeeded', reqId: res.res.headers['x-request-id'] }
   ], 'both failures logged, with their request ids')
+})
+
+/** From here on every insert into audit_events fails, as a full disk or a broken table would make it. */
+async function failAuditInserts (app: Awaited<ReturnType<typeof buildTestApp>>): Promise<void> {
+  if (app.database.kind === 'sqlite') {
+    await run(app, "CREATE TEMP TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit write failed'); END")
+    return
+  }
+  await run(app, "CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit write failed'; END $$")
+  await run(app, 'CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_audit()')
+}
+
+t.test('a failed audit insert never fails the change it records: a registration over a taken address, an e-mail verification, a password reset', async (t) => {
+  const smtp = await startSmtpSink(t)
+  const lines: string[] = []
+  const logStream = new Writable({ write (chunk: Buffer, _enc, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb() } })
+  const app = await buildTestApp(t, {
+    LOG_LEVEL: 'info',
+    REQUIRE_EMAIL_VERIFICATION: 'true',
+    MAIL_TRANSPORT: 'smtp',
+    SMTP_URL: smtp.url,
+    MAIL_FROM: 'Example <no-reply@example.test>',
+    MAIL_POLL_INTERVAL: '100ms',
+    PASSWORD_FORGOT_MIN_DURATION: '20ms'
+  }, { logStream })
+  const post = async (url: string, payload: Record<string, unknown>): Promise<{ statusCode: number, body: string }> => await app.inject({ method: 'POST', url, payload })
+  const tokenIn = (text: string, page: string): string => {
+    const m = new RegExp(`${page}\\?token=([A-Za-z0-9_-]{43})`).exec(text)
+    if (m === null) throw new Error(`no ${page} link in: ${text}`)
+    return m[1]!
+  }
+  t.equal((await post('/api/auth/register', { username: 'alice', password: PASSWORD, email: 'alice@example.test' })).statusCode, 201)
+  const [verification] = await smtp.waitFor(1)
+  await app.audit.settled()
+  const before = await count(app, 'SELECT count(*) FROM audit_events')
+  await failAuditInserts(app)
+
+  const taken = await post('/api/auth/register', { username: 'mallory', password: PASSWORD, email: 'alice@example.test' })
+  t.equal(taken.statusCode, 201, `a registration over a taken address is answered as a new one (${taken.body})`)
+  const notice = (await smtp.waitFor(2))[1]!
+  t.match(notice.text, /reset-password/, 'and the address\'s owner is told')
+
+  const verified = await post('/api/auth/email/verify', { token: tokenIn(verification!.text, 'verify-email') })
+  t.equal(verified.statusCode, 204, `the address is verified (${verified.body})`)
+
+  t.equal((await post('/api/auth/password/forgot', { username: 'alice' })).statusCode, 202)
+  const resetMail = (await smtp.waitFor(3))[2]!
+  const reset = await post('/api/auth/password/reset', { token: tokenIn(resetMail.text, 'reset-password'), newPassword: NEW_PASSWORD })
+  t.ok(reset.statusCode < 300, `the password is reset (${reset.statusCode} ${reset.body})`)
+  const { res } = await login(app, { password: NEW_PASSWORD })
+  t.equal(res.statusCode, 200, 'the new password logs in')
+
+  await app.audit.settled()
+  const failed = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'audit event could not be recorded').map((l) => l.audit as string)
+  for (const type of ['register_address_taken', 'email_verified', 'password_reset_requested', 'password_reset', 'login_succeeded']) {
+    t.ok(failed.includes(type), `the failed ${type} event is logged`)
+  }
+  t.equal(await count(app, 'SELECT count(*) FROM audit_events'), before, 'and none was written')
 })
 
 t.test('a login writes its audit event inside the session\'s transaction (one commit, not two)', async (t) => {

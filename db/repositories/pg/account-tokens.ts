@@ -3,13 +3,12 @@ import { and, eq, gt, lte } from 'drizzle-orm'
 import type { AccountTokensRepository } from '../account-tokens.js'
 import type { PgDb } from '../../pg/client.js'
 import { accountTokens } from '../../pg/schema.js'
-import { writeAlongside } from './alongside.js'
+import { transactionAlongside } from './alongside.js'
 
 export function createPgAccountTokensRepository (db: PgDb): AccountTokensRepository {
   return {
     async issue (t, alongside) {
-      let afterCommit = (): void => {}
-      await db.transaction(async (tx) => {
+      await transactionAlongside(db, async (tx, write) => {
         await tx.delete(accountTokens).where(and(eq(accountTokens.userId, t.userId), eq(accountTokens.purpose, t.purpose)))
         await tx.insert(accountTokens).values({
           tokenHash: t.tokenHash,
@@ -20,9 +19,8 @@ export function createPgAccountTokensRepository (db: PgDb): AccountTokensReposit
           createdAt: t.now,
           expiresAt: t.expiresAt
         })
-        if (alongside !== undefined) afterCommit = await writeAlongside(tx, alongside)
+        if (alongside !== undefined) await write(alongside)
       })
-      afterCommit()
     },
 
     async find (tokenHash, purpose, now) {

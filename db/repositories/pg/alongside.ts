@@ -6,18 +6,37 @@
  */
 import type { PgDb } from '../../pg/client.js'
 import { auditEvents, mailOutbox } from '../../pg/schema.js'
-import { AuditInsertFailed, auditRow, collectAudit } from './audit.js'
+import { AuditInsertFailed, auditRow, collectAudit, withAuditRetry } from './audit.js'
 import { collectOutbox } from './outbox.js'
 
 export type PgTx = Parameters<Parameters<PgDb['transaction']>[0]>[0]
 
 /**
- * Runs `alongside` and inserts what it recorded, in `tx`; a failed insert of the audit events
- * is an AuditInsertFailed, for withAuditRetry (./audit.ts). Answers a function to call once the
+ * A repository transaction that writes what an `alongside` records: `body(tx, write)` makes the
+ * change and calls `write(alongside)` inside it (once, or not at all). Every such transaction
+ * goes through here, so each one keeps SQLite's rule that a failed audit write never fails the
+ * change it records: when the insert of its audit events fails, their recorders are told (they
+ * log it) and the whole transaction runs again without them (`withAuditRetry`, ./audit.ts). The
+ * outbox workers of the messages it enqueued are woken once it has committed.
+ */
+export async function transactionAlongside<T> (db: PgDb, body: (tx: PgTx, write: (alongside: () => void) => Promise<void>) => Promise<T>): Promise<T> {
+  return await withAuditRetry(async (audit) => {
+    let afterCommit = (): void => {}
+    const result = await db.transaction(async (tx) => await body(tx, async (alongside) => {
+      afterCommit = await writeAlongside(tx, alongside, audit)
+    }))
+    afterCommit()
+    return result
+  })
+}
+
+/**
+ * Runs `alongside` and inserts what it recorded, in `tx` (transactionAlongside's `write`); a
+ * failed insert of the audit events is an AuditInsertFailed, for withAuditRetry (./audit.ts). Answers a function to call once the
  * transaction has committed: it wakes the outbox worker of each message enqueued (woken before
  * the commit, a worker could look and find nothing yet).
  */
-export async function writeAlongside (tx: PgTx, alongside: () => void, audit = true): Promise<() => void> {
+async function writeAlongside (tx: PgTx, alongside: () => void, audit = true): Promise<() => void> {
   let messages: ReturnType<typeof collectOutbox> = []
   const events = collectAudit(() => { messages = collectOutbox(alongside) })
   // With `audit` false (withAuditRetry's second attempt, the events' insert having failed),

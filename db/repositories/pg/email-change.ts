@@ -8,7 +8,7 @@ import { and, eq, gt, isNull, ne, sql } from 'drizzle-orm'
 import type { ChangeOutcome, EmailChangeRepository } from '../email-change.js'
 import type { PgDb } from '../../pg/client.js'
 import { accountTokens, sessions, users } from '../../pg/schema.js'
-import { writeAlongside, type PgTx } from './alongside.js'
+import { transactionAlongside, type PgTx } from './alongside.js'
 
 const TAKEN = Symbol('taken')
 const INVALID = Symbol('invalid')
@@ -38,11 +38,9 @@ async function takenByAnother (tx: PgTx, key: string, userId: string): Promise<b
 }
 
 export function createPgEmailChangeRepository (db: PgDb): EmailChangeRepository {
-  const run = async (fn: (tx: PgTx) => Promise<{ outcome: ChangeOutcome, afterCommit: () => void }>): Promise<ChangeOutcome> => {
+  const run = async (fn: (tx: PgTx, write: (alongside: () => void) => Promise<void>) => Promise<ChangeOutcome>): Promise<ChangeOutcome> => {
     try {
-      const { outcome, afterCommit } = await db.transaction(fn)
-      afterCommit()
-      return outcome
+      return await transactionAlongside(db, fn)
     } catch (err) {
       if (err === INVALID) return { ok: false, reason: 'invalid' }
       if (err === TAKEN || isEmailKeyViolation(err)) return { ok: false, reason: 'taken' }
@@ -52,7 +50,7 @@ export function createPgEmailChangeRepository (db: PgDb): EmailChangeRepository 
 
   return {
     async confirm (c, alongside) {
-      return await run(async (tx) => {
+      return await run(async (tx, write) => {
         if (!await spend(tx, c.tokenHash, 'change_email', c.userId, c.email.address, c.now)) throw INVALID
         const [user] = await tx.select({ email: users.email, disabled: users.disabled, passwordChangedAt: users.passwordChangedAt })
           .from(users).where(eq(users.id, c.userId)).for('update')
@@ -71,13 +69,13 @@ export function createPgEmailChangeRepository (db: PgDb): EmailChangeRepository 
             expiresAt: c.undo.expiresAt
           })
         }
-        const afterCommit = await writeAlongside(tx, () => { alongside(user.email) })
-        return { outcome: { ok: true, previous: user.email }, afterCommit }
+        await write(() => { alongside(user.email) })
+        return { ok: true, previous: user.email }
       })
     },
 
     async undo (u, alongside) {
-      return await run(async (tx) => {
+      return await run(async (tx, write) => {
         if (!await spend(tx, u.tokenHash, 'undo_email_change', u.userId, u.email.address, u.now)) throw INVALID
         const [user] = await tx.select({ email: users.email }).from(users).where(eq(users.id, u.userId)).for('update')
         if (user === undefined) throw INVALID
@@ -92,8 +90,8 @@ export function createPgEmailChangeRepository (db: PgDb): EmailChangeRepository 
         await tx.update(sessions).set({ revokedAt: u.now, revokedReason: 'email_change_undone' })
           .where(and(eq(sessions.userId, u.userId), isNull(sessions.revokedAt)))
         await tx.delete(accountTokens).where(eq(accountTokens.userId, u.userId))
-        const afterCommit = await writeAlongside(tx, alongside)
-        return { outcome: { ok: true, previous: user.email }, afterCommit }
+        await write(alongside)
+        return { ok: true, previous: user.email }
       })
     }
   }

@@ -3,13 +3,12 @@ import { and, eq, gt } from 'drizzle-orm'
 import type { EmailVerificationRepository, VerifyEmailOutcome } from '../email-verification.js'
 import type { PgDb } from '../../pg/client.js'
 import { accountTokens, users } from '../../pg/schema.js'
-import { writeAlongside } from './alongside.js'
+import { transactionAlongside } from './alongside.js'
 
 export function createPgEmailVerificationRepository (db: PgDb): EmailVerificationRepository {
   return {
     async verify (tokenHash, now, alongside) {
-      let afterCommit = (): void => {}
-      const outcome = await db.transaction(async (tx): Promise<VerifyEmailOutcome> => {
+      const outcome = await transactionAlongside(db, async (tx, write): Promise<VerifyEmailOutcome> => {
         // The DELETE's row count decides: a concurrent spend of the same token waits for this
         // transaction's row lock, then deletes nothing.
         const [token] = await tx.delete(accountTokens)
@@ -23,10 +22,9 @@ export function createPgEmailVerificationRepository (db: PgDb): EmailVerificatio
         if (user.emailVerifiedAt === null) {
           await tx.update(users).set({ emailVerifiedAt: now, updatedAt: now }).where(eq(users.id, token.userId))
         }
-        if (alongside !== undefined) afterCommit = await writeAlongside(tx, () => { alongside(token.userId) })
+        if (alongside !== undefined) await write(() => { alongside(token.userId) })
         return { verified: true, userId: token.userId }
       })
-      afterCommit()
       return outcome
     }
   }

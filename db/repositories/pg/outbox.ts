@@ -3,7 +3,7 @@
  *
  * - `enqueue` is synchronous, like `audit.recordNow`: a PostgreSQL transaction is asynchronous,
  *   so the repository that runs one collects the messages `enqueue` is given while its
- *   `alongside` runs (`writeAlongside`, ./alongside.ts) and inserts them in that transaction,
+ *   `alongside` runs (`transactionAlongside`, ./alongside.ts) and inserts them in that transaction,
  *   before its commit; the worker is woken once the commit has answered.
  * - `claim` is one UPDATE over the due rows its subquery locks with FOR UPDATE SKIP LOCKED: two
  *   instances claiming at once take disjoint rows, and neither waits for the other.
@@ -16,7 +16,7 @@ import { and, asc, eq, sql } from 'drizzle-orm'
 import type { DeadMessage, NewOutboxMessage, OutboxMessage, OutboxRepository } from '../outbox.js'
 import type { PgDb } from '../../pg/client.js'
 import { mailOutbox } from '../../pg/schema.js'
-import { writeAlongside } from './alongside.js'
+import { transactionAlongside } from './alongside.js'
 
 const ERROR_MAX = 500
 
@@ -71,8 +71,7 @@ export function createPgOutboxRepository (db: PgDb): OutboxRepository {
     },
 
     async enqueueAlone (alongside) {
-      const woken = await db.transaction(async (tx) => await writeAlongside(tx, alongside))
-      woken()
+      await transactionAlongside(db, async (_tx, write) => { await write(alongside) })
     },
 
     onEnqueue (listener) {

@@ -9,13 +9,12 @@ import { and, count, eq, gt, isNull, sql } from 'drizzle-orm'
 import { RESET_REQUESTED_EVENT, type PasswordResetsRepository, type ResetDone, type ResetRequestOutcome } from '../password-resets.js'
 import type { PgDb } from '../../pg/client.js'
 import { accountTokens, auditEvents, sessions, users } from '../../pg/schema.js'
-import { writeAlongside } from './alongside.js'
+import { transactionAlongside } from './alongside.js'
 
 export function createPgPasswordResetsRepository (db: PgDb): PasswordResetsRepository {
   return {
     async request (r, alongside) {
-      let afterCommit = (): void => {}
-      const outcome = await db.transaction(async (tx): Promise<ResetRequestOutcome> => {
+      const outcome = await transactionAlongside(db, async (tx, write): Promise<ResetRequestOutcome> => {
         const [user] = await tx.select({ email: users.email, disabled: users.disabled, passwordChangedAt: users.passwordChangedAt })
           .from(users).where(eq(users.id, r.userId)).for('update')
         if (user === undefined) return { outcome: 'no_account' }
@@ -37,16 +36,14 @@ export function createPgPasswordResetsRepository (db: PgDb): PasswordResetsRepos
           expiresAt: r.expiresAt
         })
         const email = user.email
-        afterCommit = await writeAlongside(tx, () => { alongside(email) })
+        await write(() => { alongside(email) })
         return { outcome: 'issued', email }
       })
-      afterCommit()
       return outcome
     },
 
     async spend (s, alongside) {
-      let afterCommit = (): void => {}
-      const done = await db.transaction(async (tx): Promise<ResetDone | null> => {
+      const done = await transactionAlongside(db, async (tx, write): Promise<ResetDone | null> => {
         // Of two spends of one token, the second waits for the first's commit and deletes nothing.
         const [token] = await tx.delete(accountTokens)
           .where(and(eq(accountTokens.tokenHash, s.tokenHash), eq(accountTokens.purpose, 'reset_password'), gt(accountTokens.expiresAt, s.now)))
@@ -60,10 +57,9 @@ export function createPgPasswordResetsRepository (db: PgDb): PasswordResetsRepos
         const endedSessions = (await tx.update(sessions).set({ revokedAt: s.now, revokedReason: 'password_reset' })
           .where(and(eq(sessions.userId, token.userId), isNull(sessions.revokedAt)))).rowCount ?? 0
         const result = { userId: token.userId, username: changed.username, email: changed.email, endedSessions }
-        afterCommit = await writeAlongside(tx, () => { alongside(result) })
+        await write(() => { alongside(result) })
         return result
       })
-      afterCommit()
       return done
     }
   }

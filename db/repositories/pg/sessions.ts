@@ -20,8 +20,7 @@ import { alias } from 'drizzle-orm/pg-core'
 import type { NewSession, RevokeReason, Rotation, RotateOutcome, SessionRow, SessionUser, TokenLookup, TokenRow } from '../sessions.js'
 import type { PgDb } from '../../pg/client.js'
 import { refreshTokens, sessions, users } from '../../pg/schema.js'
-import { writeAlongside } from './alongside.js'
-import { withAuditRetry } from './audit.js'
+import { transactionAlongside } from './alongside.js'
 
 /**
  * A rotation in one statement (one round trip, atomic as any single statement): the successor's
@@ -105,37 +104,30 @@ export function createPgSessionsRepository (db: PgDb) {
     ))
     .prepare('sessions_find_live')
 
-  const nothing = (): void => {}
-
   return {
     async start (s: NewSession, alongside?: (sessionId: string) => void): Promise<number | null> {
       // A failed insert of the login's audit event is logged and the login written again
-      // without it (withAuditRetry), as on SQLite, where the event's write cannot fail the session's.
-      return await withAuditRetry(async (audit) => {
-        let afterCommit = nothing
-        const id = await db.transaction(async (tx) => {
-          const [credential] = await tx.select({ credentialEpoch: users.credentialEpoch, disabled: users.disabled })
-            .from(users).where(eq(users.id, s.userId)).for('share')
-          if (credential === undefined || credential.credentialEpoch !== s.credentialEpoch || credential.disabled) return null
-          await tx.insert(sessions).values({
-            id: s.id,
-            userId: s.userId,
-            createdAt: s.now,
-            lastUsedAt: s.now,
-            expiresAt: s.expiresAt,
-            refreshExpiresAt: s.tokenExpiresAt,
-            userAgent: s.userAgent,
-            ip: s.ip,
-            amr: s.amr,
-            authTime: s.now
-          })
-          const [token] = await tx.insert(refreshTokens).values({ tokenHash: s.tokenHash, sessionId: s.id, createdAt: s.now, expiresAt: s.tokenExpiresAt })
-            .returning({ id: refreshTokens.id })
-          if (alongside !== undefined) afterCommit = await writeAlongside(tx, () => { alongside(s.id) }, audit)
-          return token!.id
+      // without it (transactionAlongside), as on SQLite, where the event's write cannot fail the session's.
+      return await transactionAlongside(db, async (tx, write) => {
+        const [credential] = await tx.select({ credentialEpoch: users.credentialEpoch, disabled: users.disabled })
+          .from(users).where(eq(users.id, s.userId)).for('share')
+        if (credential === undefined || credential.credentialEpoch !== s.credentialEpoch || credential.disabled) return null
+        await tx.insert(sessions).values({
+          id: s.id,
+          userId: s.userId,
+          createdAt: s.now,
+          lastUsedAt: s.now,
+          expiresAt: s.expiresAt,
+          refreshExpiresAt: s.tokenExpiresAt,
+          userAgent: s.userAgent,
+          ip: s.ip,
+          amr: s.amr,
+          authTime: s.now
         })
-        afterCommit()
-        return id
+        const [token] = await tx.insert(refreshTokens).values({ tokenHash: s.tokenHash, sessionId: s.id, createdAt: s.now, expiresAt: s.tokenExpiresAt })
+          .returning({ id: refreshTokens.id })
+        if (alongside !== undefined) await write(() => { alongside(s.id) })
+        return token!.id
       })
     },
 
@@ -189,15 +181,10 @@ export function createPgSessionsRepository (db: PgDb) {
     },
 
     async revokeAlongside (sessionId: string, reason: RevokeReason, now: Date, alongside: () => void): Promise<boolean> {
-      return await withAuditRetry(async (audit) => {
-        let afterCommit = nothing
-        const ended = await db.transaction(async (tx) => {
-          const ended = ((await tx.update(sessions).set({ revokedAt: now, revokedReason: reason })
-            .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))).rowCount ?? 0) > 0
-          afterCommit = await writeAlongside(tx, alongside, audit)
-          return ended
-        })
-        afterCommit()
+      return await transactionAlongside(db, async (tx, write) => {
+        const ended = ((await tx.update(sessions).set({ revokedAt: now, revokedReason: reason })
+          .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))).rowCount ?? 0) > 0
+        await write(alongside)
         return ended
       })
     },

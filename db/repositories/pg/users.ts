@@ -7,7 +7,7 @@ import { usernameFold, usernameKey, usernameSkeleton } from '../../username-keys
 import { EmailTakenError, type NewUser, type User } from '../users.js'
 import type { PgDb } from '../../pg/client.js'
 import { accountTokens, sessions, users } from '../../pg/schema.js'
-import { writeAlongside } from './alongside.js'
+import { transactionAlongside } from './alongside.js'
 
 function isUniqueViolation (err: unknown): boolean {
   for (let e = err; typeof e === 'object' && e !== null; e = (e as { cause?: unknown }).cause) {
@@ -47,9 +47,8 @@ export function createPgUsersRepository (db: PgDb) {
     async insert (user: NewUser, alongside?: (created: User) => void): Promise<User | null> {
       const fold = usernameFold(user.username)
       const skeleton = usernameSkeleton(user.username)
-      let afterCommit = (): void => {}
       try {
-        const created = await db.transaction(async (tx) => {
+        const created = await transactionAlongside(db, async (tx, write) => {
           for (const key of [`username_fold:${fold}`, `username_skeleton:${skeleton}`].sort()) {
             await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`)
           }
@@ -86,10 +85,9 @@ export function createPgUsersRepository (db: PgDb) {
             })
           }
           const created = toUser(row!)
-          if (alongside !== undefined) afterCommit = await writeAlongside(tx, () => { alongside(created) })
+          if (alongside !== undefined) await write(() => { alongside(created) })
           return created
         })
-        if (created !== null) afterCommit()
         return created
       } catch (err) {
         if (isEmailKeyViolation(err)) throw new EmailTakenError()
