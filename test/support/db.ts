@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify'
 import pg from 'pg'
 import type { Test } from 'tap'
 import { TEST_DATABASE } from './app.js'
-import { freshPostgresDatabase, queryPostgres } from './pg.js'
+import { freshPostgresDatabase, queryPostgres, withPostgresClient } from './pg.js'
 
 const INT8 = 20
 const TIMESTAMPTZ = 1184
@@ -54,13 +54,7 @@ export async function count (app: FastifyInstance, sql: string, ...params: unkno
 /** Runs a statement that answers no rows (INSERT, UPDATE, DELETE, DROP): the number of rows it changed. */
 export async function run (app: FastifyInstance, sql: string, ...params: unknown[]): Promise<number> {
   if (app.database.kind === 'sqlite') return app.sqlite.prepare(sql).run(...sqliteParams(params)).changes
-  const client = new pg.Client({ connectionString: app.config.databaseUrl })
-  await client.connect()
-  try {
-    return (await client.query(toPostgres(sql), params)).rowCount ?? 0
-  } finally {
-    await client.end()
-  }
+  return await withPostgresClient(app.config.databaseUrl, async (client) => (await client.query(toPostgres(sql), params)).rowCount ?? 0)
 }
 
 /**

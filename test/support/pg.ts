@@ -15,15 +15,20 @@ export const needsPostgres = TEST_POSTGRES_URL === undefined || TEST_POSTGRES_UR
   ? { skip: 'PostgreSQL tests skipped: set TEST_POSTGRES_URL to an administrator URL of a throwaway server' }
   : {}
 
-async function admin<T> (work: (client: pg.Client) => Promise<T>, adminUrl = TEST_POSTGRES_URL): Promise<T> {
-  if (adminUrl === undefined || adminUrl === '') throw new Error('TEST_POSTGRES_URL is not set')
-  const client = new pg.Client({ connectionString: adminUrl })
+/** Runs `work` with a client connected to the database at `url`, closed after it. */
+export async function withPostgresClient<T> (url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
     return await work(client)
   } finally {
     await client.end()
   }
+}
+
+async function admin<T> (work: (client: pg.Client) => Promise<T>, adminUrl = TEST_POSTGRES_URL): Promise<T> {
+  if (adminUrl === undefined || adminUrl === '') throw new Error('TEST_POSTGRES_URL is not set')
+  return await withPostgresClient(adminUrl, work)
 }
 
 /**
@@ -42,11 +47,5 @@ export async function freshPostgresDatabase (t: Test | null, adminUrl = TEST_POS
 
 /** Runs `sql` on the database at `url` (for tests that look at or change rows directly); `types`: how to parse the values. */
 export async function queryPostgres<R extends pg.QueryResultRow = Record<string, unknown>> (url: string, sql: string, params: unknown[] = [], types?: pg.CustomTypesConfig): Promise<R[]> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query<R>({ text: sql, values: params, ...(types === undefined ? {} : { types }) })).rows
-  } finally {
-    await client.end()
-  }
+  return await withPostgresClient(url, async (client) => (await client.query<R>({ text: sql, values: params, ...(types === undefined ? {} : { types }) })).rows)
 }
