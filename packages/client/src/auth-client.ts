@@ -174,6 +174,14 @@ export function createAuthClient (options: AuthClientOptions = {}) {
     if (!res.ok) throw await errorOf(res)
   }
 
+  /** A call that needs the session (through `client.fetch`, with a JSON body when given); throws AuthError unless 2xx. */
+  async function signedIn (path: string, method = 'GET', body?: unknown): Promise<Response> {
+    const init: RequestInit = body === undefined ? { method } : { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }
+    const res = await client.fetch(path, init)
+    if (!res.ok) throw await errorOf(res)
+    return res
+  }
+
   /** A cookie-mode request to the service: login, refresh, logout. */
   async function cookieRequest (path: string, body?: unknown): Promise<Response> {
     return await fetch(url(path), {
@@ -317,21 +325,18 @@ export function createAuthClient (options: AuthClientOptions = {}) {
 
     /** Removes TOTP (and the recovery codes); needs the password and a current code. */
     async disableTotp (password: string, code: string): Promise<void> {
-      const res = await client.fetch('/api/auth/mfa/totp', { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password, code }) })
-      if (!res.ok) throw await errorOf(res)
+      await signedIn('/api/auth/mfa/totp', 'DELETE', { password, code })
     },
 
     /** Ten new recovery codes; the old ones stop working. */
     async regenerateRecoveryCodes (password: string): Promise<string[]> {
-      const res = await client.fetch('/api/auth/mfa/recovery-codes', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password }) })
-      if (!res.ok) throw await errorOf(res)
+      const res = await signedIn('/api/auth/mfa/recovery-codes', 'POST', { password })
       return (await res.json() as { recoveryCodes: string[] }).recoveryCodes
     },
 
     /** Step-up: proves a credential again; the new access token carries a fresh auth_time. */
     async reauthenticate (credential: { password: string } | SecondFactor): Promise<void> {
-      const res = await client.fetch('/api/auth/reauthenticate', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(credential) })
-      if (!res.ok) throw await errorOf(res)
+      const res = await signedIn('/api/auth/reauthenticate', 'POST', credential)
       accept(await res.json() as TokenResponse, 'refresh')
     },
 
@@ -350,8 +355,7 @@ export function createAuthClient (options: AuthClientOptions = {}) {
      * working). Throws AuthError (409 NO_EMAIL, EMAIL_ALREADY_VERIFIED; 429; 503 MAIL_DISABLED).
      */
     async requestEmailVerification (): Promise<void> {
-      const res = await client.fetch('/api/auth/email/verification', { method: 'POST' })
-      if (!res.ok) throw await errorOf(res)
+      await signedIn('/api/auth/email/verification', 'POST')
     },
 
     /** Verifies the address with the token of a mailed link. Throws AuthError (400 ACCOUNT_TOKEN_INVALID, 429). */
@@ -365,8 +369,7 @@ export function createAuthClient (options: AuthClientOptions = {}) {
      * INVALID_CURRENT_PASSWORD, 400 INVALID_EMAIL, 429, 503 MAIL_DISABLED, ...).
      */
     async changeEmail (newEmail: string, password: string): Promise<void> {
-      const res = await client.fetch('/api/auth/email/change', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ newEmail, password }) })
-      if (!res.ok) throw await errorOf(res)
+      await signedIn('/api/auth/email/change', 'POST', { newEmail, password })
     },
 
     /**
@@ -400,8 +403,7 @@ export function createAuthClient (options: AuthClientOptions = {}) {
      * is signed out, in every tab. Throws AuthError (403 INVALID_CURRENT_PASSWORD, 429, ...).
      */
     async deleteAccount (password: string): Promise<void> {
-      const res = await client.fetch('/api/auth/me', { method: 'DELETE', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ password }) })
-      if (!res.ok) throw await errorOf(res)
+      await signedIn('/api/auth/me', 'DELETE', { password })
       forget('logout')
       channel?.postMessage({ type: 'logout' } satisfies TabMessage)
     },
@@ -430,13 +432,9 @@ export function createAuthClient (options: AuthClientOptions = {}) {
 
     /** Registers a passkey for the signed-in user (the browser asks to create one). */
     async registerPasskey (name?: string): Promise<PasskeyInfo> {
-      const options = await client.fetch('/api/auth/passkeys/register/options', { method: 'POST' })
-      if (!options.ok) throw await errorOf(options)
+      const options = await signedIn('/api/auth/passkeys/register/options', 'POST')
       const response = await startRegistration({ optionsJSON: await options.json() as PublicKeyCredentialCreationOptionsJSON })
-      const res = await client.fetch('/api/auth/passkeys/register', {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(name === undefined || name === '' ? { response } : { response, name })
-      })
-      if (!res.ok) throw await errorOf(res)
+      const res = await signedIn('/api/auth/passkeys/register', 'POST', name === undefined || name === '' ? { response } : { response, name })
       return await res.json() as PasskeyInfo
     },
 
@@ -471,22 +469,15 @@ export function createAuthClient (options: AuthClientOptions = {}) {
     },
 
     async listPasskeys (): Promise<PasskeyInfo[]> {
-      const res = await client.fetch('/api/auth/passkeys')
-      if (!res.ok) throw await errorOf(res)
-      return await res.json() as PasskeyInfo[]
+      return await (await signedIn('/api/auth/passkeys')).json() as PasskeyInfo[]
     },
 
     async renamePasskey (id: string, name: string): Promise<PasskeyInfo> {
-      const res = await client.fetch(`/api/auth/passkeys/${encodeURIComponent(id)}`, {
-        method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name })
-      })
-      if (!res.ok) throw await errorOf(res)
-      return await res.json() as PasskeyInfo
+      return await (await signedIn(`/api/auth/passkeys/${encodeURIComponent(id)}`, 'PATCH', { name })).json() as PasskeyInfo
     },
 
     async deletePasskey (id: string): Promise<void> {
-      const res = await client.fetch(`/api/auth/passkeys/${encodeURIComponent(id)}`, { method: 'DELETE' })
-      if (!res.ok) throw await errorOf(res)
+      await signedIn(`/api/auth/passkeys/${encodeURIComponent(id)}`, 'DELETE')
     },
 
     /**
