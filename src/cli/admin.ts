@@ -125,6 +125,8 @@ function parse (argv: string[]): Parsed {
   const flags = new Map<string, string | true>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
+    // After `--` every argument is positional (a key id may start with dashes).
+    if (arg === '--') { positional.push(...argv.slice(i + 1)); break }
     if (!arg.startsWith('--')) { positional.push(arg); continue }
     const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
     if (BOOLEAN_FLAGS.has(name)) { flags.set(name, true); continue }

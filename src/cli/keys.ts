@@ -117,7 +117,8 @@ commands:
   rotate               a new key, published within a second; it signs after JWKS_MAX_AGE + KEY_CHECK_INTERVAL
   rotate --immediate   a new key signs now (the old one is retired; its tokens stay valid)
   revoke <kid>         a leaked key: removed from the JWKS, its tokens refused, never signs again
-                       (when it was the signing key, a new key signs at once)
+                       (when it was the signing key, a new key signs at once; a kid that
+                       starts with -- goes after --: revoke -- --abc)
 
 options:
   --json               machine-readable output
@@ -215,9 +216,12 @@ export async function runKeysCommand (argv: string[], io: KeysCommandIO = {}): P
   const out = io.stdout ?? ((s: string) => { process.stdout.write(s + '\n') })
   const err = io.stderr ?? ((s: string) => { process.stderr.write(s + '\n') })
   const [command, ...args] = argv
-  // `revoke` takes one kid; kids are base64url thumbprints and never start with a dash.
-  const operands = args.filter((a) => !a.startsWith('-'))
-  const rest = args.filter((a) => a.startsWith('-'))
+  // Options are long (`--json`); anything else is an operand. A kid is base64url, so it may
+  // start with a dash, or with two: after `--` every argument is an operand.
+  const end = args.indexOf('--')
+  const before = end === -1 ? args : args.slice(0, end)
+  const operands = [...before.filter((a) => !a.startsWith('--')), ...(end === -1 ? [] : args.slice(end + 1))]
+  const rest = before.filter((a) => a.startsWith('--'))
   const flags = new Set(rest)
   const known = command === 'list' || command === 'revoke' ? ['--json'] : command === 'rotate' ? ['--json', '--immediate'] : []
   if (command === undefined || command === '--help' || command === 'help' || flags.has('--help')) {

@@ -85,6 +85,15 @@ t.test('the CLI refuses what it cannot do, with an exit code and a message', asy
   t.match(wrong.err, /KEY_ENCRYPTION_KEY is not the key it was sealed with/)
   t.equal((await listKeys(testConfig(env))).length, 1, 'nothing was written')
 
+  // A kid is base64url: one in 64 starts with a dash, and `revoke` must take it as the key id.
+  const dashed = await run(['revoke', '-9nBhpkaW30izLJJu48BpJbyajlKwGIb_B2pIiKsyaE'], env)
+  t.equal(dashed.code, 1, `a kid that starts with a dash is a kid, not an option (${dashed.err.trim().split('\n')[0]!})`)
+  t.match(dashed.err, /no signing key -9nBhpkaW30izLJJu48BpJbyajlKwGIb_B2pIiKsyaE/)
+  const doubled = await run(['revoke', '--json', '--', '--nBhpkaW30izLJJu48BpJbyajlKwGIb_B2pIiKsyaE'], env)
+  t.equal(doubled.code, 1, 'after --, one that starts with two dashes is a kid too')
+  t.match(doubled.err, /no signing key --nBhpkaW30izLJJu48BpJbyajlKwGIb_B2pIiKsyaE/)
+  t.equal((await run(['revoke', '--nBhpkaW30izLJJu48BpJbyajlKwGIb_B2pIiKsyaE'], env)).code, 64, 'before --, it is an unknown option')
+
   const hs = await run(['rotate'], { ...env, JWT_ALGORITHM: 'HS256', JWT_SECRET: HS_SECRET })
   t.equal(hs.code, 1)
   t.match(hs.err, /HS256/)
