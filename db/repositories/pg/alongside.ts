@@ -32,9 +32,9 @@ export async function transactionAlongside<T> (db: PgDb, body: (tx: PgTx, write:
 
 /**
  * Runs `alongside` and inserts what it recorded, in `tx` (transactionAlongside's `write`); a
- * failed insert of the audit events is an AuditInsertFailed, for withAuditRetry (./audit.ts). Answers a function to call once the
- * transaction has committed: it wakes the outbox worker of each message enqueued (woken before
- * the commit, a worker could look and find nothing yet).
+ * failed insert of the audit events is an AuditInsertFailed, for withAuditRetry (./audit.ts).
+ * Answers a function to call once the transaction has committed: it wakes the outbox worker of
+ * each message enqueued (woken before the commit, a worker could look and find nothing yet).
  */
 async function writeAlongside (tx: PgTx, alongside: () => void, audit = true): Promise<() => void> {
   let messages: ReturnType<typeof collectOutbox> = []

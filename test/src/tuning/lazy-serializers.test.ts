@@ -1,9 +1,8 @@
 /**
  * src/tuning/lazy-serializers.ts: no response serializer is built while the app starts; a
- * route's is built at its first answer with that status, once, and answers as the eager one
- * did (the response schema still drops what it does not declare). fast-json-stringify, the
- * function Fastify's default compiler calls, is counted (wrapped, still doing its real work)
- * before the app loads.
+ * route's is built at its first answer with that status, once, and later answers are the same.
+ * fast-json-stringify, the function Fastify's default compiler calls, is counted (wrapped,
+ * still doing its real work) before the app loads.
  */
 import { createRequire } from 'node:module'
 import t from 'tap'
